@@ -1,0 +1,13 @@
+"""The code location: everything Dagster shows in the UI and runs from the CLI."""
+
+import dagster as dg
+
+from book_pipeline.assets import book_embeddings
+from book_pipeline.jobs import fetch_data
+from book_pipeline.resources import resources_from_environment
+
+defs = dg.Definitions(
+    assets=[book_embeddings],
+    jobs=[fetch_data],
+    resources=resources_from_environment(),
+)

@@ -1,0 +1,117 @@
+"""Dagster resources for the outside world: the books folder, the embedding model, Qdrant."""
+
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from book_pipeline.embedding import (
+    OPENAI_DEFAULT_MODEL,
+    Embedder,
+    EmbeddingModelError,
+    OpenAIEmbedder,
+    shared_local_embedder,
+)
+from book_pipeline.vector_store import BookVectorStore, open_vector_store
+
+SAMPLE_BOOKS_DIR = Path(__file__).parent / "sample_books"
+DEFAULT_DATA_DIR = "data"
+DEFAULT_COLLECTION = "books"
+
+
+def env_or_default(name: str, default: str | None) -> str | dg.EnvVar | None:
+    """Use the variable when it is set; the UI then shows its name, never a secret's value."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+class BooksFolder(dg.ConfigurableResource):
+    """Where the bookstore drops its description files (`BOOK_PIPELINE_BOOKS_DIR`)."""
+
+    path: str = Field(default=str(SAMPLE_BOOKS_DIR), description="Folder of .txt description files")
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.path).expanduser().resolve()
+
+
+class EmbedderResource(dg.ConfigurableResource):
+    """Which model turns book texts into vectors (`BOOK_PIPELINE_EMBEDDER`, `..._EMBEDDING_MODEL`)."""
+
+    provider: Literal["local", "openai"] = "local"
+    model: str | None = Field(
+        default=None,
+        description=f"Model name; the local provider has one model, openai defaults to "
+        f"{OPENAI_DEFAULT_MODEL}",
+    )
+    dimensions: int | None = Field(
+        default=None, description="OpenAI text-embedding-3 models can return shorter vectors"
+    )
+    openai_api_key: str | None = Field(default=None, description="Set from OPENAI_API_KEY")
+    openai_base_url: str | None = Field(
+        default=None, description="Any OpenAI-compatible server (OPENAI_BASE_URL)"
+    )
+
+    def get_embedder(self) -> Embedder:
+        if self.provider == "openai":
+            return OpenAIEmbedder(
+                model=self.model or OPENAI_DEFAULT_MODEL,
+                dimensions=self.dimensions,
+                api_key=self.openai_api_key,
+                base_url=self.openai_base_url,
+            )
+        embedder = shared_local_embedder()
+        if self.model not in (None, embedder.model_name):
+            raise EmbeddingModelError(
+                f"the local provider runs {embedder.model_name!r} only, not {self.model!r}"
+            )
+        return embedder
+
+
+class QdrantResource(dg.ConfigurableResource):
+    """Qdrant: a server when `url` is set (`QDRANT_URL`), else an embedded store in the data dir."""
+
+    collection: str = DEFAULT_COLLECTION
+    data_dir: str = Field(
+        default=DEFAULT_DATA_DIR, description="Project state; the embedded store is in <data_dir>/qdrant"
+    )
+    url: str | None = None
+    api_key: str | None = Field(default=None, description="Set from QDRANT_API_KEY")
+
+    @property
+    def local_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve() / "qdrant"
+
+    @property
+    def location(self) -> str:
+        return self.url or str(self.local_path)
+
+    @contextmanager
+    def open(self) -> Iterator[BookVectorStore]:
+        """Opened per use, not per run: the embedded store is locked for as long as it is open."""
+        with open_vector_store(self.collection, self.local_path, self.url, self.api_key) as store:
+            yield store
+
+
+def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "books_folder": BooksFolder(
+            path=env_or_default("BOOK_PIPELINE_BOOKS_DIR", str(SAMPLE_BOOKS_DIR))
+        ),
+        "embedder": EmbedderResource(
+            provider=env_or_default("BOOK_PIPELINE_EMBEDDER", "local"),
+            model=env_or_default("BOOK_PIPELINE_EMBEDDING_MODEL", None),
+            openai_api_key=env_or_default("OPENAI_API_KEY", None),
+            openai_base_url=env_or_default("OPENAI_BASE_URL", None),
+        ),
+        "qdrant": QdrantResource(
+            collection=env_or_default("BOOK_PIPELINE_COLLECTION", DEFAULT_COLLECTION),
+            data_dir=env_or_default("BOOK_PIPELINE_DATA_DIR", DEFAULT_DATA_DIR),
+            url=env_or_default("QDRANT_URL", None),
+            api_key=env_or_default("QDRANT_API_KEY", None),
+        ),
+    }

@@ -1,0 +1,127 @@
+"""The Qdrant collection of books: creating it, checking it matches the model, writing points."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from book_pipeline.parsing import BookRecord
+
+# Fixed forever: point ids derive from it, and changing it would duplicate every book.
+_BOOK_ID_NAMESPACE = uuid.UUID("6f1d2a8e-3c55-4c1e-9a51-0b9d7f4e2c10")
+UPSERT_BATCH_SIZE = 256
+PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
+    "author": models.PayloadSchemaType.KEYWORD,
+    "year": models.PayloadSchemaType.INTEGER,
+    "source_file": models.PayloadSchemaType.KEYWORD,
+}
+
+
+class CollectionMismatchError(RuntimeError):
+    """The existing collection was built for other vectors; writing into it would corrupt search."""
+
+
+def book_point_id(source_file: str, index: int) -> str:
+    """A book is identified by its file and its index there, so a re-run overwrites, never duplicates."""
+    return str(uuid.uuid5(_BOOK_ID_NAMESPACE, f"{source_file}\x1f{index}"))
+
+
+def book_payload(book: BookRecord, file_sha256: str) -> dict[str, Any]:
+    return {
+        "title": book.title,
+        "author": book.author,
+        "year": book.year,
+        "description": book.description,
+        "book_index": book.index,
+        "source_file": book.source_file,
+        "line_number": book.line_number,
+        "content_hash": book.content_hash,
+        "file_sha256": file_sha256,
+    }
+
+
+class BookVectorStore:
+    def __init__(self, client: QdrantClient, collection: str) -> None:
+        self.client = client
+        self.collection = collection
+
+    def ensure_collection(self, dimension: int, model_name: str) -> None:
+        """Create the collection for this model, or check that the existing one was made for it."""
+        if not self.client.collection_exists(self.collection):
+            self.client.create_collection(
+                self.collection,
+                vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                metadata={"embedding_model": model_name, "dimension": dimension},
+            )
+            for field, schema in PAYLOAD_INDEXES.items():
+                self.client.create_payload_index(self.collection, field, field_schema=schema)
+            return
+        existing_dimension, existing_model = self.collection_model()
+        if existing_dimension != dimension:
+            raise CollectionMismatchError(
+                f"Qdrant collection {self.collection!r} holds {existing_dimension}-dimensional "
+                f"vectors ({existing_model or 'unknown model'}), but the embedder {model_name!r} "
+                f"makes {dimension}-dimensional ones. Use another collection "
+                "(BOOK_PIPELINE_COLLECTION) or the collection's model."
+            )
+        if existing_model is not None and existing_model != model_name:
+            raise CollectionMismatchError(
+                f"Qdrant collection {self.collection!r} was built with {existing_model!r}, not "
+                f"{model_name!r}: vectors of two models in one collection cannot be compared."
+            )
+
+    def collection_model(self) -> tuple[int, str | None]:
+        """The vector size and the embedding model recorded when the collection was created."""
+        info = self.client.get_collection(self.collection)
+        vectors = info.config.params.vectors
+        if not isinstance(vectors, models.VectorParams):
+            raise CollectionMismatchError(
+                f"Qdrant collection {self.collection!r} uses named vectors; it was not made by "
+                "book_pipeline"
+            )
+        metadata = info.config.metadata or {}
+        return vectors.size, metadata.get("embedding_model")
+
+    def upsert_books(
+        self, books: Sequence[BookRecord], vectors: np.ndarray, file_sha256: str
+    ) -> int:
+        points = [
+            models.PointStruct(
+                id=book_point_id(book.source_file, book.index),
+                vector=vector.tolist(),
+                payload=book_payload(book, file_sha256),
+            )
+            for book, vector in zip(books, vectors, strict=True)
+        ]
+        for start in range(0, len(points), UPSERT_BATCH_SIZE):
+            self.client.upsert(
+                self.collection, points=points[start : start + UPSERT_BATCH_SIZE], wait=True
+            )
+        return len(points)
+
+    def count(self) -> int:
+        if not self.client.collection_exists(self.collection):
+            return 0
+        return self.client.count(self.collection, exact=True).count
+
+
+@contextmanager
+def open_vector_store(
+    collection: str, local_path: Path, url: str | None = None, api_key: str | None = None
+) -> Iterator[BookVectorStore]:
+    """A server when a URL is given, else the embedded store, which locks its folder until closed."""
+    if url:
+        client = QdrantClient(url=url, api_key=api_key)
+    else:
+        local_path.mkdir(parents=True, exist_ok=True)
+        client = QdrantClient(path=str(local_path))
+    try:
+        yield BookVectorStore(client, collection)
+    finally:
+        client.close()

