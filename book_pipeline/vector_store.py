@@ -47,9 +47,11 @@ def book_payload(book: BookRecord, file_sha256: str) -> dict[str, Any]:
 
 
 class BookVectorStore:
-    def __init__(self, client: QdrantClient, collection: str) -> None:
+    def __init__(self, client: QdrantClient, collection: str, is_server: bool) -> None:
         self.client = client
         self.collection = collection
+        # The embedded store ignores payload indexes (and warns); a server needs them for filters.
+        self._create_payload_indexes = is_server
 
     def ensure_collection(self, dimension: int, model_name: str) -> None:
         """Create the collection for this model, or check that the existing one was made for it."""
@@ -59,8 +61,9 @@ class BookVectorStore:
                 vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
                 metadata={"embedding_model": model_name, "dimension": dimension},
             )
-            for field, schema in PAYLOAD_INDEXES.items():
-                self.client.create_payload_index(self.collection, field, field_schema=schema)
+            if self._create_payload_indexes:
+                for field, schema in PAYLOAD_INDEXES.items():
+                    self.client.create_payload_index(self.collection, field, field_schema=schema)
             return
         existing_dimension, existing_model = self.collection_model()
         if existing_dimension != dimension:
@@ -122,6 +125,6 @@ def open_vector_store(
         local_path.mkdir(parents=True, exist_ok=True)
         client = QdrantClient(path=str(local_path))
     try:
-        yield BookVectorStore(client, collection)
+        yield BookVectorStore(client, collection, is_server=bool(url))
     finally:
         client.close()
