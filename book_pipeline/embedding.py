@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
 LOCAL_MODEL_DIMENSION = 384
-# all-MiniLM-L6-v2 was trained on 256 word pieces; longer input is truncated, as in sentence-transformers.
+# all-MiniLM-L6-v2 was trained on 256 word pieces; sentence-transformers truncates there too.
 LOCAL_MODEL_MAX_TOKENS = 256
 LOCAL_BATCH_SIZE = 16
 _LOCAL_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -185,7 +185,8 @@ class OpenAIEmbedder:
             )
             if len(response.data) != len(batch):
                 raise EmbeddingModelError(
-                    f"{self.model_name} returned {len(response.data)} vectors for {len(batch)} texts"
+                    f"{self.model_name} returned {len(response.data)} vectors "
+                    f"for {len(batch)} texts"
                 )
             rows.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
         if not rows:

@@ -17,5 +17,5 @@ in_process_unless_configured_executor = dg.ExecutorDefinition(
     ),
     requirements=dg.multi_or_in_process_executor.get_requirements,
     executor_creation_fn=dg.multi_or_in_process_executor.executor_creation_fn,
-    description="in_process by default; `multiprocess: {max_concurrent: N}` runs steps in processes",
+    description="in_process by default; `multiprocess: {max_concurrent: N}` for processes",
 )

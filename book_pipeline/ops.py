@@ -3,7 +3,6 @@
 Names follow the Airflow lesson's `fetch_data` DAG so its readers find their way around.
 """
 
-
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -119,4 +118,3 @@ def _stage_seconds(context: dg.OpExecutionContext) -> dict[str, float]:
         op_name = event.step_key.split("[")[0].rsplit(".", 1)[-1]
         totals[op_name] += event.event_specific_data.duration_ms / 1000
     return dict(totals)
-

@@ -1,4 +1,6 @@
-"""Reading book description files: one book per line, `<index> ::: <Title> (<Year>) ::: <Author> ::: <Description>`.
+"""Reading book description files.
+
+One book per line: `<index> ::: <Title> (<Year>) ::: <Author> ::: <Description>`.
 
 Pure functions with no Dagster in them, so every accept/reject rule is testable on its own.
 """

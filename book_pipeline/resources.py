@@ -1,6 +1,5 @@
 """Dagster resources for the outside world: the books folder, the embedding model, Qdrant."""
 
-
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +39,7 @@ class BooksFolder(dg.ConfigurableResource):
 
 
 class EmbedderResource(dg.ConfigurableResource):
-    """Which model turns book texts into vectors (`BOOK_PIPELINE_EMBEDDER`, `..._EMBEDDING_MODEL`)."""
+    """The model that turns book texts into vectors (`BOOK_PIPELINE_EMBEDDER`, `..._MODEL`)."""
 
     provider: Literal["local", "openai"] = "local"
     model: str | None = Field(
@@ -77,7 +76,8 @@ class QdrantResource(dg.ConfigurableResource):
 
     collection: str = DEFAULT_COLLECTION
     data_dir: str = Field(
-        default=DEFAULT_DATA_DIR, description="Project state; the embedded store is in <data_dir>/qdrant"
+        default=DEFAULT_DATA_DIR,
+        description="Project state; the embedded store is in <data_dir>/qdrant",
     )
     url: str | None = None
     api_key: str | None = Field(default=None, description="Set from QDRANT_API_KEY")

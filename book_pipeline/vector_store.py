@@ -28,7 +28,7 @@ class CollectionMismatchError(RuntimeError):
 
 
 def book_point_id(source_file: str, index: int) -> str:
-    """A book is identified by its file and its index there, so a re-run overwrites, never duplicates."""
+    """A book is its file and its index there: a re-run overwrites its point, never adds one."""
     return str(uuid.uuid5(_BOOK_ID_NAMESPACE, f"{source_file}\x1f{index}"))
 
 
@@ -118,7 +118,7 @@ class BookVectorStore:
 def open_vector_store(
     collection: str, local_path: Path, url: str | None = None, api_key: str | None = None
 ) -> Iterator[BookVectorStore]:
-    """A server when a URL is given, else the embedded store, which locks its folder until closed."""
+    """A server when a URL is given, else the embedded store (its folder is locked until closed)."""
     if url:
         client = QdrantClient(url=url, api_key=api_key)
     else:

@@ -17,6 +17,10 @@ from book_pipeline_tests.conftest import (
     point_count,
     steps_that_ran,
 )
+from book_pipeline_tests.openai_compatible_server import (
+    EmbeddingsServerState,
+    embeddings_server,
+)
 
 BROKEN_LINE = "99 ::: A Title Without Its Year ::: Someone ::: Text"
 
@@ -211,3 +215,34 @@ def test_executor_is_chosen_by_run_config(
     assert point_count(data_dir) == 4
     # In-process: every step in the run's own process; multiprocess: one child per step.
     assert (len(step_pids) == 1) == (executor == "in_process")
+
+
+def test_openai_provider_end_to_end_with_key_from_environment(
+    instance: dg.DagsterInstance,
+    books_dir: Path,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    planted_key = "sk-planted-secret-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", planted_key)
+    write_synthetic_books(books_dir, files=2, books_per_file=3)
+    state = EmbeddingsServerState(dimensions=16, failures_to_inject=[429])
+
+    with embeddings_server(state) as base_url:
+        result = fetch_data_job().execute_in_process(
+            run_config=fetch_data_run_config(
+                books_dir, data_dir, provider="openai", openai_base_url=base_url
+            ),
+            instance=instance,
+        )
+
+    assert result.success
+    assert set(state.authorization_headers) == {f"Bearer {planted_key}"}
+    assert 429 in state.statuses
+    metadata = materialization_metadata(instance)
+    assert metadata["embedding_model"] == "text-embedding-3-small"
+    assert metadata["embedding_dimension"] == 16
+    assert point_count(data_dir) == 6
+    event_log = "\n".join(str(entry) for entry in instance.all_logs(result.run_id))
+    assert planted_key not in event_log
+    assert planted_key not in str(instance.get_run_by_id(result.run_id).run_config)

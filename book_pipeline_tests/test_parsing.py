@@ -10,7 +10,9 @@ from book_pipeline.parsing import (
     parse_book_text,
 )
 
-GOOD_LINE = "7 ::: The Moonstone (1868) ::: Wilkie Collins ::: A cursed diamond: stolen, then found."
+GOOD_LINE = (
+    "7 ::: The Moonstone (1868) ::: Wilkie Collins ::: A cursed diamond: stolen, then found."
+)
 
 
 def test_parses_all_fields() -> None:

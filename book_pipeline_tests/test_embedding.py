@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+from book_pipeline.embedding import (
+    LOCAL_MODEL_DIMENSION,
+    LOCAL_MODEL_NAME,
+    OpenAIEmbedder,
+    shared_local_embedder,
+)
+from book_pipeline.resources import EmbedderResource
+from book_pipeline_tests.openai_compatible_server import (
+    EmbeddingsServerState,
+    embeddings_server,
+    text_vector,
+)
+
+TEXTS = [
+    "A haunted manor where ghosts walk the corridors at midnight.",
+    "An abandoned mansion full of spirits and creaking doors.",
+    "A starship crew explores a distant galaxy and meets an alien species.",
+]
+
+
+def test_local_model_gives_normalised_vectors_with_meaning() -> None:
+    vectors = shared_local_embedder().embed(TEXTS)
+
+    assert vectors.shape == (3, LOCAL_MODEL_DIMENSION)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    ghosts, spirits, starship = vectors
+    # A real sentence model puts the two haunted houses far closer than the space opera.
+    assert ghosts @ spirits > 0.5
+    assert ghosts @ spirits > ghosts @ starship + 0.3
+
+
+def test_local_model_batching_does_not_change_vectors() -> None:
+    embedder = shared_local_embedder()
+    texts = [*TEXTS, "short", "x " * 400]
+    together = embedder.embed(texts)
+    one_by_one = np.vstack([embedder.embed([text]) for text in texts])
+    np.testing.assert_allclose((together * one_by_one).sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_local_model_is_loaded_once_per_process() -> None:
+    assert EmbedderResource().get_embedder() is EmbedderResource().get_embedder()
+    assert shared_local_embedder().model_name == LOCAL_MODEL_NAME
+
+
+def test_local_provider_refuses_another_model_name() -> None:
+    with pytest.raises(RuntimeError, match="runs 'all-MiniLM-L6-v2-onnx-int8' only"):
+        EmbedderResource(model="bge-large").get_embedder()
+
+
+def test_openai_provider_batches_and_keeps_order() -> None:
+    state = EmbeddingsServerState(dimensions=12)
+    texts = [f"book number {i}" for i in range(7)]
+    with embeddings_server(state) as base_url:
+        embedder = OpenAIEmbedder(
+            model="text-embedding-3-small", api_key="sk-test", base_url=base_url, batch_size=3
+        )
+        vectors = embedder.embed(texts)
+
+    assert [len(request["input"]) for request in state.requests] == [3, 3, 1]
+    assert {request["model"] for request in state.requests} == {"text-embedding-3-small"}
+    expected = np.asarray([text_vector(text, 12) for text in texts])
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(vectors, expected, rtol=1e-5)
+    assert state.authorization_headers[0] == "Bearer sk-test"
+
+
+def test_openai_provider_retries_429_and_5xx() -> None:
+    state = EmbeddingsServerState(failures_to_inject=[429, 500])
+    with embeddings_server(state) as base_url:
+        embedder = OpenAIEmbedder(api_key="sk-test", base_url=base_url, max_retries=3)
+        vectors = embedder.embed(TEXTS)
+
+    assert state.statuses == [429, 500, 200]
+    assert vectors.shape == (3, 12)
+
+
+def test_openai_provider_gives_up_after_its_retries() -> None:
+    import openai
+
+    state = EmbeddingsServerState(failures_to_inject=[503, 503, 503])
+    with embeddings_server(state) as base_url:
+        embedder = OpenAIEmbedder(api_key="sk-test", base_url=base_url, max_retries=2)
+        with pytest.raises(openai.InternalServerError):
+            embedder.embed(TEXTS)
+    assert state.statuses == [503, 503, 503]
+
+
+def test_openai_provider_asks_for_configured_dimensions() -> None:
+    state = EmbeddingsServerState()
+    with embeddings_server(state) as base_url:
+        resource = EmbedderResource(
+            provider="openai",
+            model="text-embedding-3-large",
+            dimensions=5,
+            openai_api_key="sk-test",
+            openai_base_url=base_url,
+        )
+        embedder = resource.get_embedder()
+        vectors = embedder.embed(TEXTS)
+
+    assert embedder.dimension == 5
+    assert vectors.shape == (3, 5)
+    assert state.requests[0]["dimensions"] == 5
+    assert state.requests[0]["model"] == "text-embedding-3-large"
