@@ -10,11 +10,11 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from book_pipeline.book_files import BOOK_FILE_SUFFIX, is_book_file_name
-from book_pipeline.parsing import BookFileError, parse_book_text
+from book_pipeline.parsing import BookFileError, decode_book_bytes, parse_book_text
 
 BOOKS_DIR_ENV = "BOOK_PIPELINE_BOOKS_DIR"
 EXIT_OK = 0
@@ -60,7 +60,9 @@ def _add_add_books_parser(subcommands: argparse._SubParsersAction) -> None:
         "with the pipeline's own parser first, so the pipeline never picks up a file it would "
         "reject. Lines look like: <index> ::: <Title> (<Year>) ::: <Author> ::: <Description>",
     )
-    add_books.add_argument("name", metavar="NAME", help=f"file name; '{BOOK_FILE_SUFFIX}' is added if missing")
+    add_books.add_argument(
+        "name", metavar="NAME", help=f"file name; '{BOOK_FILE_SUFFIX}' is added if missing"
+    )
     add_books.add_argument(
         "lines", metavar="LINE", nargs="*", help="book lines; read from stdin when none are given"
     )
@@ -76,21 +78,26 @@ def _add_add_books_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_add_books(args: argparse.Namespace) -> int:
+    # Everything that can be refused without the lines comes first: stdin may be typed by hand.
     file_name = book_file_name(args.name)
-    lines = _non_blank(args.lines) if args.lines else _non_blank(_stdin_lines())
-    text = "".join(f"{line}\n" for line in lines)
-    try:
-        books = parse_book_text(text, file_name)
-    except BookFileError as error:
-        raise CliError(str(error)) from None
-
     folder = (args.books_dir or default_books_dir()).expanduser().resolve()
     if not folder.is_dir():
         raise CliError(f"books folder does not exist: {folder}")
     path = folder / file_name
     if path.exists() and not args.overwrite:
         raise CliError(f"{path} already exists; pass --overwrite to replace it")
-    write_atomically(path, text)
+
+    # Bytes throughout: undecodable input (kept as surrogates in argv) must be refused, not
+    # re-encoded, and the checks below are the ones the pipeline runs on the file it reads.
+    raw = "\n".join(args.lines).encode("utf-8", "surrogateescape") if args.lines else _read_stdin()
+    # Blank lines go first so the parser's line numbers are those of the file written.
+    lines = [line.rstrip(b"\r") for line in raw.split(b"\n") if line.strip()]
+    data = b"".join(line + b"\n" for line in lines)
+    try:
+        books = parse_book_text(decode_book_bytes(data, file_name), file_name)
+    except BookFileError as error:
+        raise CliError(str(error)) from None
+    write_atomically(path, data)
     print(f"wrote {len(books)} book{'s' if len(books) != 1 else ''} to {path}")
     return EXIT_OK
 
@@ -111,23 +118,22 @@ def book_file_name(name: str) -> str:
     file_name = name if name.endswith(BOOK_FILE_SUFFIX) else name + BOOK_FILE_SUFFIX
     if "/" in name or "\\" in name:
         raise CliError(f"NAME must be a plain file name without a folder, got {name!r}")
-    if "\0" in name or not is_book_file_name(file_name):
-        raise CliError(
-            f"{file_name!r} would be ignored by the pipeline "
-            "(hidden, temporary or editor-backup names are skipped)"
-        )
+    if "\0" in name:
+        raise CliError(f"NAME contains a NUL character: {name!r}")
+    if not is_book_file_name(file_name):
+        raise CliError(f"the pipeline skips files named {file_name!r} (hidden names are ignored)")
     return file_name
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Readers see either no file or the whole file: the watcher skips `.part` names meanwhile."""
     descriptor, temporary_name = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".part"
     )
     temporary = Path(temporary_name)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         temporary.chmod(BOOK_FILE_MODE)
@@ -137,12 +143,8 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def _stdin_lines() -> list[str]:
+def _read_stdin() -> bytes:
+    """The raw bytes: the format is UTF-8 whatever the terminal's locale decodes stdin as."""
     if sys.stdin.isatty():
         print("reading book lines from stdin; end with Ctrl-D", file=sys.stderr)
-    # Split on "\n" only, as the parser does: splitlines() would also break at U+2028 and others.
-    return [line.rstrip("\r") for line in sys.stdin.read().split("\n")]
-
-
-def _non_blank(lines: Iterable[str]) -> list[str]:
-    return [line for line in lines if line.strip()]
+    return sys.stdin.buffer.read()
