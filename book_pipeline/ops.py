@@ -73,7 +73,7 @@ def load_embeddings_to_vector_db(
     started = time.perf_counter()
     model = embedder.get_embedder()
     books_loaded = 0
-    with qdrant.open() as store:
+    with qdrant.open(on_wait=context.log.warning) as store:
         if embedded_files:
             store.ensure_collection(embedded_files[0].vectors.shape[1], model.model_name)
         for embedded in embedded_files:

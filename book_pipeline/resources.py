@@ -1,7 +1,7 @@
 """Dagster resources for the outside world: the books folder, the embedding model, Qdrant."""
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -81,6 +81,10 @@ class QdrantResource(dg.ConfigurableResource):
     )
     url: str | None = None
     api_key: str | None = Field(default=None, description="Set from QDRANT_API_KEY")
+    lock_wait_seconds: float = Field(
+        default=120.0,
+        description="How long to wait for the embedded store while another process has it open",
+    )
 
     @property
     def local_path(self) -> Path:
@@ -91,9 +95,16 @@ class QdrantResource(dg.ConfigurableResource):
         return self.url or str(self.local_path)
 
     @contextmanager
-    def open(self) -> Iterator[BookVectorStore]:
+    def open(self, on_wait: Callable[[str], None] | None = None) -> Iterator[BookVectorStore]:
         """Opened per use, not per run: the embedded store is locked for as long as it is open."""
-        with open_vector_store(self.collection, self.local_path, self.url, self.api_key) as store:
+        with open_vector_store(
+            self.collection,
+            self.local_path,
+            self.url,
+            self.api_key,
+            lock_wait_seconds=self.lock_wait_seconds,
+            on_wait=on_wait,
+        ) as store:
             yield store
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,16 @@ from book_pipeline.parsing import BookRecord
 # Fixed forever: point ids derive from it, and changing it would duplicate every book.
 _BOOK_ID_NAMESPACE = uuid.UUID("6f1d2a8e-3c55-4c1e-9a51-0b9d7f4e2c10")
 UPSERT_BATCH_SIZE = 256
+_LOCK_POLL_SECONDS = 0.5
 PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
     "author": models.PayloadSchemaType.KEYWORD,
     "year": models.PayloadSchemaType.INTEGER,
     "source_file": models.PayloadSchemaType.KEYWORD,
 }
+
+
+class StoreLockedError(RuntimeError):
+    """Another process kept the embedded store open for longer than the configured wait."""
 
 
 class CollectionMismatchError(RuntimeError):
@@ -114,16 +120,48 @@ class BookVectorStore:
         return self.client.count(self.collection, exact=True).count
 
 
+def _open_local_client(
+    path: Path, lock_wait_seconds: float, on_wait: Callable[[str], None] | None
+) -> QdrantClient:
+    """Open the embedded store, waiting a bounded time while another process holds its lock."""
+    path.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_wait_seconds
+    announced = False
+    while True:
+        try:
+            return QdrantClient(path=str(path))
+        except RuntimeError as error:
+            if "already accessed by another instance" not in str(error):
+                raise
+            if time.monotonic() >= deadline:
+                raise StoreLockedError(
+                    f"the embedded Qdrant store {path} is still in use by another process after "
+                    f"{lock_wait_seconds:.0f} s (a running load?). Try again when it has "
+                    "finished, or use a Qdrant server (QDRANT_URL) for concurrent access."
+                ) from None
+            if on_wait is not None and not announced:
+                on_wait(
+                    f"the embedded Qdrant store {path} is in use by another process; "
+                    f"waiting up to {lock_wait_seconds:.0f} s"
+                )
+                announced = True
+            time.sleep(_LOCK_POLL_SECONDS)
+
+
 @contextmanager
 def open_vector_store(
-    collection: str, local_path: Path, url: str | None = None, api_key: str | None = None
+    collection: str,
+    local_path: Path,
+    url: str | None = None,
+    api_key: str | None = None,
+    lock_wait_seconds: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[BookVectorStore]:
     """A server when a URL is given, else the embedded store (its folder is locked until closed)."""
     if url:
         client = QdrantClient(url=url, api_key=api_key)
     else:
-        local_path.mkdir(parents=True, exist_ok=True)
-        client = QdrantClient(path=str(local_path))
+        client = _open_local_client(local_path, lock_wait_seconds, on_wait)
     try:
         yield BookVectorStore(client, collection, is_server=bool(url))
     finally:

@@ -1,0 +1,106 @@
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from book_pipeline.parsing import parse_book_text
+from book_pipeline.vector_store import (
+    CollectionMismatchError,
+    StoreLockedError,
+    book_point_id,
+    open_vector_store,
+)
+
+BOOKS = parse_book_text(
+    "1 ::: Emma (1815) ::: Jane Austen ::: A matchmaker errs.\n"
+    "2 ::: Dracula (1897) ::: Bram Stoker ::: A count moves to London.\n",
+    "classics.txt",
+)
+
+
+def unit_vectors(count: int, dimension: int) -> np.ndarray:
+    vectors = np.random.default_rng(0).normal(size=(count, dimension)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_point_ids_are_stable_and_distinct() -> None:
+    assert book_point_id("a.txt", 1) == book_point_id("a.txt", 1)
+    assert (
+        len({book_point_id("a.txt", 1), book_point_id("a.txt", 2), book_point_id("b.txt", 1)}) == 3
+    )
+
+
+def test_upsert_twice_keeps_one_point_per_book(tmp_path: Path) -> None:
+    with open_vector_store("books", tmp_path / "qdrant") as store:
+        store.ensure_collection(4, "model-a")
+        store.upsert_books(BOOKS, unit_vectors(2, 4), "sha")
+        store.upsert_books(BOOKS, unit_vectors(2, 4), "sha")
+        assert store.count() == 2
+        assert store.collection_model() == (4, "model-a")
+
+
+def test_reopening_checks_dimension_and_model(tmp_path: Path) -> None:
+    with open_vector_store("books", tmp_path / "qdrant") as store:
+        store.ensure_collection(4, "model-a")
+    with open_vector_store("books", tmp_path / "qdrant") as store:
+        store.ensure_collection(4, "model-a")
+        with pytest.raises(CollectionMismatchError, match="holds 4-dimensional vectors"):
+            store.ensure_collection(8, "model-a")
+        with pytest.raises(CollectionMismatchError, match="was built with 'model-a'"):
+            store.ensure_collection(4, "model-b")
+
+
+def test_count_of_missing_collection_is_zero(tmp_path: Path) -> None:
+    with open_vector_store("nothing_here", tmp_path / "qdrant") as store:
+        assert store.count() == 0
+
+
+HOLD_STORE = """
+import sys, time
+from qdrant_client import QdrantClient
+client = QdrantClient(path=sys.argv[1])
+print("open", flush=True)
+time.sleep(float(sys.argv[2]))
+client.close()
+"""
+
+
+def hold_store_open(path: Path, seconds: float) -> subprocess.Popen:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_STORE, str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+    return holder
+
+
+def test_locked_store_is_waited_for_then_opened(tmp_path: Path) -> None:
+    path = tmp_path / "qdrant"
+    path.mkdir()
+    holder = hold_store_open(path, seconds=1.5)
+    messages: list[str] = []
+    started = time.monotonic()
+    with open_vector_store("books", path, lock_wait_seconds=30, on_wait=messages.append) as store:
+        assert store.count() == 0
+    assert time.monotonic() - started >= 0.5
+    assert len(messages) == 1 and "in use by another process" in messages[0]
+    holder.wait(timeout=30)
+
+
+def test_locked_store_fails_clearly_after_the_wait(tmp_path: Path) -> None:
+    path = tmp_path / "qdrant"
+    path.mkdir()
+    holder = hold_store_open(path, seconds=30)
+    try:
+        with (
+            pytest.raises(StoreLockedError, match=r"still in use by another process after 1 s"),
+            open_vector_store("books", path, lock_wait_seconds=1),
+        ):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
