@@ -1,0 +1,30 @@
+"""The README's commands are the ones CI runs and the ones that work."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    [test_command] = [line for line in ci_lines if "pytest" in line and not line.startswith("#")]
+    readme = (ROOT / "README.md").read_text()
+    assert f"```bash\n{test_command}\n```" in readme
+
+
+def test_readme_documents_every_environment_variable() -> None:
+    readme = (ROOT / "README.md").read_text()
+    sources = "\n".join(path.read_text() for path in (ROOT / "book_pipeline").glob("*.py"))
+    for variable in (
+        "BOOK_PIPELINE_BOOKS_DIR",
+        "BOOK_PIPELINE_DATA_DIR",
+        "BOOK_PIPELINE_COLLECTION",
+        "BOOK_PIPELINE_EMBEDDER",
+        "BOOK_PIPELINE_EMBEDDING_MODEL",
+        "QDRANT_URL",
+        "QDRANT_API_KEY",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+    ):
+        assert f"| `{variable}` |" in readme
+        assert f'"{variable}"' in sources
