@@ -1,4 +1,4 @@
-"""The `book-pipeline` command: helpers around the books folder for people, not for Dagster runs.
+"""The `book-pipeline` command: the books folder and the loaded books, for people, not for Dagster.
 
 Each subcommand is one small `run_*` function so new subcommands can be added without touching
 the others; every refusal is a `CliError`, printed by `main` as one line instead of a traceback.
@@ -7,10 +7,12 @@ the others; every refusal is a `CliError`, printed by `main` as one line instead
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from book_pipeline.book_files import BOOK_FILE_SUFFIX, is_book_file_name
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_add_books_parser(subcommands)
+    _add_search_parser(subcommands)
     return parser
 
 
@@ -99,6 +102,70 @@ def run_add_books(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from None
     write_atomically(path, data)
     print(f"wrote {len(books)} book{'s' if len(books) != 1 else ''} to {path}")
+    return EXIT_OK
+
+
+def _add_search_parser(subcommands: argparse._SubParsersAction) -> None:
+    search = subcommands.add_parser(
+        "search",
+        help="find the loaded books closest to a sentence",
+        description="Find the loaded books closest to a sentence, with the embedder and Qdrant "
+        "the pipeline is configured with (the same environment variables). Refused when the "
+        "configured model is not the one the collection was loaded with.",
+    )
+    search.add_argument("query", metavar="QUERY", help="what the book is about, in your words")
+    search.add_argument("--limit", type=int, default=5, help="how many books (default: 5)")
+    search.add_argument("--author", help="only books by exactly this author")
+    search.add_argument("--year-from", type=int, metavar="YEAR", help="only books from YEAR on")
+    search.add_argument("--year-to", type=int, metavar="YEAR", help="only books up to YEAR")
+    search.add_argument("--json", action="store_true", help="print the results as JSON")
+    search.add_argument(
+        "--lock-wait",
+        type=float,
+        metavar="SECONDS",
+        help="how long to wait while a running load holds the embedded Qdrant store "
+        "(default: the pipeline's lock_wait_seconds)",
+    )
+    search.set_defaults(handler=run_search)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    # Imported here: Dagster, Qdrant and the model take seconds that add-books need not pay.
+    from book_pipeline.embedding import EmbeddingModelError
+    from book_pipeline.resources import resources_outside_dagster
+    from book_pipeline.search import SearchRefusedError, format_hits_table, search_books
+    from book_pipeline.vector_store import CollectionMismatchError, StoreLockedError
+
+    resources = resources_outside_dagster()
+    qdrant = resources["qdrant"]
+    if args.lock_wait is not None:
+        qdrant = qdrant.model_copy(update={"lock_wait_seconds": args.lock_wait})
+    try:
+        embedder = resources["embedder"].get_embedder()
+        # The store is opened for this one query only: a load waiting for it is held up briefly.
+        with qdrant.open(on_wait=lambda message: print(message, file=sys.stderr)) as store:
+            hits = search_books(
+                store,
+                embedder,
+                args.query,
+                args.limit,
+                author=args.author,
+                year_from=args.year_from,
+                year_to=args.year_to,
+            )
+    except (
+        SearchRefusedError,
+        StoreLockedError,
+        CollectionMismatchError,
+        EmbeddingModelError,
+    ) as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        print(json.dumps([asdict(hit) for hit in hits], ensure_ascii=False, indent=2))
+    elif hits:
+        print(format_hits_table(hits))
+    else:
+        print("no loaded book matches")
     return EXIT_OK
 
 

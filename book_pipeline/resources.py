@@ -126,3 +126,14 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             api_key=env_or_default("QDRANT_API_KEY", None),
         ),
     }
+
+
+def resources_outside_dagster() -> dict[str, dg.ConfigurableResource]:
+    """The same resources with the variables read now, for code that runs without Dagster (CLI).
+
+    Outside a run an `EnvVar` field holds the variable's name, not its value.
+    """
+    return {
+        name: resource.process_config_and_initialize()
+        for name, resource in resources_from_environment().items()
+    }
