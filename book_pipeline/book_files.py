@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 BOOK_FILE_SUFFIX = ".txt"
@@ -21,14 +23,52 @@ def is_book_file_name(name: str) -> bool:
     )
 
 
-def list_book_files(folder: Path) -> list[Path]:
-    """The description files directly in the folder, sorted by name for a deterministic fan-out."""
+@dataclass(frozen=True)
+class FileSnapshot:
+    """A file as `stat` saw it: enough to notice a change without reading the file."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def of(cls, path: Path) -> FileSnapshot:
+        status = path.stat()
+        return cls(path, status.st_size, status.st_mtime_ns)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_book_file(path: Path) -> tuple[FileSnapshot, bytes]:
+    """The bytes and the stat of the same open file, so the two always describe one version."""
+    with path.open("rb") as file:
+        status = os.fstat(file.fileno())
+        data = file.read()
+    return FileSnapshot(path, status.st_size, status.st_mtime_ns), data
+
+
+def snapshot_book_files(folder: Path) -> list[FileSnapshot]:
+    """Stat every description file in one pass over the folder (cheap for 10,000 files)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"books folder does not exist: {folder}")
-    return sorted(
-        (path for path in folder.iterdir() if is_book_file_name(path.name) and path.is_file()),
-        key=lambda path: path.name,
-    )
+    snapshots = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if is_book_file_name(entry.name) and entry.is_file():
+                status = entry.stat()
+                snapshots.append(FileSnapshot(Path(entry.path), status.st_size, status.st_mtime_ns))
+    return sorted(snapshots, key=lambda snapshot: snapshot.name)
+
+
+def list_book_files(folder: Path) -> list[Path]:
+    """The description files directly in the folder, sorted by name for a deterministic fan-out."""
+    return [snapshot.path for snapshot in snapshot_book_files(folder)]
 
 
 def mapping_key_for(file_name: str) -> str:

@@ -1,8 +1,10 @@
 """The fetch_data ops: list files, then one transform and one embed copy per file, then one load.
 
-Names follow the Airflow lesson's `fetch_data` DAG so its readers find their way around.
+Names follow the Airflow lesson's `fetch_data` DAG so its readers find their way around. Only
+pending files (new, or changed since they were loaded) get a copy: the load ledger says which.
 """
 
+import hashlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -10,10 +12,27 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+from pydantic import Field
 
-from book_pipeline.book_files import list_book_files, mapping_key_for
-from book_pipeline.parsing import BookFileError, ParsedBookFile, parse_book_file
-from book_pipeline.resources import BooksFolder, EmbedderResource, QdrantResource
+from book_pipeline.book_files import (
+    FileSnapshot,
+    file_sha256,
+    mapping_key_for,
+    read_book_file,
+    snapshot_book_files,
+)
+from book_pipeline.embedding_cache import embed_with_cache
+from book_pipeline.ledger import FolderReview, LoadLedger, review_folder
+from book_pipeline.parsing import BookFileError, ParsedBookFile, parse_book_data
+from book_pipeline.resources import (
+    BooksFolder,
+    EmbedderResource,
+    PipelineStateResource,
+    QdrantResource,
+)
+
+# Asset metadata lists at most this many file names; the counts are always complete.
+_LISTED_FILES_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -22,23 +41,70 @@ class EmbeddedBookFile:
     # float32, one row per book: a quarter of the pickle size of a list of Python floats.
     vectors: np.ndarray
     model_name: str
+    cache_hits: int
+    cache_misses: int
+
+
+class ListFilesConfig(dg.Config):
+    only_files: list[str] | None = Field(
+        default=None,
+        description="Restrict the run to these file names (the sensor's batch); "
+        "unset: every pending file",
+    )
+
+
+class LoadConfig(dg.Config):
+    remove_books_of_deleted_files: bool = Field(
+        default=True,
+        description="When a loaded file disappears from the folder, delete its books from Qdrant",
+    )
+
+
+def review_books_folder(books_folder: BooksFolder, ledger: LoadLedger) -> FolderReview:
+    return review_folder(
+        snapshot_book_files(books_folder.folder),
+        ledger.entries(),
+        lambda snapshot: file_sha256(snapshot.path),
+    )
 
 
 @dg.op(out=dg.DynamicOut(str))
-def list_book_description_files(context: dg.OpExecutionContext, books_folder: BooksFolder):
-    """One dynamic output per description file; with no files, nothing downstream is mapped."""
-    files = list_book_files(books_folder.folder)
-    context.log.info(f"{len(files)} description file(s) in {books_folder.folder}")
-    for path in files:
-        yield dg.DynamicOutput(str(path), mapping_key=mapping_key_for(path.name))
+def list_book_description_files(
+    context: dg.OpExecutionContext,
+    config: ListFilesConfig,
+    books_folder: BooksFolder,
+    pipeline_state: PipelineStateResource,
+):
+    """One dynamic output per pending file; with none, nothing downstream is mapped."""
+    review = review_books_folder(books_folder, pipeline_state.ledger())
+    pending = review.pending
+    if config.only_files is not None:
+        requested = set(config.only_files)
+        pending = [snapshot for snapshot in pending if snapshot.name in requested]
+    for entry in review.failed_unchanged:
+        context.log.warning(
+            f"skipping {entry.file_name}: it failed before and has not changed ({entry.error})"
+        )
+    context.log.info(
+        f"{len(pending)} pending file(s) in {books_folder.folder}; "
+        f"{review.up_to_date} already loaded, {len(review.failed_unchanged)} failed and unchanged"
+    )
+    for snapshot in pending:
+        yield dg.DynamicOutput(str(snapshot.path), mapping_key=mapping_key_for(snapshot.name))
 
 
 @dg.op
-def transform_book_description_file(file_path: str) -> ParsedBookFile:
+def transform_book_description_file(
+    pipeline_state: PipelineStateResource, file_path: str
+) -> ParsedBookFile:
     """Parse one file into book records; a malformed file fails this copy only."""
+    snapshot, data = read_book_file(Path(file_path))
     try:
-        return parse_book_file(Path(file_path))
+        return parse_book_data(snapshot, data)
     except BookFileError as error:
+        pipeline_state.ledger().record_failed(
+            snapshot, hashlib.sha256(data).hexdigest(), str(error), error.line_number
+        )
         raise dg.Failure(
             description=str(error),
             metadata={
@@ -53,42 +119,69 @@ def transform_book_description_file(file_path: str) -> ParsedBookFile:
 
 @dg.op
 def create_vector_embeddings(
-    context: dg.OpExecutionContext, embedder: EmbedderResource, book_file: ParsedBookFile
+    embedder: EmbedderResource, pipeline_state: PipelineStateResource, book_file: ParsedBookFile
 ) -> EmbeddedBookFile:
-    """Embed one file's books, in batches."""
+    """Embed one file's books in batches, paying only for texts this model has never seen."""
     model = embedder.get_embedder()
-    vectors = model.embed([book.embedding_text for book in book_file.books])
-    context.log.info(f"{book_file.file_name}: {len(book_file.books)} book(s) embedded")
-    return EmbeddedBookFile(file=book_file, vectors=vectors, model_name=model.model_name)
+    with pipeline_state.embedding_cache() as cache:
+        embedded = embed_with_cache(model, cache, [book.embedding_text for book in book_file.books])
+    return EmbeddedBookFile(
+        file=book_file,
+        vectors=embedded.vectors,
+        model_name=model.model_name,
+        cache_hits=embedded.cache_hits,
+        cache_misses=embedded.cache_misses,
+    )
 
 
 @dg.op
 def load_embeddings_to_vector_db(
     context: dg.OpExecutionContext,
+    config: LoadConfig,
     embedder: EmbedderResource,
     qdrant: QdrantResource,
+    books_folder: BooksFolder,
+    pipeline_state: PipelineStateResource,
     embedded_files: list[EmbeddedBookFile],
 ) -> dg.Output[dict]:
-    """Upsert every file's books into Qdrant, opening the store only for the time this takes."""
+    """Make Qdrant match the files: each file's books replaced, deleted files' books removed.
+
+    The store is opened only for the time this takes (the embedded store locks its folder).
+    """
     started = time.perf_counter()
     model = embedder.get_embedder()
+    ledger = pipeline_state.ledger()
     books_loaded = 0
     with qdrant.open(on_wait=context.log.warning) as store:
         if embedded_files:
             store.ensure_collection(embedded_files[0].vectors.shape[1], model.model_name)
         for embedded in embedded_files:
-            books_loaded += store.upsert_books(
-                embedded.file.books, embedded.vectors, embedded.file.sha256
+            parsed = embedded.file
+            books_loaded += store.replace_file_books(
+                parsed.file_name, parsed.books, embedded.vectors, parsed.sha256
             )
+            ledger.record_loaded(parsed.snapshot, parsed.sha256, len(parsed.books))
+        review = review_books_folder(books_folder, ledger)
+        for entry in review.removed:
+            if config.remove_books_of_deleted_files:
+                store.remove_file_books(entry.file_name)
+            ledger.record_removed(entry, books_kept=not config.remove_books_of_deleted_files)
         collection_size = store.count()
     summary = {
         "files_processed": len(embedded_files),
         "books_loaded": books_loaded,
+        "files_removed": len(review.removed),
+        "failed_files_skipped": len(review.failed_unchanged),
         "collection_size": collection_size,
         "embedding_model": model.model_name,
         "embedding_dimension": model.dimension,
+        "embedding_cache_hits": sum(e.cache_hits for e in embedded_files),
+        "embedding_cache_misses": sum(e.cache_misses for e in embedded_files),
     }
-    context.log.info(f"loaded {books_loaded} book(s) from {len(embedded_files)} file(s)")
+    context.log.info(
+        f"loaded {books_loaded} book(s) from {len(embedded_files)} file(s), "
+        f"removed the books of {len(review.removed)} deleted file(s)"
+    )
     stage_seconds = _stage_seconds(context)
     stage_seconds["load_embeddings_to_vector_db"] = time.perf_counter() - started
     return dg.Output(
@@ -97,13 +190,21 @@ def load_embeddings_to_vector_db(
             **summary,
             "qdrant_collection": qdrant.collection,
             "qdrant_location": qdrant.location,
-            "files": dg.MetadataValue.json(sorted(e.file.file_name for e in embedded_files)),
+            "files": _file_list([e.file.snapshot for e in embedded_files]),
+            "failed_files": dg.MetadataValue.json(
+                {e.file_name: e.error for e in review.failed_unchanged[:_LISTED_FILES_LIMIT]}
+            ),
             **{
                 f"seconds_{stage}": dg.MetadataValue.float(round(seconds, 3))
                 for stage, seconds in stage_seconds.items()
             },
         },
     )
+
+
+def _file_list(snapshots: list[FileSnapshot]) -> dg.MetadataValue:
+    names = sorted(snapshot.name for snapshot in snapshots)
+    return dg.MetadataValue.json(names[:_LISTED_FILES_LIMIT])
 
 
 def _stage_seconds(context: dg.OpExecutionContext) -> dict[str, float]:

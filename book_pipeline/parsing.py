@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from book_pipeline.book_files import FileSnapshot, read_book_file
+
 FIELD_SEPARATOR = ":::"
 FIELD_COUNT = 4
 # A description is a paragraph; a line far longer than this is a broken export, not a book.
@@ -55,9 +57,13 @@ class BookRecord:
 
 @dataclass(frozen=True)
 class ParsedBookFile:
-    file_name: str
+    snapshot: FileSnapshot
     sha256: str
     books: tuple[BookRecord, ...]
+
+    @property
+    def file_name(self) -> str:
+        return self.snapshot.name
 
 
 def parse_book_line(line: str, file_name: str, line_number: int) -> BookRecord:
@@ -135,13 +141,18 @@ def decode_book_bytes(data: bytes, file_name: str) -> str:
         ) from None
 
 
+def parse_book_bytes(data: bytes, file_name: str) -> list[BookRecord]:
+    return parse_book_text(decode_book_bytes(data, file_name), file_name)
+
+
+def parse_book_data(snapshot: FileSnapshot, data: bytes) -> ParsedBookFile:
+    books = parse_book_bytes(data, snapshot.name)
+    return ParsedBookFile(snapshot, hashlib.sha256(data).hexdigest(), tuple(books))
+
+
 def parse_book_file(path: Path) -> ParsedBookFile:
     """Read and parse one description file; the file itself is only read, never changed."""
-    data = path.read_bytes()
-    books = parse_book_text(decode_book_bytes(data, path.name), path.name)
-    return ParsedBookFile(
-        file_name=path.name, sha256=hashlib.sha256(data).hexdigest(), books=tuple(books)
-    )
+    return parse_book_data(*read_book_file(path))
 
 
 def format_book_line(index: int, title: str, year: int, author: str, description: str) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+import diskcache
 from pydantic import Field
 
 from book_pipeline.embedding import (
@@ -16,6 +17,8 @@ from book_pipeline.embedding import (
     OpenAIEmbedder,
     shared_local_embedder,
 )
+from book_pipeline.embedding_cache import open_embedding_cache
+from book_pipeline.ledger import LoadLedger
 from book_pipeline.vector_store import BookVectorStore, open_vector_store
 
 SAMPLE_BOOKS_DIR = Path(__file__).parent / "sample_books"
@@ -71,13 +74,30 @@ class EmbedderResource(dg.ConfigurableResource):
         return embedder
 
 
+class PipelineStateResource(dg.ConfigurableResource):
+    """What the project remembers between runs (`BOOK_PIPELINE_DATA_DIR`): the load ledger and
+    the embedding cache."""
+
+    data_dir: str = Field(default=DEFAULT_DATA_DIR, description="Folder of the project's state")
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    def ledger(self) -> LoadLedger:
+        return LoadLedger(self.folder / "ledger.sqlite")
+
+    def embedding_cache(self) -> diskcache.Cache:
+        return open_embedding_cache(self.folder / "embedding_cache")
+
+
 class QdrantResource(dg.ConfigurableResource):
-    """Qdrant: a server when `url` is set (`QDRANT_URL`), else an embedded store in the data dir."""
+    """Qdrant: a server when `url` is set (`QDRANT_URL`), else an embedded store on disk."""
 
     collection: str = DEFAULT_COLLECTION
-    data_dir: str = Field(
-        default=DEFAULT_DATA_DIR,
-        description="Project state; the embedded store is in <data_dir>/qdrant",
+    local_path: str = Field(
+        default=str(Path(DEFAULT_DATA_DIR) / "qdrant"),
+        description="Folder of the embedded store, used when no url is set",
     )
     url: str | None = None
     api_key: str | None = Field(default=None, description="Set from QDRANT_API_KEY")
@@ -87,19 +107,19 @@ class QdrantResource(dg.ConfigurableResource):
     )
 
     @property
-    def local_path(self) -> Path:
-        return Path(self.data_dir).expanduser().resolve() / "qdrant"
+    def location(self) -> str:
+        return self.url or str(self._local_folder)
 
     @property
-    def location(self) -> str:
-        return self.url or str(self.local_path)
+    def _local_folder(self) -> Path:
+        return Path(self.local_path).expanduser().resolve()
 
     @contextmanager
     def open(self, on_wait: Callable[[str], None] | None = None) -> Iterator[BookVectorStore]:
         """Opened per use, not per run: the embedded store is locked for as long as it is open."""
         with open_vector_store(
             self.collection,
-            self.local_path,
+            self._local_folder,
             self.url,
             self.api_key,
             lock_wait_seconds=self.lock_wait_seconds,
@@ -109,6 +129,8 @@ class QdrantResource(dg.ConfigurableResource):
 
 
 def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
+    # A plain path, not an EnvVar: the Qdrant folder is derived from it, and it is no secret.
+    data_dir = os.environ.get("BOOK_PIPELINE_DATA_DIR") or DEFAULT_DATA_DIR
     return {
         "books_folder": BooksFolder(
             path=env_or_default("BOOK_PIPELINE_BOOKS_DIR", str(SAMPLE_BOOKS_DIR))
@@ -121,10 +143,11 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
         ),
         "qdrant": QdrantResource(
             collection=env_or_default("BOOK_PIPELINE_COLLECTION", DEFAULT_COLLECTION),
-            data_dir=env_or_default("BOOK_PIPELINE_DATA_DIR", DEFAULT_DATA_DIR),
+            local_path=str(Path(data_dir) / "qdrant"),
             url=env_or_default("QDRANT_URL", None),
             api_key=env_or_default("QDRANT_API_KEY", None),
         ),
+        "pipeline_state": PipelineStateResource(data_dir=data_dir),
     }
 
 

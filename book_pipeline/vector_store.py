@@ -114,6 +114,41 @@ class BookVectorStore:
             )
         return len(points)
 
+    def remove_file_books(self, source_file: str, keep_ids: Sequence[str] = ()) -> None:
+        """Delete the file's points except `keep_ids`: books gone from the file leave search."""
+        if not self.client.collection_exists(self.collection):
+            return
+        self.client.delete(
+            self.collection,
+            points_selector=models.Filter(
+                must=[
+                    models.FieldCondition(
+                        key="source_file", match=models.MatchValue(value=source_file)
+                    )
+                ],
+                must_not=[models.HasIdCondition(has_id=list(keep_ids))] if keep_ids else None,
+            ),
+            wait=True,
+        )
+
+    def replace_file_books(
+        self,
+        source_file: str,
+        books: Sequence[BookRecord],
+        vectors: np.ndarray,
+        file_sha256: str,
+    ) -> int:
+        """Make the store hold exactly these books for the file.
+
+        Upsert first, then delete the leftovers: a crash in between leaves stale books that the
+        next run removes, never a file with no books.
+        """
+        loaded = self.upsert_books(books, vectors, file_sha256)
+        self.remove_file_books(
+            source_file, keep_ids=[book_point_id(source_file, book.index) for book in books]
+        )
+        return loaded
+
     def count(self) -> int:
         if not self.client.collection_exists(self.collection):
             return 0

@@ -1,12 +1,16 @@
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pytest
 
 from book_pipeline.definitions import defs
-from book_pipeline.resources import QdrantResource
+from book_pipeline.resources import SAMPLE_BOOKS_DIR, QdrantResource
 
 
 @pytest.fixture
@@ -31,7 +35,8 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def fetch_data_run_config(books_dir: Path, data_dir: Path, **embedder: Any) -> dict[str, Any]:
     resources: dict[str, Any] = {
         "books_folder": {"config": {"path": str(books_dir)}},
-        "qdrant": {"config": {"data_dir": str(data_dir)}},
+        "qdrant": {"config": {"local_path": str(data_dir / "qdrant")}},
+        "pipeline_state": {"config": {"data_dir": str(data_dir)}},
     }
     if embedder:
         resources["embedder"] = {"config": embedder}
@@ -42,13 +47,18 @@ def fetch_data_job() -> dg.JobDefinition:
     return defs.resolve_job_def("fetch_data")
 
 
+def qdrant_in(data_dir: Path) -> QdrantResource:
+    """The embedded store a run with `fetch_data_run_config(..., data_dir)` writes to."""
+    return QdrantResource(local_path=str(data_dir / "qdrant"))
+
+
 def point_count(data_dir: Path) -> int:
-    with QdrantResource(data_dir=str(data_dir)).open() as store:
+    with qdrant_in(data_dir).open() as store:
         return store.count()
 
 
 def steps_that_ran(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str]]:
-    """Step keys of the run by outcome: 'success' and 'failure'."""
+    """The run's steps of the book_embeddings graph, by outcome: 'success' and 'failure'."""
     outcomes: dict[str, set[str]] = {"success": set(), "failure": set()}
     for event_type, outcome in (
         (dg.DagsterEventType.STEP_SUCCESS, "success"),
@@ -56,5 +66,51 @@ def steps_that_ran(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[s
     ):
         for entry in instance.all_logs(run_id, of_type=event_type):
             assert entry.dagster_event is not None
-            outcomes[outcome].add(entry.dagster_event.step_key.removeprefix("book_embeddings."))
+            step_key = entry.dagster_event.step_key
+            if step_key.startswith("book_embeddings."):
+                outcomes[outcome].add(step_key.removeprefix("book_embeddings."))
     return outcomes
+
+
+@dataclass(frozen=True)
+class SampleLoad:
+    data_dir: Path
+    result: dg.ExecuteInProcessResult
+
+
+@pytest.fixture(scope="session")
+def sample_load(tmp_path_factory: pytest.TempPathFactory) -> SampleLoad:
+    """fetch_data on the bundled sample books, once: the tests using it only read the store."""
+    data_dir = tmp_path_factory.mktemp("sample_load") / "data"
+    result = fetch_data_job().execute_in_process(
+        run_config=fetch_data_run_config(SAMPLE_BOOKS_DIR, data_dir)
+    )
+    assert result.success
+    return SampleLoad(data_dir, result)
+
+
+HOLD_STORE = """
+import sys, time
+from qdrant_client import QdrantClient
+client = QdrantClient(path=sys.argv[1])
+print("open", flush=True)
+time.sleep(float(sys.argv[2]))
+client.close()
+"""
+
+
+def hold_store_open(path: Path, seconds: float) -> subprocess.Popen:
+    """Another process with the embedded store open, as a running load has it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_STORE, str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+    return holder
+
+
+def unit_vectors(count: int, dimension: int, seed: int = 0) -> np.ndarray:
+    """Random directions: vectors that say nothing about the books they are stored for."""
+    vectors = np.random.default_rng(seed).normal(size=(count, dimension)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -9,12 +9,13 @@ import pytest
 from book_pipeline.book_files import mapping_key_for
 from book_pipeline.embedding import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
 from book_pipeline.parsing import parse_book_file
-from book_pipeline.resources import SAMPLE_BOOKS_DIR, QdrantResource
+from book_pipeline.resources import SAMPLE_BOOKS_DIR
 from book_pipeline.synthetic_books import write_synthetic_books
 from book_pipeline_tests.conftest import (
     fetch_data_job,
     fetch_data_run_config,
     point_count,
+    qdrant_in,
     steps_that_ran,
 )
 from book_pipeline_tests.openai_compatible_server import (
@@ -68,7 +69,7 @@ def test_points_carry_the_book_payload(instance: dg.DagsterInstance, data_dir: P
     assert run_fetch_data(instance, SAMPLE_BOOKS_DIR, data_dir).success
     first_file = sorted(SAMPLE_BOOKS_DIR.glob("*.txt"))[0]
     first_book = parse_book_file(first_file).books[0]
-    with QdrantResource(data_dir=str(data_dir)).open() as store:
+    with qdrant_in(data_dir).open() as store:
         points, _ = store.client.scroll(store.collection, limit=1000, with_vectors=True)
     [point] = [
         p
@@ -164,7 +165,7 @@ def test_dimension_mismatch_is_a_clear_error(
     instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
 ) -> None:
     write_synthetic_books(books_dir, files=1, books_per_file=2)
-    with QdrantResource(data_dir=str(data_dir)).open() as store:
+    with qdrant_in(data_dir).open() as store:
         store.ensure_collection(dimension=8, model_name="some-other-model")
 
     result = run_fetch_data(instance, books_dir, data_dir)
