@@ -247,3 +247,97 @@ def test_openai_provider_end_to_end_with_key_from_environment(
     event_log = "\n".join(str(entry) for entry in instance.all_logs(result.run_id))
     assert planted_key not in event_log
     assert planted_key not in str(instance.get_run_by_id(result.run_id).run_config)
+
+
+def test_loaded_unchanged_files_get_no_step(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    write_synthetic_books(books_dir, files=3, books_per_file=2)
+    assert run_fetch_data(instance, books_dir, data_dir).success
+    [new_file] = write_synthetic_books(books_dir, files=1, books_per_file=2, first_file=3)
+
+    second = run_fetch_data(instance, books_dir, data_dir)
+
+    key = mapping_key_for(new_file.name)
+    assert steps_that_ran(instance, second.run_id)["success"] == {
+        "list_book_description_files",
+        f"transform_book_description_file[{key}]",
+        f"create_vector_embeddings[{key}]",
+        "load_embeddings_to_vector_db",
+    }
+    assert point_count(data_dir) == 8
+
+
+def test_editing_one_line_reembeds_exactly_one_book(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    [path] = write_synthetic_books(books_dir, files=1, books_per_file=5)
+    assert run_fetch_data(instance, books_dir, data_dir).success
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2] + " Now with an epilogue."
+    path.write_text("\n".join(lines[:4]) + "\n")  # edit line 3, drop line 5
+
+    assert run_fetch_data(instance, books_dir, data_dir).success
+
+    metadata = materialization_metadata(instance)
+    assert (metadata["embedding_cache_hits"], metadata["embedding_cache_misses"]) == (3, 1)
+    assert point_count(data_dir) == 4
+    with qdrant_in(data_dir).open() as store:
+        points, _ = store.client.scroll(store.collection, limit=10)
+    descriptions = {point.payload["line_number"]: point.payload["description"] for point in points}
+    assert descriptions[3].endswith("Now with an epilogue.")
+    assert sorted(descriptions) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("remove_books", [True, False])
+def test_deleted_file_books_are_removed_or_kept(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path, remove_books: bool
+) -> None:
+    kept, deleted = write_synthetic_books(books_dir, files=2, books_per_file=3)
+    assert run_fetch_data(instance, books_dir, data_dir).success
+    deleted.unlink()
+    run_config = fetch_data_run_config(books_dir, data_dir)
+    run_config["ops"] = {
+        "book_embeddings": {
+            "ops": {
+                "load_embeddings_to_vector_db": {
+                    "config": {"remove_books_of_deleted_files": remove_books}
+                }
+            }
+        }
+    }
+
+    result = fetch_data_job().execute_in_process(run_config=run_config, instance=instance)
+
+    assert result.success
+    assert materialization_metadata(instance)["files_removed"] == 1
+    with qdrant_in(data_dir).open() as store:
+        points, _ = store.client.scroll(store.collection, limit=10)
+    sources = sorted(point.payload["source_file"] for point in points)
+    expected = [kept.name] * 3 + ([] if remove_books else [deleted.name] * 3)
+    assert sources == sorted(expected)
+
+
+def test_a_failed_file_does_not_block_later_runs(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    broken = books_dir / "broken.txt"
+    broken.write_text(BROKEN_LINE + "\n")
+    write_synthetic_books(books_dir, files=1, books_per_file=2)
+    assert not run_fetch_data(instance, books_dir, data_dir).success
+    [new_file] = write_synthetic_books(books_dir, files=1, books_per_file=2, first_file=1)
+
+    second = run_fetch_data(instance, books_dir, data_dir)
+
+    assert second.success
+    ran = steps_that_ran(instance, second.run_id)["success"]
+    assert f"transform_book_description_file[{mapping_key_for(broken.name)}]" not in ran
+    assert f"transform_book_description_file[{mapping_key_for(new_file.name)}]" in ran
+    assert point_count(data_dir) == 4
+    metadata = materialization_metadata(instance)
+    assert metadata["failed_files_skipped"] == 1
+    assert "line 1: expected '<Title> (<Year>)'" in metadata["failed_files"]["broken.txt"]
+
+    broken.write_text("99 ::: Fixed At Last (2024) ::: Someone ::: Text\n")
+    assert run_fetch_data(instance, books_dir, data_dir).success
+    assert point_count(data_dir) == 5
