@@ -1,9 +1,6 @@
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from book_pipeline.parsing import parse_book_text
@@ -13,17 +10,13 @@ from book_pipeline.vector_store import (
     book_point_id,
     open_vector_store,
 )
+from book_pipeline_tests.conftest import hold_store_open, unit_vectors
 
 BOOKS = parse_book_text(
     "1 ::: Emma (1815) ::: Jane Austen ::: A matchmaker errs.\n"
     "2 ::: Dracula (1897) ::: Bram Stoker ::: A count moves to London.\n",
     "classics.txt",
 )
-
-
-def unit_vectors(count: int, dimension: int) -> np.ndarray:
-    vectors = np.random.default_rng(0).normal(size=(count, dimension)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def test_point_ids_are_stable_and_distinct() -> None:
@@ -56,26 +49,6 @@ def test_reopening_checks_dimension_and_model(tmp_path: Path) -> None:
 def test_count_of_missing_collection_is_zero(tmp_path: Path) -> None:
     with open_vector_store("nothing_here", tmp_path / "qdrant") as store:
         assert store.count() == 0
-
-
-HOLD_STORE = """
-import sys, time
-from qdrant_client import QdrantClient
-client = QdrantClient(path=sys.argv[1])
-print("open", flush=True)
-time.sleep(float(sys.argv[2]))
-client.close()
-"""
-
-
-def hold_store_open(path: Path, seconds: float) -> subprocess.Popen:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_STORE, str(path), str(seconds)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
-    return holder
 
 
 def test_locked_store_is_waited_for_then_opened(tmp_path: Path) -> None:
