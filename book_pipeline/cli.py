@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from book_pipeline.book_files import BOOK_FILE_SUFFIX, is_book_file_name
-from book_pipeline.parsing import BookFileError, decode_book_bytes, parse_book_text
+from book_pipeline.parsing import BookFileError, parse_book_bytes
 
 BOOKS_DIR_ENV = "BOOK_PIPELINE_BOOKS_DIR"
 EXIT_OK = 0
@@ -97,7 +97,7 @@ def run_add_books(args: argparse.Namespace) -> int:
     lines = [line.rstrip(b"\r") for line in raw.split(b"\n") if line.strip()]
     data = b"".join(line + b"\n" for line in lines)
     try:
-        books = parse_book_text(decode_book_bytes(data, file_name), file_name)
+        books = parse_book_bytes(data, file_name)
     except BookFileError as error:
         raise CliError(str(error)) from None
     write_atomically(path, data)

@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from book_pipeline.book_files import FileSnapshot
+from book_pipeline.parsing import ParsedBookFile
 
 
 class FileState(StrEnum):
@@ -64,13 +65,20 @@ CREATE TABLE IF NOT EXISTS book_files (
 class LoadLedger:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._schema_ready = False
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=30)) as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(_SCHEMA)
+            # No fsync per write: a record lost to a power cut only means a file is loaded again
+            # (idempotent, and its embeddings are cached).
+            connection.execute("PRAGMA synchronous=NORMAL")
+            if not self._schema_ready:
+                # WAL lets the sensor read while a run writes; the mode persists in the file.
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute(_SCHEMA)
+                self._schema_ready = True
             with connection:
                 yield connection
 
@@ -84,10 +92,13 @@ class LoadLedger:
             ).fetchall()
         return {row[0]: LedgerEntry(row[0], FileState(row[1]), *row[2:]) for row in rows}
 
-    def record_loaded(self, snapshot: FileSnapshot, sha256: str, books: int) -> None:
-        self._write(
-            snapshot.name, FileState.LOADED, sha256, snapshot.size, snapshot.mtime_ns, books
-        )
+    def record_loaded(self, files: Iterable[ParsedBookFile]) -> None:
+        """One transaction for the whole load: one fsync-free commit, not one per file."""
+        self._write_many(
+            (file.file_name, FileState.LOADED, file.sha256, file.snapshot.size,
+             file.snapshot.mtime_ns, len(file.books), None, None)
+            for file in files
+        )  # fmt: skip
 
     def record_failed(
         self, snapshot: FileSnapshot, sha256: str, error: str, error_line: int | None
@@ -125,20 +136,14 @@ class LoadLedger:
         error: str | None = None,
         error_line: int | None = None,
     ) -> None:
+        self._write_many([(file_name, state, sha256, size, mtime_ns, books, error, error_line)])
+
+    def _write_many(self, rows: Iterable[tuple]) -> None:
+        now = time.time()
         with self._connection() as connection:
-            connection.execute(
+            connection.executemany(
                 "INSERT OR REPLACE INTO book_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    file_name,
-                    state.value,
-                    sha256,
-                    size,
-                    mtime_ns,
-                    books,
-                    error,
-                    error_line,
-                    time.time(),
-                ),
+                ((*row, now) for row in rows),
             )
 
 

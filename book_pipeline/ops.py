@@ -160,7 +160,7 @@ def load_embeddings_to_vector_db(
             books_loaded += store.replace_file_books(
                 parsed.file_name, parsed.books, embedded.vectors, parsed.sha256
             )
-            ledger.record_loaded(parsed.snapshot, parsed.sha256, len(parsed.books))
+        ledger.record_loaded(embedded.file for embedded in embedded_files)
         review = review_books_folder(books_folder, ledger)
         for entry in review.removed:
             if config.remove_books_of_deleted_files:

@@ -24,6 +24,8 @@ from book_pipeline.vector_store import BookVectorStore, open_vector_store
 SAMPLE_BOOKS_DIR = Path(__file__).parent / "sample_books"
 DEFAULT_DATA_DIR = "data"
 DEFAULT_COLLECTION = "books"
+DEFAULT_SETTLE_SECONDS = 30
+DEFAULT_MAX_FILES_PER_RUN = 100
 
 
 def env_or_default(name: str, default: str | None) -> str | dg.EnvVar | None:
@@ -31,10 +33,22 @@ def env_or_default(name: str, default: str | None) -> str | dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
+def env_int_or_default(name: str, default: int) -> int | dg.EnvVar:
+    return dg.EnvVar.int(name) if os.environ.get(name) else default
+
+
 class BooksFolder(dg.ConfigurableResource):
     """Where the bookstore drops its description files (`BOOK_PIPELINE_BOOKS_DIR`)."""
 
     path: str = Field(default=str(SAMPLE_BOOKS_DIR), description="Folder of .txt description files")
+    settle_seconds: int = Field(
+        default=DEFAULT_SETTLE_SECONDS,
+        description="A file unchanged for this long (or since the sensor's previous tick) is "
+        "complete and may be loaded",
+    )
+    max_files_per_run: int = Field(
+        default=DEFAULT_MAX_FILES_PER_RUN, description="The sensor's largest batch of files"
+    )
 
     @property
     def folder(self) -> Path:
@@ -133,7 +147,13 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
     data_dir = os.environ.get("BOOK_PIPELINE_DATA_DIR") or DEFAULT_DATA_DIR
     return {
         "books_folder": BooksFolder(
-            path=env_or_default("BOOK_PIPELINE_BOOKS_DIR", str(SAMPLE_BOOKS_DIR))
+            path=env_or_default("BOOK_PIPELINE_BOOKS_DIR", str(SAMPLE_BOOKS_DIR)),
+            settle_seconds=env_int_or_default(
+                "BOOK_PIPELINE_SETTLE_SECONDS", DEFAULT_SETTLE_SECONDS
+            ),
+            max_files_per_run=env_int_or_default(
+                "BOOK_PIPELINE_MAX_FILES_PER_RUN", DEFAULT_MAX_FILES_PER_RUN
+            ),
         ),
         "embedder": EmbedderResource(
             provider=env_or_default("BOOK_PIPELINE_EMBEDDER", "local"),

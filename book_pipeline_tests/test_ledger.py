@@ -3,11 +3,20 @@ from pathlib import Path
 
 from book_pipeline.book_files import FileSnapshot, file_sha256, snapshot_book_files
 from book_pipeline.ledger import FileState, LoadLedger, review_folder
+from book_pipeline.parsing import parse_book_file
 
 
 def write(path: Path, text: str) -> FileSnapshot:
     path.write_text(text)
     return FileSnapshot.of(path)
+
+
+def book_line(title: str) -> str:
+    return f"1 ::: {title} (2001) ::: Someone ::: Something happens.\n"
+
+
+def record_loaded(ledger: LoadLedger, *snapshots: FileSnapshot) -> None:
+    ledger.record_loaded(parse_book_file(snapshot.path) for snapshot in snapshots)
 
 
 def review(folder: Path, ledger: LoadLedger, hashed: list[str] | None = None):
@@ -21,9 +30,9 @@ def review(folder: Path, ledger: LoadLedger, hashed: list[str] | None = None):
 
 def test_new_files_are_pending_and_loaded_ones_are_not(tmp_path: Path) -> None:
     ledger = LoadLedger(tmp_path / "ledger.sqlite")
-    a = write(tmp_path / "a.txt", "one")
-    write(tmp_path / "b.txt", "two")
-    ledger.record_loaded(a, file_sha256(a.path), books=1)
+    a = write(tmp_path / "a.txt", book_line("One"))
+    write(tmp_path / "b.txt", book_line("Two"))
+    record_loaded(ledger, a)
 
     result = review(tmp_path, ledger)
 
@@ -33,11 +42,10 @@ def test_new_files_are_pending_and_loaded_ones_are_not(tmp_path: Path) -> None:
 
 def test_changed_content_is_pending_but_a_touch_is_not(tmp_path: Path) -> None:
     ledger = LoadLedger(tmp_path / "ledger.sqlite")
-    a = write(tmp_path / "a.txt", "one")
-    b = write(tmp_path / "b.txt", "two")
-    ledger.record_loaded(a, file_sha256(a.path), books=1)
-    ledger.record_loaded(b, file_sha256(b.path), books=1)
-    write(tmp_path / "a.txt", "one more")
+    a = write(tmp_path / "a.txt", book_line("One"))
+    b = write(tmp_path / "b.txt", book_line("Two"))
+    record_loaded(ledger, a, b)
+    write(tmp_path / "a.txt", book_line("One more"))
     os.utime(b.path, ns=(b.mtime_ns + 10**9, b.mtime_ns + 10**9))
 
     hashed: list[str] = []
@@ -65,12 +73,12 @@ def test_failed_file_is_skipped_until_its_content_changes(tmp_path: Path) -> Non
 
 def test_deleted_files_are_reported_once(tmp_path: Path) -> None:
     ledger = LoadLedger(tmp_path / "ledger.sqlite")
-    gone = write(tmp_path / "gone.txt", "one")
-    ledger.record_loaded(gone, file_sha256(gone.path), books=3)
+    gone = write(tmp_path / "gone.txt", book_line("A") + book_line("B").replace("1", "2", 1))
+    record_loaded(ledger, gone)
     gone.path.unlink()
 
     [entry] = review(tmp_path, ledger).removed
-    assert (entry.file_name, entry.books) == ("gone.txt", 3)
+    assert (entry.file_name, entry.books) == ("gone.txt", 2)
 
     ledger.record_removed(entry, books_kept=False)
     assert review(tmp_path, ledger).removed == []
@@ -80,8 +88,8 @@ def test_deleted_files_are_reported_once(tmp_path: Path) -> None:
 
 def test_a_file_that_comes_back_is_pending_again(tmp_path: Path) -> None:
     ledger = LoadLedger(tmp_path / "ledger.sqlite")
-    back = write(tmp_path / "back.txt", "one")
-    ledger.record_loaded(back, file_sha256(back.path), books=1)
+    back = write(tmp_path / "back.txt", book_line("Back"))
+    record_loaded(ledger, back)
     [entry] = review_folder([], ledger.entries(), lambda snapshot: "").removed
     ledger.record_removed(entry, books_kept=True)
 

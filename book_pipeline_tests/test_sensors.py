@@ -1,0 +1,159 @@
+"""new_book_files_sensor, evaluated tick by tick against a real instance and a real ledger."""
+
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from book_pipeline.definitions import defs
+from book_pipeline.parsing import parse_book_file
+from book_pipeline.resources import BooksFolder, PipelineStateResource
+from book_pipeline.sensors import BATCH_TAG, new_book_files_sensor, run_config_for
+from book_pipeline.synthetic_books import write_synthetic_books
+
+
+def age(paths: list[Path], seconds: int = 3600) -> None:
+    """Make files look written long ago, past any settle time."""
+    past = time.time() - seconds
+    for path in paths:
+        os.utime(path, (past, past))
+
+
+def tick(
+    instance: dg.DagsterInstance,
+    books_dir: Path,
+    data_dir: Path,
+    cursor: str | None = None,
+    max_files_per_run: int = 100,
+) -> tuple[list[dg.RunRequest], str | None, str | None]:
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={
+            "books_folder": BooksFolder(
+                path=str(books_dir), settle_seconds=60, max_files_per_run=max_files_per_run
+            ),
+            "pipeline_state": PipelineStateResource(data_dir=str(data_dir)),
+        },
+        definitions=defs,
+    )
+    result = new_book_files_sensor(context)
+    if isinstance(result, dg.SkipReason):
+        return [], None, result.skip_message
+    skip = result.skip_reason.skip_message if result.skip_reason else None
+    return list(result.run_requests or []), result.cursor, skip
+
+
+def requested_files(request: dg.RunRequest) -> list[str]:
+    ops = request.run_config["ops"]["book_embeddings"]["ops"]
+    return ops["list_book_description_files"]["config"]["only_files"]
+
+
+def test_nothing_new_requests_nothing(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    requests, _, skip = tick(instance, books_dir, data_dir)
+    assert requests == []
+    assert skip == "no new, changed or deleted files"
+
+
+def test_settled_new_files_are_requested_once_per_content(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    files = write_synthetic_books(books_dir, files=2, books_per_file=1)
+    age(files)
+
+    [request], cursor, _ = tick(instance, books_dir, data_dir)
+    assert requested_files(request) == [path.name for path in files]
+    assert request.tags[BATCH_TAG] in request.run_key
+
+    [again], _, _ = tick(instance, books_dir, data_dir, cursor=cursor)
+    assert again.run_key == request.run_key  # Dagster launches one run per run key
+
+
+def test_a_file_being_written_waits_until_it_is_stable(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    growing = books_dir / "growing.txt"
+    growing.write_text("1 ::: First (2001) ::: A ::: B\n")
+
+    requests, cursor, skip = tick(instance, books_dir, data_dir)
+    assert requests == []
+    assert skip == "1 file(s) still being written"
+
+    with growing.open("a") as file:
+        file.write("2 ::: Second (2002) ::: A ::: B\n")
+    requests, cursor, _ = tick(instance, books_dir, data_dir, cursor=cursor)
+    assert requests == []
+
+    [request], _, _ = tick(instance, books_dir, data_dir, cursor=cursor)
+    assert requested_files(request) == ["growing.txt"]
+
+
+def test_a_burst_is_batched(instance: dg.DagsterInstance, books_dir: Path, data_dir: Path) -> None:
+    age(write_synthetic_books(books_dir, files=50, books_per_file=1))
+
+    requests, _, _ = tick(instance, books_dir, data_dir, max_files_per_run=20)
+
+    assert [len(requested_files(request)) for request in requests] == [20, 20, 10]
+    assert len({request.run_key for request in requests}) == 3
+
+
+def test_loaded_folder_requests_nothing_even_with_a_reset_cursor(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    files = write_synthetic_books(books_dir, files=3, books_per_file=1)
+    age(files)
+    PipelineStateResource(data_dir=str(data_dir)).ledger().record_loaded(
+        parse_book_file(path) for path in files
+    )
+
+    requests, _, skip = tick(instance, books_dir, data_dir, cursor=None)
+
+    assert requests == []
+    assert skip == "no new, changed or deleted files"
+
+
+def test_files_of_a_running_run_are_not_requested_again(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    first, second = write_synthetic_books(books_dir, files=2, books_per_file=1)
+    age([first, second])
+    instance.create_run_for_job(
+        defs.resolve_job_def("fetch_data"),
+        run_config=run_config_for([first.name]),
+        status=dg.DagsterRunStatus.STARTED,
+    )
+
+    [request], _, _ = tick(instance, books_dir, data_dir)
+
+    assert requested_files(request) == [second.name]
+
+
+def test_a_deleted_file_requests_a_cleanup_run(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    [path] = write_synthetic_books(books_dir, files=1, books_per_file=1)
+    PipelineStateResource(data_dir=str(data_dir)).ledger().record_loaded([parse_book_file(path)])
+    path.unlink()
+
+    [request], _, _ = tick(instance, books_dir, data_dir)
+
+    assert requested_files(request) == []
+
+
+def test_a_tick_over_a_large_loaded_folder_is_fast(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    paths = write_synthetic_books(books_dir, files=10_000, books_per_file=1)
+    PipelineStateResource(data_dir=str(data_dir)).ledger().record_loaded(
+        parse_book_file(path) for path in paths
+    )
+
+    started = time.perf_counter()
+    requests, _, _ = tick(instance, books_dir, data_dir)
+    elapsed = time.perf_counter() - started
+
+    assert requests == []
+    assert elapsed < 0.5
