@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_add_books_parser(subcommands)
     _add_search_parser(subcommands)
+    _add_status_parser(subcommands)
     return parser
 
 
@@ -166,6 +167,38 @@ def run_search(args: argparse.Namespace) -> int:
         print(format_hits_table(hits))
     else:
         print("no loaded book matches")
+    return EXIT_OK
+
+
+def _add_status_parser(subcommands: argparse._SubParsersAction) -> None:
+    status = subcommands.add_parser(
+        "status",
+        help="list every description file with its state: loaded, pending, failed, removed",
+        description="Compare the books folder with the load ledger (what runs actually loaded). "
+        "Reads neither Qdrant nor Dagster, so it works while a load runs.",
+    )
+    status.add_argument("--json", action="store_true", help="print the files as JSON")
+    status.set_defaults(handler=run_status)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from book_pipeline.ops import review_books_folder
+    from book_pipeline.resources import resources_outside_dagster
+    from book_pipeline.status import folder_status, format_status_table
+
+    resources = resources_outside_dagster()
+    books_folder = resources["books_folder"]
+    ledger = resources["pipeline_state"].ledger()
+    try:
+        review = review_books_folder(books_folder, ledger)
+    except FileNotFoundError as error:
+        raise CliError(str(error)) from None
+    rows = folder_status(review, ledger.entries())
+    if args.json:
+        print(json.dumps([asdict(row) for row in rows], ensure_ascii=False, indent=2))
+    else:
+        print(f"books folder: {books_folder.folder}")
+        print(format_status_table(rows))
     return EXIT_OK
 
 
