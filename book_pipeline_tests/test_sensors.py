@@ -1,16 +1,23 @@
 """new_book_files_sensor, evaluated tick by tick against a real instance and a real ledger."""
 
 import os
+import random
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from book_pipeline.definitions import defs
 from book_pipeline.parsing import parse_book_file
 from book_pipeline.resources import BooksFolder, PipelineStateResource
 from book_pipeline.sensors import BATCH_TAG, new_book_files_sensor, run_config_for
-from book_pipeline.synthetic_books import write_synthetic_books
+from book_pipeline.synthetic_books import synthetic_book_line, write_synthetic_books
+from book_pipeline_tests.conftest import point_count
 
 
 def age(paths: list[Path], seconds: int = 3600) -> None:
@@ -157,3 +164,103 @@ def test_a_tick_over_a_large_loaded_folder_is_fast(
 
     assert requests == []
     assert elapsed < 0.5
+
+
+# The real daemon: `dagster-daemon run` started here, on this machine only, stopped by PID.
+
+DAEMON = Path(sys.executable).parent / "dagster-daemon"
+SENSOR_INTERVAL_SECONDS = 2
+RUN_TIMEOUT_SECONDS = 180
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, books_dir: Path, data_dir: Path) -> Iterator[dg.DagsterInstance]:
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    environment = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "BOOK_PIPELINE_BOOKS_DIR": str(books_dir),
+        "BOOK_PIPELINE_DATA_DIR": str(data_dir),
+        "BOOK_PIPELINE_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL_SECONDS),
+        "BOOK_PIPELINE_SETTLE_SECONDS": "60",
+    }
+    log = (tmp_path / "daemon.log").open("w")
+    process = subprocess.Popen(
+        [str(DAEMON), "run", "-m", "book_pipeline.definitions"],
+        env=environment,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            yield instance
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def fetch_data_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    return list(instance.get_runs(filters=dg.RunsFilter(job_name="fetch_data")))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def sensor_ticks(instance: dg.DagsterInstance) -> int:
+    """Ticks the daemon has evaluated so far (no state is stored before the first one)."""
+    states = [
+        state
+        for state in instance.all_instigator_state()
+        if state.name == "new_book_files_sensor"
+    ]
+    return sum(
+        len(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1000))
+        for state in states
+    )
+
+
+def test_daemon_loads_a_dropped_file_once_and_runs_nothing_otherwise(
+    daemon: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    wait_for(lambda: sensor_ticks(daemon) >= 2, RUN_TIMEOUT_SECONDS, "two sensor ticks")
+    assert fetch_data_runs(daemon) == []
+
+    # Written in chunks faster than the sensor ticks, then left alone: loaded once, complete.
+    dropped = books_dir / "arrivals.txt"
+    lines = [synthetic_book_line(random.Random(index), index) for index in range(6)]
+    with dropped.open("w") as file:
+        for line in lines:
+            file.write(line + "\n")
+            file.flush()
+            time.sleep(0.2)
+
+    wait_for(
+        lambda: any(run.is_finished for run in fetch_data_runs(daemon)),
+        RUN_TIMEOUT_SECONDS,
+        "the sensor's fetch_data run",
+    )
+    [run] = fetch_data_runs(daemon)
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert point_count(data_dir) == len(lines)
+
+    ticks_after_run = sensor_ticks(daemon)
+    wait_for(
+        lambda: sensor_ticks(daemon) >= ticks_after_run + 2,
+        RUN_TIMEOUT_SECONDS,
+        "two more sensor ticks",
+    )
+    assert len(fetch_data_runs(daemon)) == 1
