@@ -174,11 +174,14 @@ def review_folder(
             failed_unchanged.append(entry)
         else:
             up_to_date += 1
-    removed = [
-        entry
-        for name, entry in sorted(entries.items())
-        if name not in present and entry.state is not FileState.REMOVED
-    ]
+    removed = sorted(
+        (
+            entry
+            for name, entry in entries.items()
+            if name not in present and entry.state is not FileState.REMOVED
+        ),
+        key=lambda entry: entry.file_name,
+    )
     return FolderReview(pending, failed_unchanged, removed, up_to_date)
 
 
