@@ -1,0 +1,128 @@
+"""The cost of new work against the size of what is already loaded.
+
+    python bench/incremental_benchmark.py --loaded-files 1000
+
+1. fetch_data with one new file, once on an empty collection and once with `--loaded-files`
+   files already loaded: the two should cost about the same.
+2. One new_book_files_sensor tick with nothing new, over folders of loaded files.
+
+The already-loaded state (Qdrant points, ledger, embedding cache) is made by the plain path, as a
+fetch_data run would leave it, so that the set-up does not take an hour of Dagster steps.
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from book_pipeline.definitions import defs
+from book_pipeline.embedding_cache import embed_with_cache
+from book_pipeline.parsing import parse_book_file
+from book_pipeline.resources import (
+    BooksFolder,
+    EmbedderResource,
+    PipelineStateResource,
+    QdrantResource,
+)
+from book_pipeline.sensors import new_book_files_sensor
+from book_pipeline.synthetic_books import write_synthetic_books
+
+BOOKS_PER_FILE = 10
+
+
+def fetch_data_job() -> dg.JobDefinition:
+    return defs.resolve_job_def("fetch_data")
+
+
+def preload(books_dir: Path, data_dir: Path, files: int) -> None:
+    """Leave the state a finished fetch_data run over these files would leave."""
+    paths = write_synthetic_books(books_dir, files, BOOKS_PER_FILE, seed=3)
+    parsed_files = [parse_book_file(path) for path in paths]
+    embedder = EmbedderResource().get_embedder()
+    state = PipelineStateResource(data_dir=str(data_dir))
+    with (
+        QdrantResource(local_path=str(data_dir / "qdrant")).open() as store,
+        state.embedding_cache() as cache,
+    ):
+        store.ensure_collection(embedder.dimension, embedder.model_name)
+        for parsed in parsed_files:
+            texts = [book.embedding_text for book in parsed.books]
+            vectors = embed_with_cache(embedder, cache, texts).vectors
+            store.replace_file_books(parsed.file_name, parsed.books, vectors, parsed.sha256)
+    state.ledger().record_loaded(parsed_files)
+
+
+def timed_run(books_dir: Path, data_dir: Path, dagster_home: Path) -> float:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    run_config = {
+        "resources": {
+            "books_folder": {"config": {"path": str(books_dir)}},
+            "qdrant": {"config": {"local_path": str(data_dir / "qdrant")}},
+            "pipeline_state": {"config": {"data_dir": str(data_dir)}},
+        },
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        started = time.perf_counter()
+        with dg.execute_job(
+            dg.reconstructable(fetch_data_job), instance, run_config=run_config
+        ) as result:
+            elapsed = time.perf_counter() - started
+            assert result.success
+    return elapsed
+
+
+def one_new_file_run(root: Path, loaded_files: int) -> float:
+    books_dir, data_dir = root / "books", root / "data"
+    if loaded_files:
+        preload(books_dir, data_dir, loaded_files)
+    write_synthetic_books(books_dir, 1, BOOKS_PER_FILE, seed=4, first_file=loaded_files)
+    return timed_run(books_dir, data_dir, root / "dagster_home")
+
+
+def sensor_tick_seconds(root: Path, files: int, repeats: int = 5) -> float:
+    books_dir, data_dir = root / "books", root / "data"
+    paths = write_synthetic_books(books_dir, files, 1, seed=5)
+    state = PipelineStateResource(data_dir=str(data_dir))
+    state.ledger().record_loaded(parse_book_file(path) for path in paths)
+    timings = []
+    with dg.instance_for_test() as instance:
+        for _ in range(repeats):
+            context = dg.build_sensor_context(
+                instance=instance,
+                resources={
+                    "books_folder": BooksFolder(path=str(books_dir)),
+                    "pipeline_state": state,
+                },
+                definitions=defs,
+            )
+            started = time.perf_counter()
+            result = new_book_files_sensor(context)
+            timings.append(time.perf_counter() - started)
+            assert not result.run_requests
+    return statistics.median(timings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loaded-files", type=int, default=1000)
+    args = parser.parse_args()
+    EmbedderResource().get_embedder().embed(["warm up"])
+
+    with tempfile.TemporaryDirectory(prefix="book_pipeline_bench_") as scratch:
+        empty = one_new_file_run(Path(scratch) / "empty", loaded_files=0)
+        full = one_new_file_run(Path(scratch) / "full", loaded_files=args.loaded_files)
+    print(f"fetch_data, 1 new file, empty collection        {empty:6.2f} s")
+    print(f"fetch_data, 1 new file, {args.loaded_files:>5} files loaded      {full:6.2f} s")
+    print(f"ratio                                           {full / empty:6.2f} x")
+    for files in (1000, 10_000):
+        with tempfile.TemporaryDirectory(prefix="book_pipeline_bench_") as scratch:
+            seconds = sensor_tick_seconds(Path(scratch), files)
+        print(f"sensor tick, nothing new, {files:>6} files loaded  {1000 * seconds:6.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
