@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException
 
 from book_pipeline.parsing import BookRecord
 
@@ -18,6 +19,7 @@ from book_pipeline.parsing import BookRecord
 _BOOK_ID_NAMESPACE = uuid.UUID("6f1d2a8e-3c55-4c1e-9a51-0b9d7f4e2c10")
 UPSERT_BATCH_SIZE = 256
 _LOCK_POLL_SECONDS = 0.5
+_SERVER_TIMEOUT_SECONDS = 30
 PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
     "author": models.PayloadSchemaType.KEYWORD,
     "year": models.PayloadSchemaType.INTEGER,
@@ -27,6 +29,10 @@ PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
 
 class StoreLockedError(RuntimeError):
     """Another process kept the embedded store open for longer than the configured wait."""
+
+
+class StoreUnreachableError(RuntimeError):
+    """The Qdrant server did not answer; the message names the URL, never the API key."""
 
 
 class CollectionMismatchError(RuntimeError):
@@ -183,6 +189,20 @@ def _open_local_client(
             time.sleep(_LOCK_POLL_SECONDS)
 
 
+def _open_server_client(url: str, api_key: str | None) -> QdrantClient:
+    """Connect and ask one cheap question, so an unreachable server fails here, by its URL."""
+    client = QdrantClient(url=url, api_key=api_key, timeout=_SERVER_TIMEOUT_SECONDS)
+    try:
+        client.get_collections()
+    except ResponseHandlingException as error:
+        client.close()
+        raise StoreUnreachableError(
+            f"the Qdrant server at {url} is unreachable ({error}); check QDRANT_URL and that "
+            "the server is running"
+        ) from None
+    return client
+
+
 @contextmanager
 def open_vector_store(
     collection: str,
@@ -194,7 +214,7 @@ def open_vector_store(
 ) -> Iterator[BookVectorStore]:
     """A server when a URL is given, else the embedded store (its folder is locked until closed)."""
     if url:
-        client = QdrantClient(url=url, api_key=api_key)
+        client = _open_server_client(url, api_key)
     else:
         client = _open_local_client(local_path, lock_wait_seconds, on_wait)
     try:

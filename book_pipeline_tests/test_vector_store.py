@@ -1,3 +1,4 @@
+import socket
 import time
 from pathlib import Path
 
@@ -7,6 +8,7 @@ from book_pipeline.parsing import parse_book_text
 from book_pipeline.vector_store import (
     CollectionMismatchError,
     StoreLockedError,
+    StoreUnreachableError,
     book_point_id,
     open_vector_store,
 )
@@ -77,3 +79,15 @@ def test_locked_store_fails_clearly_after_the_wait(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_unreachable_server_is_named_in_the_error(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{closed_port}"
+    with (
+        pytest.raises(StoreUnreachableError, match=rf"Qdrant server at {url} is unreachable"),
+        open_vector_store("books", tmp_path / "unused", url=url, api_key="secret-key"),
+    ):
+        pass
