@@ -156,7 +156,8 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             ),
         ),
         "embedder": EmbedderResource(
-            provider=env_or_default("BOOK_PIPELINE_EMBEDDER", "local"),
+            # Read now, not as an EnvVar: the field is a choice of two, checked when this loads.
+            provider=os.environ.get("BOOK_PIPELINE_EMBEDDER") or "local",
             model=env_or_default("BOOK_PIPELINE_EMBEDDING_MODEL", None),
             openai_api_key=env_or_default("OPENAI_API_KEY", None),
             openai_base_url=env_or_default("OPENAI_BASE_URL", None),

@@ -1,0 +1,79 @@
+"""Resources built from the environment, as the code location and the CLI build them."""
+
+from pathlib import Path
+
+import pytest
+
+from book_pipeline.resources import SAMPLE_BOOKS_DIR, resources_outside_dagster
+
+
+def test_defaults_without_any_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "BOOK_PIPELINE_BOOKS_DIR",
+        "BOOK_PIPELINE_DATA_DIR",
+        "BOOK_PIPELINE_COLLECTION",
+        "BOOK_PIPELINE_EMBEDDER",
+        "BOOK_PIPELINE_EMBEDDING_MODEL",
+        "QDRANT_URL",
+        "QDRANT_API_KEY",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+    resources = resources_outside_dagster()
+
+    assert Path(resources["books_folder"].path) == SAMPLE_BOOKS_DIR
+    assert resources["embedder"].provider == "local"
+    assert resources["qdrant"].url is None
+    assert resources["qdrant"].collection == "books"
+    assert Path(resources["qdrant"].local_path) == Path("data") / "qdrant"
+    assert resources["pipeline_state"].data_dir == "data"
+
+
+def test_every_variable_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    variables = {
+        "BOOK_PIPELINE_BOOKS_DIR": str(tmp_path / "books"),
+        "BOOK_PIPELINE_DATA_DIR": str(tmp_path / "state"),
+        "BOOK_PIPELINE_COLLECTION": "books_test",
+        "BOOK_PIPELINE_EMBEDDER": "openai",
+        "BOOK_PIPELINE_EMBEDDING_MODEL": "text-embedding-3-large",
+        "BOOK_PIPELINE_SETTLE_SECONDS": "7",
+        "BOOK_PIPELINE_MAX_FILES_PER_RUN": "9",
+        "QDRANT_URL": "http://127.0.0.1:6333",
+        "QDRANT_API_KEY": "qdrant-secret",
+        "OPENAI_API_KEY": "sk-secret",
+        "OPENAI_BASE_URL": "http://127.0.0.1:8000/v1",
+    }
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    resources = resources_outside_dagster()
+
+    books_folder, embedder = resources["books_folder"], resources["embedder"]
+    qdrant, state = resources["qdrant"], resources["pipeline_state"]
+    assert (books_folder.path, books_folder.settle_seconds, books_folder.max_files_per_run) == (
+        variables["BOOK_PIPELINE_BOOKS_DIR"],
+        7,
+        9,
+    )
+    assert (embedder.provider, embedder.model) == ("openai", "text-embedding-3-large")
+    assert (embedder.openai_api_key, embedder.openai_base_url) == (
+        "sk-secret",
+        "http://127.0.0.1:8000/v1",
+    )
+    assert (qdrant.url, qdrant.api_key, qdrant.collection) == (
+        "http://127.0.0.1:6333",
+        "qdrant-secret",
+        "books_test",
+    )
+    assert qdrant.local_path == str(tmp_path / "state" / "qdrant")
+    assert state.data_dir == variables["BOOK_PIPELINE_DATA_DIR"]
+
+
+def test_an_unknown_embedder_is_refused_when_the_code_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOOK_PIPELINE_EMBEDDER", "word2vec")
+    with pytest.raises(ValueError, match="'local' or 'openai'"):
+        resources_outside_dagster()
