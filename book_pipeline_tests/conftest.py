@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -114,3 +115,22 @@ def unit_vectors(count: int, dimension: int, seed: int = 0) -> np.ndarray:
     """Random directions: vectors that say nothing about the books they are stored for."""
     vectors = np.random.default_rng(seed).normal(size=(count, dimension)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def dagster_job_execute(
+    dagster_home: Path, cwd: Path, environment: dict[str, str], job: str = "fetch_data"
+) -> subprocess.Popen:
+    """`dagster job execute` in its own process (and process group), as a user would run it."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            *("job", "execute", "-m", "book_pipeline.definitions", "-j", job),
+        ],
+        env={**os.environ, "DAGSTER_HOME": str(dagster_home), **environment},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
