@@ -15,10 +15,12 @@ import numpy as np
 from pydantic import Field
 
 from book_pipeline.book_files import (
+    UNREAD_SHA256,
     FileSnapshot,
     file_sha256,
     mapping_key_for,
     read_book_file,
+    snapshot_book_file,
     snapshot_book_files,
 )
 from book_pipeline.embedding_cache import embed_with_cache
@@ -61,10 +63,11 @@ class LoadConfig(dg.Config):
 
 
 def review_books_folder(books_folder: BooksFolder, ledger: LoadLedger) -> FolderReview:
+    folder = books_folder.folder
     return review_folder(
-        snapshot_book_files(books_folder.folder),
+        snapshot_book_files(folder),
         ledger.entries(),
-        lambda snapshot: file_sha256(snapshot.path),
+        lambda snapshot: file_sha256(snapshot.path, books_folder=folder),
     )
 
 
@@ -95,16 +98,23 @@ def list_book_description_files(
 
 @dg.op
 def transform_book_description_file(
-    pipeline_state: PipelineStateResource, file_path: str
+    books_folder: BooksFolder, pipeline_state: PipelineStateResource, file_path: str
 ) -> ParsedBookFile:
-    """Parse one file into book records; a malformed file fails this copy only."""
-    snapshot, data = read_book_file(Path(file_path))
+    """Parse one file into book records; a malformed or refused file fails this copy only.
+
+    Refused before reading: a file over `max_file_mb`, a symlink that leads outside the folder.
+    """
+    path = Path(file_path)
+    data: bytes | None = None
     try:
+        snapshot, data = read_book_file(path, books_folder.folder, books_folder.max_file_bytes)
         return parse_book_data(snapshot, data)
     except BookFileError as error:
-        pipeline_state.ledger().record_failed(
-            snapshot, hashlib.sha256(data).hexdigest(), str(error), error.line_number
-        )
+        if data is None:  # refused unread: recorded as the listing saw it, so it stays skipped
+            snapshot, sha256 = snapshot_book_file(path, books_folder.folder), UNREAD_SHA256
+        else:
+            sha256 = hashlib.sha256(data).hexdigest()
+        pipeline_state.ledger().record_failed(snapshot, sha256, str(error), error.line_number)
         raise dg.Failure(
             description=str(error),
             metadata={

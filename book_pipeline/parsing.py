@@ -12,26 +12,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from book_pipeline.book_files import FileSnapshot, read_book_file
+from book_pipeline.book_files import BookFileError, FileSnapshot, read_book_file
 
 FIELD_SEPARATOR = ":::"
 FIELD_COUNT = 4
 # A description is a paragraph; a line far longer than this is a broken export, not a book.
 MAX_LINE_CHARS = 20_000
+# Qdrant stores payload integers as signed 64-bit: a bigger index could not be stored or filtered.
+MAX_INDEX = 2**63 - 1
+EXPECTED_LINE = "<index> ::: <Title> (<Year>) ::: <Author> ::: <Description>"
 
 _TITLE_AND_YEAR = re.compile(r"^(?P<title>.*\S)\s*\((?P<year>\d{1,4})\)$")
 _BOM = "\ufeff"
-
-
-class BookFileError(ValueError):
-    """A description file that cannot be read as books; names the file, the line and the problem."""
-
-    def __init__(self, file_name: str, line_number: int | None, problem: str) -> None:
-        self.file_name = file_name
-        self.line_number = line_number
-        self.problem = problem
-        where = f"{file_name}, line {line_number}" if line_number else file_name
-        super().__init__(f"{where}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -78,22 +70,34 @@ def parse_book_line(line: str, file_name: str, line_number: int) -> BookRecord:
     if len(fields) != FIELD_COUNT:
         raise fail(
             f"expected {FIELD_COUNT} fields separated by '{FIELD_SEPARATOR}' "
-            f"(<index> ::: <Title> (<Year>) ::: <Author> ::: <Description>), "
-            f"found {len(fields)}: {_preview(line)!r}"
+            f"({EXPECTED_LINE}), found {len(fields)}: {_preview(line)!r}"
         )
     index_text, title_and_year, author, description = fields
-    if not index_text.isascii() or not index_text.isdigit():
-        raise fail(f"expected a whole number as the index, found {_preview(index_text)!r}")
+    if not _is_index(index_text):
+        raise fail(
+            f"expected a whole number as the index (first field), found "
+            f"{_preview(index_text)!r}{_order_hint(fields)}"
+        )
+    # Leading zeros are accepted ("007" is 7); the length test keeps int() off huge strings.
+    significant_digits = index_text.lstrip("0") or "0"
+    if len(significant_digits) > len(str(MAX_INDEX)) or int(significant_digits) > MAX_INDEX:
+        raise fail(
+            f"index {_preview(index_text)} is too large: the largest index is {MAX_INDEX:,} "
+            "(Qdrant stores payload integers as signed 64-bit)"
+        )
     match = _TITLE_AND_YEAR.match(title_and_year)
     if match is None:
-        raise fail(f"expected '<Title> (<Year>)', found {_preview(title_and_year)!r}")
+        raise fail(
+            f"expected '<Title> (<Year>)' (second field), found "
+            f"{_preview(title_and_year)!r}{_order_hint(fields)}"
+        )
     title = match["title"].strip()
     if not author:
         raise fail("the author is empty")
     if not description:
         raise fail("the description is empty")
     return BookRecord(
-        index=int(index_text),
+        index=int(significant_digits),
         title=title,
         year=int(match["year"]),
         author=author,
@@ -157,6 +161,19 @@ def parse_book_file(path: Path) -> ParsedBookFile:
 
 def format_book_line(index: int, title: str, year: int, author: str, description: str) -> str:
     return f"{index} ::: {title} ({year}) ::: {author} ::: {description}"
+
+
+def _is_index(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _order_hint(fields: list[str]) -> str:
+    """When the fields are all there but in another order, say so instead of only 'wrong field'."""
+    index_at = [position for position, field in enumerate(fields) if _is_index(field)]
+    title_at = [position for position, field in enumerate(fields) if _TITLE_AND_YEAR.match(field)]
+    if (index_at and index_at[0] != 0) or (title_at and title_at[0] != 1):
+        return f"; the fields look out of order, expected {EXPECTED_LINE}"
+    return ""
 
 
 def _line_of_offset(data: bytes, offset: int) -> int:

@@ -10,6 +10,7 @@ import dagster as dg
 import diskcache
 from pydantic import Field
 
+from book_pipeline.book_files import BYTES_PER_MB, DEFAULT_MAX_FILE_MB, MAX_FILE_MB_VARIABLE
 from book_pipeline.embedding import (
     OPENAI_DEFAULT_MODEL,
     Embedder,
@@ -49,10 +50,18 @@ class BooksFolder(dg.ConfigurableResource):
     max_files_per_run: int = Field(
         default=DEFAULT_MAX_FILES_PER_RUN, description="The sensor's largest batch of files"
     )
+    max_file_mb: int = Field(
+        default=DEFAULT_MAX_FILE_MB,
+        description="A bigger file (in MiB) is refused from its size, before it is read",
+    )
 
     @property
     def folder(self) -> Path:
         return Path(self.path).expanduser().resolve()
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb * BYTES_PER_MB
 
 
 class EmbedderResource(dg.ConfigurableResource):
@@ -154,6 +163,7 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             max_files_per_run=env_int_or_default(
                 "BOOK_PIPELINE_MAX_FILES_PER_RUN", DEFAULT_MAX_FILES_PER_RUN
             ),
+            max_file_mb=env_int_or_default(MAX_FILE_MB_VARIABLE, DEFAULT_MAX_FILE_MB),
         ),
         "embedder": EmbedderResource(
             # Read now, not as an EnvVar: the field is a choice of two, checked when this loads.
