@@ -186,6 +186,9 @@ def daemon(tmp_path: Path, books_dir: Path, data_dir: Path) -> Iterator[dg.Dagst
         "BOOK_PIPELINE_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL_SECONDS),
         "BOOK_PIPELINE_SETTLE_SECONDS": "60",
     }
+    # The instance's storage is created here, first: two processes creating it at once can
+    # leave its schema history with two heads.
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
     log = (tmp_path / "daemon.log").open("w")
     process = subprocess.Popen(
         [str(DAEMON), "run", "-m", "book_pipeline.definitions"],
@@ -196,7 +199,7 @@ def daemon(tmp_path: Path, books_dir: Path, data_dir: Path) -> Iterator[dg.Dagst
         start_new_session=True,
     )
     try:
-        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        with instance:
             yield instance
     finally:
         os.killpg(process.pid, signal.SIGTERM)
