@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -32,6 +32,22 @@ OPENAI_BATCH_SIZE = 256
 
 class EmbeddingModelError(RuntimeError):
     """The embedding model cannot be loaded or answered something unusable."""
+
+    # Whether trying again later can help; the embed step is retried only when it can.
+    retryable: bool = False
+
+
+class EmbeddingEndpointError(EmbeddingModelError):
+    """The embedding endpoint failed after the client's own retries; the message names it."""
+
+    def __init__(self, message: str, endpoint: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.retryable = retryable
+
+
+# What the openai client itself retries: busy, rate limited, or a server error.
+_RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
 class Embedder(Protocol):
@@ -145,8 +161,35 @@ def shared_local_embedder() -> LocalOnnxEmbedder:
     return LocalOnnxEmbedder()
 
 
+def _url_without_secrets(url: object) -> str:
+    """scheme://host:port/path: no credentials in the user part, no query string."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _error_reporter(report: Callable[[str], None]) -> Callable[[Any], None]:
+    """An HTTP response hook: every error answer, whether the client retries it or not."""
+
+    def report_error_answer(response: Any) -> None:
+        if response.status_code >= 400:
+            report(
+                f"embedding endpoint {_url_without_secrets(response.url)} answered "
+                f"{response.status_code} {response.reason_phrase}"
+            )
+
+    return report_error_answer
+
+
 class OpenAIEmbedder:
-    """Any OpenAI-compatible embeddings endpoint; the client retries 429 and 5xx with backoff."""
+    """Any OpenAI-compatible embeddings endpoint; the client retries 429 and 5xx with backoff.
+
+    `on_error_response` hears of every error answer (the client's retries included), so a run's
+    log shows them; when the client gives up, `EmbeddingEndpointError` names the endpoint.
+    """
 
     def __init__(
         self,
@@ -157,16 +200,32 @@ class OpenAIEmbedder:
         max_retries: int = 5,
         timeout_seconds: float = 60.0,
         batch_size: int = OPENAI_BATCH_SIZE,
+        on_error_response: Callable[[str], None] | None = None,
     ) -> None:
         import openai
 
         self.model_name = model
         self._dimensions = dimensions
         self._batch_size = batch_size
+        self._max_retries = max_retries
+        http_client = None
+        if on_error_response is not None:
+            # openai's own HTTP client class, so its defaults (timeouts, limits) stay.
+            http_client = openai.DefaultHttpxClient(
+                event_hooks={"response": [_error_reporter(on_error_response)]}
+            )
         self._client: openai.OpenAI = openai.OpenAI(
-            api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout_seconds
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=max_retries,
+            timeout=timeout_seconds,
+            http_client=http_client,
         )
         self._probed_dimension: int | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return _url_without_secrets(f"{self._client.base_url}embeddings")
 
     @property
     def dimension(self) -> int:
@@ -180,9 +239,7 @@ class OpenAIEmbedder:
         rows: list[list[float]] = []
         for batch in batches(texts, self._batch_size):
             options = {} if self._dimensions is None else {"dimensions": self._dimensions}
-            response = self._client.embeddings.create(
-                model=self.model_name, input=list(batch), encoding_format="float", **options
-            )
+            response = self._create_embeddings(list(batch), options)
             if len(response.data) != len(batch):
                 raise EmbeddingModelError(
                     f"{self.model_name} returned {len(response.data)} vectors "
@@ -194,3 +251,40 @@ class OpenAIEmbedder:
         vectors = np.asarray(rows, dtype=np.float32)
         self._probed_dimension = vectors.shape[1]
         return normalize_rows(vectors)
+
+    def _create_embeddings(self, texts: list[str], options: dict) -> Any:
+        import openai
+
+        try:
+            return self._client.embeddings.create(
+                model=self.model_name, input=texts, encoding_format="float", **options
+            )
+        except openai.APIStatusError as error:
+            status = error.status_code
+            retryable = status in _RETRYABLE_STATUSES or status >= 500
+            retried = f" after {self._max_retries} client retries" if retryable else ""
+            raise EmbeddingEndpointError(
+                f"the embedding endpoint {self.endpoint} answered {status} "
+                f"({_short(error.message)}){retried}",
+                self.endpoint,
+                retryable=retryable,
+            ) from error
+        except openai.APIConnectionError as error:
+            raise EmbeddingEndpointError(
+                f"the embedding endpoint {self.endpoint} could not be reached "
+                f"({_short(_root_cause(error))}) after {self._max_retries} client retries",
+                self.endpoint,
+                retryable=True,
+            ) from error
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost error's text: "[Errno 111] Connection refused", not "Connection error."."""
+    while (inner := error.__cause__ or error.__context__) is not None:
+        error = inner
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

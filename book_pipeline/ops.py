@@ -23,6 +23,7 @@ from book_pipeline.book_files import (
     snapshot_book_file,
     snapshot_book_files,
 )
+from book_pipeline.embedding import EmbeddingModelError
 from book_pipeline.embedding_cache import embed_with_cache
 from book_pipeline.ledger import FolderReview, LoadLedger, review_folder
 from book_pipeline.parsing import BookFileError, ParsedBookFile, parse_book_data
@@ -32,6 +33,8 @@ from book_pipeline.resources import (
     PipelineStateResource,
     QdrantResource,
 )
+from book_pipeline.retries import EXTERNAL_STEP_RETRY_POLICY
+from book_pipeline.vector_store import CollectionMismatchError
 
 # Asset metadata lists at most this many file names; the counts are always complete.
 _LISTED_FILES_LIMIT = 100
@@ -127,14 +130,29 @@ def transform_book_description_file(
         ) from None
 
 
-@dg.op
+def _cannot_heal(error: Exception) -> dg.Failure:
+    """A failure that the step retries would only repeat: fail at once, naming the cause."""
+    return dg.Failure(description=str(error), allow_retries=False)
+
+
+@dg.op(retry_policy=EXTERNAL_STEP_RETRY_POLICY)
 def create_vector_embeddings(
     embedder: EmbedderResource, pipeline_state: PipelineStateResource, book_file: ParsedBookFile
 ) -> EmbeddedBookFile:
-    """Embed one file's books in batches, paying only for texts this model has never seen."""
-    model = embedder.get_embedder()
-    with pipeline_state.embedding_cache() as cache:
-        embedded = embed_with_cache(model, cache, [book.embedding_text for book in book_file.books])
+    """Embed one file's books in batches, paying only for texts this model has never seen.
+
+    An endpoint that is down, busy or failing is retried (book_pipeline.retries); an answer
+    that cannot change (a bad request or key, a damaged local model) fails at once.
+    """
+    try:
+        model = embedder.get_embedder()
+        with pipeline_state.embedding_cache() as cache:
+            texts = [book.embedding_text for book in book_file.books]
+            embedded = embed_with_cache(model, cache, texts)
+    except EmbeddingModelError as error:
+        if error.retryable:
+            raise
+        raise _cannot_heal(error) from error
     return EmbeddedBookFile(
         file=book_file,
         vectors=embedded.vectors,
@@ -144,7 +162,7 @@ def create_vector_embeddings(
     )
 
 
-@dg.op
+@dg.op(retry_policy=EXTERNAL_STEP_RETRY_POLICY)
 def load_embeddings_to_vector_db(
     context: dg.OpExecutionContext,
     config: LoadConfig,
@@ -164,7 +182,10 @@ def load_embeddings_to_vector_db(
     books_loaded = 0
     with qdrant.open(on_wait=context.log.warning) as store:
         if embedded_files:
-            store.ensure_collection(embedded_files[0].vectors.shape[1], model.model_name)
+            try:
+                store.ensure_collection(embedded_files[0].vectors.shape[1], model.model_name)
+            except CollectionMismatchError as error:
+                raise _cannot_heal(error) from error
         for embedded in embedded_files:
             parsed = embedded.file
             books_loaded += store.replace_file_books(

@@ -27,6 +27,7 @@ DEFAULT_DATA_DIR = "data"
 DEFAULT_COLLECTION = "books"
 DEFAULT_SETTLE_SECONDS = 30
 DEFAULT_MAX_FILES_PER_RUN = 100
+DEFAULT_OPENAI_MAX_RETRIES = 2
 
 
 def env_or_default(name: str, default: str | None) -> str | dg.EnvVar | None:
@@ -80,6 +81,11 @@ class EmbedderResource(dg.ConfigurableResource):
     openai_base_url: str | None = Field(
         default=None, description="Any OpenAI-compatible server (OPENAI_BASE_URL)"
     )
+    openai_max_retries: int = Field(
+        default=DEFAULT_OPENAI_MAX_RETRIES,
+        description="The openai client's own quick retries of a 429, 5xx or lost connection; "
+        "longer outages are the step retries' job (BOOK_PIPELINE_STEP_RETRIES)",
+    )
 
     def get_embedder(self) -> Embedder:
         if self.provider == "openai":
@@ -88,6 +94,9 @@ class EmbedderResource(dg.ConfigurableResource):
                 dimensions=self.dimensions,
                 api_key=self.openai_api_key,
                 base_url=self.openai_base_url,
+                max_retries=self.openai_max_retries,
+                # Inside a run, Dagster captures this logger: every error answer is in the log.
+                on_error_response=dg.get_dagster_logger("book_pipeline.embedding").warning,
             )
         embedder = shared_local_embedder()
         if self.model not in (None, embedder.model_name):

@@ -4,6 +4,7 @@ import pytest
 from book_pipeline.embedding import (
     LOCAL_MODEL_DIMENSION,
     LOCAL_MODEL_NAME,
+    EmbeddingEndpointError,
     OpenAIEmbedder,
     shared_local_embedder,
 )
@@ -84,9 +85,37 @@ def test_openai_provider_gives_up_after_its_retries() -> None:
     state = EmbeddingsServerState(failures_to_inject=[503, 503, 503])
     with embeddings_server(state) as base_url:
         embedder = OpenAIEmbedder(api_key="sk-test", base_url=base_url, max_retries=2)
-        with pytest.raises(openai.InternalServerError):
+        with pytest.raises(EmbeddingEndpointError) as raised:
             embedder.embed(TEXTS)
     assert state.statuses == [503, 503, 503]
+    message = str(raised.value)
+    assert message.startswith(f"the embedding endpoint {base_url}/embeddings answered 503")
+    assert raised.value.retryable  # the step retries take over
+    assert isinstance(raised.value.__cause__, openai.InternalServerError)
+
+
+def test_openai_provider_does_not_retry_what_cannot_change() -> None:
+    state = EmbeddingsServerState(failures_to_inject=[400])
+    with embeddings_server(state) as base_url:
+        embedder = OpenAIEmbedder(api_key="sk-test", base_url=base_url, max_retries=2)
+        with pytest.raises(EmbeddingEndpointError) as raised:
+            embedder.embed(TEXTS)
+    assert state.statuses == [400]
+    assert not raised.value.retryable
+
+
+def test_openai_provider_reports_every_error_answer() -> None:
+    reported: list[str] = []
+    state = EmbeddingsServerState(failures_to_inject=[429, 500])
+    with embeddings_server(state) as base_url:
+        embedder = OpenAIEmbedder(
+            api_key="sk-test", base_url=base_url, max_retries=2, on_error_response=reported.append
+        )
+        embedder.embed(TEXTS)
+    assert reported == [
+        f"embedding endpoint {base_url}/embeddings answered 429 Too Many Requests",
+        f"embedding endpoint {base_url}/embeddings answered 500 Internal Server Error",
+    ]
 
 
 def test_openai_provider_asks_for_configured_dimensions() -> None:
