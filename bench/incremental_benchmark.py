@@ -51,7 +51,7 @@ def preload(books_dir: Path, data_dir: Path, files: int) -> None:
         for parsed in parsed_files:
             texts = [book.embedding_text for book in parsed.books]
             vectors = embed_with_cache(embedder, cache, texts).vectors
-            store.replace_file_books(parsed.file_name, parsed.books, vectors, parsed.sha256)
+            store.upsert_books(parsed.books, vectors, parsed.sha256)
     state.ledger().record_loaded(parsed_files)
 
 

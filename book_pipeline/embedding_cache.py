@@ -5,6 +5,7 @@ diskcache keeps it in sqlite, safe for several processes at once (multiprocess e
 search while a run loads).
 """
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,12 @@ def cache_key(model_name: str, text: str) -> str:
     return f"{model_name}:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
+@functools.cache
 def open_embedding_cache(directory: Path) -> diskcache.Cache:
+    """One open cache per folder and process: opening costs milliseconds, a step's budget.
+
+    A diskcache Cache is safe to share between threads, and other processes open their own.
+    """
     return diskcache.Cache(str(directory))
 
 

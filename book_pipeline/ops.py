@@ -34,7 +34,7 @@ from book_pipeline.resources import (
     QdrantResource,
 )
 from book_pipeline.retries import EXTERNAL_STEP_RETRY_POLICY
-from book_pipeline.vector_store import CollectionMismatchError
+from book_pipeline.vector_store import CollectionMismatchError, book_point_id
 
 # Asset metadata lists at most this many file names; the counts are always complete.
 _LISTED_FILES_LIMIT = 100
@@ -146,9 +146,8 @@ def create_vector_embeddings(
     """
     try:
         model = embedder.get_embedder()
-        with pipeline_state.embedding_cache() as cache:
-            texts = [book.embedding_text for book in book_file.books]
-            embedded = embed_with_cache(model, cache, texts)
+        texts = [book.embedding_text for book in book_file.books]
+        embedded = embed_with_cache(model, pipeline_state.embedding_cache(), texts)
     except EmbeddingModelError as error:
         if error.retryable:
             raise
@@ -186,16 +185,24 @@ def load_embeddings_to_vector_db(
                 store.ensure_collection(embedded_files[0].vectors.shape[1], model.model_name)
             except CollectionMismatchError as error:
                 raise _cannot_heal(error) from error
+        # Upsert every file first, then delete what they no longer hold: a crash in between
+        # leaves stale books for the next run to remove, never a file without its books.
         for embedded in embedded_files:
             parsed = embedded.file
-            books_loaded += store.replace_file_books(
-                parsed.file_name, parsed.books, embedded.vectors, parsed.sha256
-            )
+            books_loaded += store.upsert_books(parsed.books, embedded.vectors, parsed.sha256)
+        store.remove_books(
+            [embedded.file.file_name for embedded in embedded_files],
+            keep_ids=[
+                book_point_id(book.source_file, book.index)
+                for embedded in embedded_files
+                for book in embedded.file.books
+            ],
+        )
         ledger.record_loaded(embedded.file for embedded in embedded_files)
         review = review_books_folder(books_folder, ledger)
+        if config.remove_books_of_deleted_files:
+            store.remove_books([entry.file_name for entry in review.removed])
         for entry in review.removed:
-            if config.remove_books_of_deleted_files:
-                store.remove_file_books(entry.file_name)
             ledger.record_removed(entry, books_kept=not config.remove_books_of_deleted_files)
         collection_size = store.count()
     summary = {
