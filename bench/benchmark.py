@@ -27,7 +27,8 @@ def fetch_data_job() -> dg.JobDefinition:
 
 
 def run_fetch_data(books_dir: Path, data_dir: Path, dagster_home: Path) -> float:
-    dagster_home.mkdir(parents=True)
+    """One fetch_data run on a persistent instance in `dagster_home`; its wall-clock seconds."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
     run_config = {
         "resources": {
             "books_folder": {"config": {"path": str(books_dir)}},

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+from benchmark import run_fetch_data
 
 from book_pipeline.definitions import defs
 from book_pipeline.embedding_cache import embed_with_cache
@@ -31,10 +32,6 @@ from book_pipeline.sensors import new_book_files_sensor
 from book_pipeline.synthetic_books import write_synthetic_books
 
 BOOKS_PER_FILE = 10
-
-
-def fetch_data_job() -> dg.JobDefinition:
-    return defs.resolve_job_def("fetch_data")
 
 
 def preload(books_dir: Path, data_dir: Path, files: int) -> None:
@@ -55,32 +52,12 @@ def preload(books_dir: Path, data_dir: Path, files: int) -> None:
     state.ledger().record_loaded(parsed_files)
 
 
-def timed_run(books_dir: Path, data_dir: Path, dagster_home: Path) -> float:
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    run_config = {
-        "resources": {
-            "books_folder": {"config": {"path": str(books_dir)}},
-            "qdrant": {"config": {"local_path": str(data_dir / "qdrant")}},
-            "pipeline_state": {"config": {"data_dir": str(data_dir)}},
-        },
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-    }
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        started = time.perf_counter()
-        with dg.execute_job(
-            dg.reconstructable(fetch_data_job), instance, run_config=run_config
-        ) as result:
-            elapsed = time.perf_counter() - started
-            assert result.success
-    return elapsed
-
-
 def one_new_file_run(root: Path, loaded_files: int) -> float:
     books_dir, data_dir = root / "books", root / "data"
     if loaded_files:
         preload(books_dir, data_dir, loaded_files)
     write_synthetic_books(books_dir, 1, BOOKS_PER_FILE, seed=4, first_file=loaded_files)
-    return timed_run(books_dir, data_dir, root / "dagster_home")
+    return run_fetch_data(books_dir, data_dir, root / "dagster_home")
 
 
 def sensor_tick_seconds(root: Path, files: int, repeats: int = 5) -> float:
