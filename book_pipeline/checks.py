@@ -11,7 +11,6 @@ from qdrant_client import models
 
 from book_pipeline.assets import book_embeddings
 from book_pipeline.embedding import Embedder
-from book_pipeline.parsing import BookRecord
 from book_pipeline.resources import EmbedderResource, QdrantResource
 from book_pipeline.search import (
     SearchHit,
@@ -20,7 +19,7 @@ from book_pipeline.search import (
     markdown_table,
     search_books,
 )
-from book_pipeline.vector_store import BookVectorStore
+from book_pipeline.vector_store import BookVectorStore, book_from_payload
 
 PROBE_TOP_K = 3
 SELF_PROBE_COUNT = 5
@@ -153,16 +152,7 @@ def _self_probes(store: BookVectorStore) -> list[RetrievalProbe]:
     points, _ = store.client.scroll(store.collection, limit=SELF_PROBE_COUNT, with_payload=True)
     probes = []
     for point in points:
-        payload = point.payload or {}
-        book = BookRecord(
-            index=payload["book_index"],
-            title=payload["title"],
-            year=payload["year"],
-            author=payload["author"],
-            description=payload["description"],
-            source_file=payload["source_file"],
-            line_number=payload["line_number"],
-        )
+        book = book_from_payload(point.payload or {})
         probes.append(RetrievalProbe(book.embedding_text, book.title, book.source_file))
     return probes
 

@@ -63,6 +63,19 @@ def book_payload(book: BookRecord, file_sha256: str) -> dict[str, Any]:
     }
 
 
+def book_from_payload(payload: dict[str, Any]) -> BookRecord:
+    """The book a point was made from (the inverse of `book_payload`)."""
+    return BookRecord(
+        index=payload["book_index"],
+        title=payload["title"],
+        year=payload["year"],
+        author=payload["author"],
+        description=payload["description"],
+        source_file=payload["source_file"],
+        line_number=payload["line_number"],
+    )
+
+
 @dataclass(frozen=True)
 class CollectionSettings:
     """How a new collection is laid out on a Qdrant server; None leaves the server's default.
