@@ -20,7 +20,7 @@ from book_pipeline.embedding import (
 )
 from book_pipeline.embedding_cache import open_embedding_cache
 from book_pipeline.ledger import LoadLedger
-from book_pipeline.vector_store import BookVectorStore, open_vector_store
+from book_pipeline.vector_store import BookVectorStore, CollectionSettings, open_vector_store
 
 SAMPLE_BOOKS_DIR = Path(__file__).parent / "sample_books"
 DEFAULT_DATA_DIR = "data"
@@ -37,6 +37,28 @@ def env_or_default(name: str, default: str | None) -> str | dg.EnvVar | None:
 
 def env_int_or_default(name: str, default: int) -> int | dg.EnvVar:
     return dg.EnvVar.int(name) if os.environ.get(name) else default
+
+
+def env_optional_int(name: str) -> int | dg.EnvVar | None:
+    return dg.EnvVar.int(name) if os.environ.get(name) else None
+
+
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def env_bool(name: str, default: bool | None) -> bool | None:
+    """Read now, not as an EnvVar: Dagster has no boolean EnvVar, and a typo must fail loudly."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE_WORDS:
+        return True
+    if value in _FALSE_WORDS:
+        return False
+    raise ValueError(
+        f"{name} must be one of {', '.join(_TRUE_WORDS + _FALSE_WORDS)}, got {value!r}"
+    )
 
 
 class BooksFolder(dg.ConfigurableResource):
@@ -137,6 +159,44 @@ class QdrantResource(dg.ConfigurableResource):
         default=120.0,
         description="How long to wait for the embedded store while another process has it open",
     )
+    # How a new collection is laid out on a server (docs/qdrant.md); unset: the server's default.
+    shard_number: int | None = Field(
+        default=None, description="Shards of a new collection, spread over the cluster's nodes"
+    )
+    replication_factor: int | None = Field(
+        default=None, description="Copies of each shard of a new collection, on different nodes"
+    )
+    write_consistency_factor: int | None = Field(
+        default=None, description="Replicas that must confirm a write before it succeeds"
+    )
+    on_disk_vectors: bool = Field(
+        default=False, description="Keep a new collection's original vectors on disk (mmap)"
+    )
+    on_disk_payload: bool | None = Field(
+        default=None,
+        description="Keep a new collection's payloads on disk (indexed fields stay in RAM)",
+    )
+    hnsw_m: int | None = Field(default=None, description="HNSW graph links per point (server: 16)")
+    hnsw_ef_construct: int | None = Field(
+        default=None, description="HNSW candidates while building the graph (server: 100)"
+    )
+    int8_quantization: bool = Field(
+        default=False,
+        description="Also keep an int8 copy of each vector in RAM for search (a quarter the size)",
+    )
+
+    @property
+    def collection_settings(self) -> CollectionSettings:
+        return CollectionSettings(
+            shard_number=self.shard_number,
+            replication_factor=self.replication_factor,
+            write_consistency_factor=self.write_consistency_factor,
+            on_disk_vectors=self.on_disk_vectors,
+            on_disk_payload=self.on_disk_payload,
+            hnsw_m=self.hnsw_m,
+            hnsw_ef_construct=self.hnsw_ef_construct,
+            int8_quantization=self.int8_quantization,
+        )
 
     @property
     def location(self) -> str:
@@ -156,6 +216,7 @@ class QdrantResource(dg.ConfigurableResource):
             self.api_key,
             lock_wait_seconds=self.lock_wait_seconds,
             on_wait=on_wait,
+            settings=self.collection_settings,
         ) as store:
             yield store
 
@@ -186,6 +247,14 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             local_path=str(Path(data_dir) / "qdrant"),
             url=env_or_default("QDRANT_URL", None),
             api_key=env_or_default("QDRANT_API_KEY", None),
+            shard_number=env_optional_int("QDRANT_SHARD_NUMBER"),
+            replication_factor=env_optional_int("QDRANT_REPLICATION_FACTOR"),
+            write_consistency_factor=env_optional_int("QDRANT_WRITE_CONSISTENCY_FACTOR"),
+            on_disk_vectors=env_bool("QDRANT_ON_DISK_VECTORS", False),
+            on_disk_payload=env_bool("QDRANT_ON_DISK_PAYLOAD", None),
+            hnsw_m=env_optional_int("QDRANT_HNSW_M"),
+            hnsw_ef_construct=env_optional_int("QDRANT_HNSW_EF_CONSTRUCT"),
+            int8_quantization=env_bool("QDRANT_INT8_QUANTIZATION", False),
         ),
         "pipeline_state": PipelineStateResource(data_dir=data_dir),
     }

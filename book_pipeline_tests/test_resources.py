@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from book_pipeline.resources import SAMPLE_BOOKS_DIR, resources_outside_dagster
+from book_pipeline.vector_store import CollectionSettings
 
 
 def test_defaults_without_any_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,4 +77,54 @@ def test_an_unknown_embedder_is_refused_when_the_code_loads(
 ) -> None:
     monkeypatch.setenv("BOOK_PIPELINE_EMBEDDER", "word2vec")
     with pytest.raises(ValueError, match="'local' or 'openai'"):
+        resources_outside_dagster()
+
+
+def test_qdrant_collection_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    variables = {
+        "QDRANT_SHARD_NUMBER": "6",
+        "QDRANT_REPLICATION_FACTOR": "2",
+        "QDRANT_WRITE_CONSISTENCY_FACTOR": "1",
+        "QDRANT_ON_DISK_VECTORS": "true",
+        "QDRANT_ON_DISK_PAYLOAD": "0",
+        "QDRANT_HNSW_M": "32",
+        "QDRANT_HNSW_EF_CONSTRUCT": "200",
+        "QDRANT_INT8_QUANTIZATION": "yes",
+    }
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    settings = resources_outside_dagster()["qdrant"].collection_settings
+
+    assert settings == CollectionSettings(
+        shard_number=6,
+        replication_factor=2,
+        write_consistency_factor=1,
+        on_disk_vectors=True,
+        on_disk_payload=False,
+        hnsw_m=32,
+        hnsw_ef_construct=200,
+        int8_quantization=True,
+    )
+
+
+def test_qdrant_collection_settings_default_to_the_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "QDRANT_SHARD_NUMBER",
+        "QDRANT_REPLICATION_FACTOR",
+        "QDRANT_WRITE_CONSISTENCY_FACTOR",
+        "QDRANT_ON_DISK_VECTORS",
+        "QDRANT_ON_DISK_PAYLOAD",
+        "QDRANT_HNSW_M",
+        "QDRANT_HNSW_EF_CONSTRUCT",
+        "QDRANT_INT8_QUANTIZATION",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+    assert resources_outside_dagster()["qdrant"].collection_settings == CollectionSettings()
+
+
+def test_a_boolean_variable_that_is_not_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QDRANT_ON_DISK_VECTORS", "maybe")
+    with pytest.raises(ValueError, match="QDRANT_ON_DISK_VECTORS must be one of"):
         resources_outside_dagster()
