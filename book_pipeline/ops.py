@@ -205,6 +205,9 @@ def load_embeddings_to_vector_db(
         for entry in review.removed:
             ledger.record_removed(entry, books_kept=not config.remove_books_of_deleted_files)
         collection_size = store.count()
+        store_warning = store.size_warning(collection_size)
+    if store_warning:
+        context.log.warning(store_warning)
     summary = {
         "files_processed": len(embedded_files),
         "books_loaded": books_loaded,
@@ -228,6 +231,7 @@ def load_embeddings_to_vector_db(
             **summary,
             "qdrant_collection": qdrant.collection,
             "qdrant_location": qdrant.location,
+            **({"qdrant_store_warning": store_warning} if store_warning else {}),
             "files": _file_list([e.file.snapshot for e in embedded_files]),
             "failed_files": dg.MetadataValue.json(
                 {e.file_name: e.error for e in review.failed_unchanged[:_LISTED_FILES_LIMIT]}

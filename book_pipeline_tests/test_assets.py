@@ -1,11 +1,13 @@
 """book_embeddings end to end: real Dagster runs, the real local model, a real embedded Qdrant."""
 
+import logging
 import shutil
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from book_pipeline import vector_store
 from book_pipeline.book_files import mapping_key_for
 from book_pipeline.embedding import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
 from book_pipeline.parsing import parse_book_file
@@ -341,3 +343,28 @@ def test_a_failed_file_does_not_block_later_runs(
     broken.write_text("99 ::: Fixed At Last (2024) ::: Someone ::: Text\n")
     assert run_fetch_data(instance, books_dir, data_dir).success
     assert point_count(data_dir) == 5
+
+
+def test_embedded_store_past_its_limit_is_warned_about(
+    instance: dg.DagsterInstance,
+    books_dir: Path,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_synthetic_books(books_dir, files=1, books_per_file=3)
+    assert run_fetch_data(instance, books_dir, data_dir).success
+    assert "qdrant_store_warning" not in materialization_metadata(instance)
+    monkeypatch.setattr(vector_store, "EMBEDDED_STORE_POINT_LIMIT", 4)
+    write_synthetic_books(books_dir, files=1, books_per_file=3, first_file=1)
+
+    result = run_fetch_data(instance, books_dir, data_dir)
+
+    assert result.success
+    warning = materialization_metadata(instance)["qdrant_store_warning"]
+    assert "holds 6 points, more than the 4 it suits" in warning and "QDRANT_URL" in warning
+    logged = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.level == logging.WARNING
+    ]
+    assert warning in logged
