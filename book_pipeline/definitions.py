@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from book_pipeline.alerts import alert_sensors
 from book_pipeline.assets import book_embeddings
 from book_pipeline.checks import book_embeddings_retrieval_sanity
 from book_pipeline.jobs import fetch_data, query_data
@@ -13,6 +14,6 @@ defs = dg.Definitions(
     assets=[book_embeddings],
     asset_checks=[book_embeddings_retrieval_sanity],
     jobs=[fetch_data, query_data, simple_mapping],
-    sensors=[new_book_files_sensor],
+    sensors=[new_book_files_sensor, *alert_sensors()],
     resources=resources_from_environment(),
 )

@@ -1,0 +1,316 @@
+"""Failure alerts, from real failed fetch_data runs: the message, the sensor, the webhook, email."""
+
+import json
+import logging
+import smtplib
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from book_pipeline.alerts import (
+    ALERT_SENSOR_NAME,
+    EMAIL_FROM_VARIABLE,
+    EMAIL_SENSOR_NAME,
+    EMAIL_TO_VARIABLE,
+    SMTP_HOST_VARIABLE,
+    SMTP_PASSWORD_VARIABLE,
+    SMTP_PORT_VARIABLE,
+    WEBHOOK_URL_VARIABLE,
+    FailedStep,
+    RunFailureAlert,
+    alert_for_run,
+    book_pipeline_failure_alerts,
+    email_alert_sensor,
+)
+from book_pipeline.book_files import mapping_key_for
+from book_pipeline.definitions import defs
+from book_pipeline.synthetic_books import write_synthetic_books
+from book_pipeline_tests.conftest import fetch_data_job, fetch_data_run_config
+
+BROKEN_LINE = "99 ::: A Title Without Its Year ::: Someone ::: Text"
+WEBHOOK_TOKEN = "T0000/B0000/planted-webhook-token"
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    instance: dg.DagsterInstance
+    run: dg.DagsterRun
+    run_failure: dg.DagsterEvent
+    broken_file: Path
+
+
+@pytest.fixture(scope="module")
+def failed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FailedRun]:
+    """fetch_data over two good files and one with a bad third line, once for this module."""
+    books_dir = tmp_path_factory.mktemp("alerts") / "books"
+    books_dir.mkdir()
+    good_files = write_synthetic_books(books_dir, files=2, books_per_file=2)
+    broken = books_dir / "broken file.txt"
+    broken.write_text(good_files[0].read_text() + BROKEN_LINE + "\n")
+    with dg.instance_for_test() as instance:
+        result = fetch_data_job().execute_in_process(
+            run_config=fetch_data_run_config(books_dir, books_dir.parent / "data"),
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not result.success
+        yield FailedRun(instance, result.dagster_run, result.get_run_failure_event(), broken)
+
+
+@dataclass
+class Webhook:
+    url: str
+    status: int
+    posts: list[tuple[str, str, dict]] = field(default_factory=list)
+
+
+@contextmanager
+def webhook_server(status: int = 200) -> Iterator[Webhook]:
+    """A Slack-like incoming webhook on loopback that records every POST."""
+    webhook = Webhook(url="", status=status)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            webhook.posts.append((self.path, self.headers["Content-Type"], json.loads(body)))
+            self.send_response(webhook.status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    webhook.url = f"http://127.0.0.1:{server.server_address[1]}/services/{WEBHOOK_TOKEN}"
+    try:
+        yield webhook
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self, level: int | None = None) -> list[str]:
+        return [r.getMessage() for r in self.records if level is None or r.levelno == level]
+
+
+def evaluate(sensor: dg.SensorDefinition, failed: FailedRun) -> Records:
+    """Evaluate a run-failure sensor for real against the failed run; what it logged."""
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_instance=failed.instance,
+        dagster_run=failed.run,
+        dagster_event=failed.run_failure,
+    )
+    records = Records()
+    context.log.addHandler(records)
+    assert sensor(context) is None
+    return records
+
+
+def expected_step(failed: FailedRun) -> FailedStep:
+    key = mapping_key_for(failed.broken_file.name)
+    return FailedStep(
+        step_key=f"book_embeddings.transform_book_description_file[{key}]",
+        error=(
+            "broken file.txt, line 3: expected '<Title> (<Year>)' in the second field, "
+            "found 'A Title Without Its Year'"
+        ),
+        file=str(failed.broken_file),
+        line=3,
+    )
+
+
+def test_alert_names_job_run_failed_step_file_and_line(failed_run: FailedRun) -> None:
+    alert = alert_for_run(failed_run.instance, failed_run.run, failed_run.run_failure)
+
+    assert alert.job_name == "fetch_data"
+    assert alert.run_id == failed_run.run.run_id
+    [step] = alert.failed_steps
+    expected = expected_step(failed_run)
+    assert (step.step_key, step.file, step.line) == (expected.step_key, expected.file, 3)
+    assert step.error.startswith("broken file.txt, line 3: expected '<Title> (<Year>)'")
+    lines = alert.text.splitlines()
+    assert lines[0] == f"Dagster job fetch_data failed: run {failed_run.run.run_id}"
+    assert lines[1] == "1 failed step:"
+    where = f"(file {failed_run.broken_file}, line 3)"
+    assert lines[2] == f"- {expected.step_key} {where}: {step.error}"
+
+
+def test_alert_of_an_endpoint_down_for_good_names_the_endpoint(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    write_synthetic_books(books_dir, files=1, books_per_file=1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down_url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    result = fetch_data_job().execute_in_process(
+        run_config=fetch_data_run_config(
+            books_dir,
+            data_dir,
+            provider="openai",
+            openai_base_url=down_url,
+            openai_api_key="sk-test",
+            openai_max_retries=0,
+        ),
+        instance=instance,
+        raise_on_error=False,
+    )
+
+    alert = alert_for_run(instance, result.dagster_run, result.get_run_failure_event())
+
+    [step] = alert.failed_steps
+    assert step.step_key.startswith("book_embeddings.create_vector_embeddings[")
+    # The endpoint's own error, not Dagster's "Exceeded max_retries" wrapped around it.
+    assert step.error.startswith(
+        f"EmbeddingEndpointError: the embedding endpoint {down_url}/embeddings could not be reached"
+    )
+    assert (step.file, step.line) == (None, None)
+
+
+def test_a_run_failing_outside_any_step_is_explained() -> None:
+    alert = RunFailureAlert("fetch_data", "run-1", (), "resource 'qdrant' failed to start")
+    assert alert.text.splitlines()[1] == "resource 'qdrant' failed to start"
+
+
+def test_sensor_logs_one_json_line_and_posts_the_alert_to_the_webhook(
+    failed_run: FailedRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with webhook_server() as webhook:
+        monkeypatch.setenv(WEBHOOK_URL_VARIABLE, webhook.url)
+        records = evaluate(book_pipeline_failure_alerts, failed_run)
+
+    [(path, content_type, body)] = webhook.posts
+    assert path == f"/services/{WEBHOOK_TOKEN}"
+    assert content_type == "application/json"
+    alert = alert_for_run(failed_run.instance, failed_run.run, failed_run.run_failure)
+    assert body["text"] == alert.text
+    assert body["job_name"] == "fetch_data"
+    assert body["run_id"] == failed_run.run.run_id
+    step = expected_step(failed_run)
+    [posted_step] = body["failed_steps"]
+    assert (posted_step["step_key"], posted_step["file"], posted_step["line"]) == (
+        step.step_key,
+        step.file,
+        3,
+    )
+
+    [line] = records.messages(logging.ERROR)
+    logged = json.loads(line)
+    assert logged["alert"] == "run_failure"
+    assert logged["run_id"] == failed_run.run.run_id
+    assert logged["failed_steps"] == body["failed_steps"]
+    assert any("posted to the webhook at 127.0.0.1" in m for m in records.messages(logging.INFO))
+    assert not any(WEBHOOK_TOKEN in message for message in records.messages())
+
+
+@pytest.mark.parametrize("webhook_fault", ["nothing listening", "answers 500"])
+def test_a_failing_webhook_is_logged_and_the_sensor_goes_on(
+    failed_run: FailedRun, monkeypatch: pytest.MonkeyPatch, webhook_fault: str
+) -> None:
+    with webhook_server(status=500) as webhook:
+        url = webhook.url
+        if webhook_fault == "answers 500":
+            monkeypatch.setenv(WEBHOOK_URL_VARIABLE, url)
+            records = evaluate(book_pipeline_failure_alerts, failed_run)
+            assert len(webhook.posts) == 1
+    if webhook_fault == "nothing listening":  # the server has shut down: the port is closed
+        monkeypatch.setenv(WEBHOOK_URL_VARIABLE, url)
+        records = evaluate(book_pipeline_failure_alerts, failed_run)
+
+    json_line, webhook_error = records.messages(logging.ERROR)
+    assert json.loads(json_line)["run_id"] == failed_run.run.run_id
+    assert webhook_error.startswith("alert webhook at 127.0.0.1 failed: ")
+    assert ("500" if webhook_fault == "answers 500" else "refused") in webhook_error
+    assert not any(WEBHOOK_TOKEN in message for message in records.messages())
+
+
+def test_without_a_webhook_the_sensor_only_logs(
+    failed_run: FailedRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(WEBHOOK_URL_VARIABLE, raising=False)
+    records = evaluate(book_pipeline_failure_alerts, failed_run)
+    [line] = records.messages()
+    assert json.loads(line)["job_name"] == "fetch_data"
+
+
+def test_the_alert_sensor_is_in_the_code_location_and_running_by_default() -> None:
+    [sensor] = [sensor for sensor in defs.sensors or [] if sensor.name == ALERT_SENSOR_NAME]
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert isinstance(sensor, dg.RunStatusSensorDefinition)
+
+
+EMAIL_SETTINGS = {
+    EMAIL_TO_VARIABLE: "ops@example.com, books@example.com",
+    EMAIL_FROM_VARIABLE: "dagster@example.com",
+    SMTP_HOST_VARIABLE: "smtp.example.com",
+    SMTP_PORT_VARIABLE: "587",
+    SMTP_PASSWORD_VARIABLE: "planted-smtp-password",
+}
+
+
+def test_email_sensor_only_when_configured(caplog: pytest.LogCaptureFixture) -> None:
+    assert email_alert_sensor({}) is None
+    with caplog.at_level(logging.WARNING, logger="book_pipeline.alerts"):
+        assert email_alert_sensor({EMAIL_TO_VARIABLE: "ops@example.com"}) is None
+    assert f"{SMTP_PASSWORD_VARIABLE} not: no email alerts" in caplog.text
+    sensor = email_alert_sensor(EMAIL_SETTINGS)
+    assert sensor is not None and sensor.name == EMAIL_SENSOR_NAME
+
+
+def test_email_sensor_sends_the_alert_through_dagsters_helper(
+    failed_run: FailedRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple] = []
+
+    class RecordingSMTP:
+        def __init__(self, host: str, port: int) -> None:
+            sent.append(("connect", host, port))
+
+        def __enter__(self) -> "RecordingSMTP":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def starttls(self, context: object) -> None:
+            sent.append(("starttls",))
+
+        def login(self, user: str, password: str) -> None:
+            sent.append(("login", user, password))
+
+        def sendmail(self, sender: str, recipients: list[str], message: str) -> None:
+            sent.append(("sendmail", sender, recipients, message))
+
+    monkeypatch.setattr(smtplib, "SMTP", RecordingSMTP)
+    sensor = email_alert_sensor(EMAIL_SETTINGS)
+    assert sensor is not None
+
+    evaluate(sensor, failed_run)
+
+    connect, starttls, login, (_, sender, recipients, message) = sent
+    assert connect == ("connect", "smtp.example.com", 587) and starttls == ("starttls",)
+    assert login == ("login", "dagster@example.com", "planted-smtp-password")
+    assert sender == "dagster@example.com"
+    assert recipients == ["ops@example.com", "books@example.com"]
+    assert f"Subject: [book_pipeline] fetch_data failed: run {failed_run.run.run_id}" in message
+    assert "broken file.txt, line 3: expected &#x27;&lt;Title&gt; (&lt;Year&gt;)&#x27;" in message
+    assert "planted-smtp-password" not in message
