@@ -23,7 +23,6 @@ from book_pipeline.alerts import (
     SMTP_PASSWORD_VARIABLE,
     SMTP_PORT_VARIABLE,
     WEBHOOK_URL_VARIABLE,
-    FailedStep,
     RunFailureAlert,
     alert_for_run,
     book_pipeline_failure_alerts,
@@ -126,17 +125,10 @@ def evaluate(sensor: dg.SensorDefinition, failed: FailedRun) -> Records:
     return records
 
 
-def expected_step(failed: FailedRun) -> FailedStep:
+def expected_step(failed: FailedRun) -> tuple[str, str, int]:
+    """The broken file's transform step: step key, file, line."""
     key = mapping_key_for(failed.broken_file.name)
-    return FailedStep(
-        step_key=f"book_embeddings.transform_book_description_file[{key}]",
-        error=(
-            "broken file.txt, line 3: expected '<Title> (<Year>)' in the second field, "
-            "found 'A Title Without Its Year'"
-        ),
-        file=str(failed.broken_file),
-        line=3,
-    )
+    return f"book_embeddings.transform_book_description_file[{key}]", str(failed.broken_file), 3
 
 
 def test_alert_names_job_run_failed_step_file_and_line(failed_run: FailedRun) -> None:
@@ -145,14 +137,14 @@ def test_alert_names_job_run_failed_step_file_and_line(failed_run: FailedRun) ->
     assert alert.job_name == "fetch_data"
     assert alert.run_id == failed_run.run.run_id
     [step] = alert.failed_steps
-    expected = expected_step(failed_run)
-    assert (step.step_key, step.file, step.line) == (expected.step_key, expected.file, 3)
+    step_key, file, line = expected_step(failed_run)
+    assert (step.step_key, step.file, step.line) == (step_key, file, line)
     assert step.error.startswith("broken file.txt, line 3: expected '<Title> (<Year>)'")
     lines = alert.text.splitlines()
     assert lines[0] == f"Dagster job fetch_data failed: run {failed_run.run.run_id}"
     assert lines[1] == "1 failed step:"
     where = f"(file {failed_run.broken_file}, line 3)"
-    assert lines[2] == f"- {expected.step_key} {where}: {step.error}"
+    assert lines[2] == f"- {step_key} {where}: {step.error}"
 
 
 def test_alert_of_an_endpoint_down_for_good_names_the_endpoint(
@@ -205,13 +197,10 @@ def test_sensor_logs_one_json_line_and_posts_the_alert_to_the_webhook(
     assert body["text"] == alert.text
     assert body["job_name"] == "fetch_data"
     assert body["run_id"] == failed_run.run.run_id
-    step = expected_step(failed_run)
     [posted_step] = body["failed_steps"]
-    assert (posted_step["step_key"], posted_step["file"], posted_step["line"]) == (
-        step.step_key,
-        step.file,
-        3,
-    )
+    posted = (posted_step["step_key"], posted_step["file"], posted_step["line"])
+    assert posted == expected_step(failed_run)
+    assert posted_step["error"] == alert.failed_steps[0].error
 
     [line] = records.messages(logging.ERROR)
     logged = json.loads(line)
