@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -19,6 +20,9 @@ from book_pipeline.book_files import BOOK_FILE_SUFFIX, is_book_file_name
 from book_pipeline.parsing import BookFileError, parse_book_bytes
 
 BOOKS_DIR_ENV = "BOOK_PIPELINE_BOOKS_DIR"
+DEFAULT_API_KEY_ENV = "QDRANT_API_KEY"
+MIGRATE_BATCH_SIZE = 256
+MIGRATE_PROGRESS_EVERY = 10_000
 EXIT_OK = 0
 EXIT_FAILED = 1
 # The same code argparse uses for bad arguments: in both cases the user has to change the command.
@@ -53,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_add_books_parser(subcommands)
     _add_search_parser(subcommands)
     _add_status_parser(subcommands)
+    _add_migrate_store_parser(subcommands)
     return parser
 
 
@@ -154,6 +159,7 @@ def run_search(args: argparse.Namespace) -> int:
                 year_from=args.year_from,
                 year_to=args.year_to,
             )
+            size_warning = store.size_warning()
     except (
         SearchRefusedError,
         StoreLockedError,
@@ -161,6 +167,8 @@ def run_search(args: argparse.Namespace) -> int:
         EmbeddingModelError,
     ) as error:
         raise CliError(str(error)) from None
+    if size_warning:
+        print(f"hint: {size_warning}", file=sys.stderr)
     if args.json:
         print(json.dumps([asdict(hit) for hit in hits], ensure_ascii=False, indent=2))
     elif hits:
@@ -200,6 +208,132 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"books folder: {books_folder.folder}")
         print(format_status_table(rows))
     return EXIT_OK
+
+
+def _add_migrate_store_parser(subcommands: argparse._SubParsersAction) -> None:
+    migrate = subcommands.add_parser(
+        "migrate-store",
+        help="copy the embedded Qdrant collection to a Qdrant server (or another folder)",
+        description="Copy the configured collection of the embedded Qdrant store, vectors and "
+        "payloads, to a Qdrant server (--to-url) or another embedded folder (--to-path, e.g. a "
+        "backup). Nothing is re-embedded. The target collection is created with the same "
+        "dimension and model and the configured QDRANT_* layout (shards, replicas, on-disk "
+        "vectors, ...), or must already be one for the same model. Safe to run again.",
+    )
+    target = migrate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to-url", metavar="URL", help="a Qdrant server, e.g. http://host:6333")
+    target.add_argument("--to-path", type=Path, metavar="PATH", help="another embedded store")
+    migrate.add_argument(
+        "--to-api-key-env",
+        metavar="VAR",
+        help=f"the NAME of the environment variable holding the server's API key (default: "
+        f"{DEFAULT_API_KEY_ENV}, if set); never the key itself",
+    )
+    migrate.add_argument(
+        "--to-collection", metavar="NAME", help="target collection (default: the same name)"
+    )
+    migrate.add_argument(
+        "--from-path",
+        type=Path,
+        metavar="PATH",
+        help="the embedded store to copy (default: the pipeline's, $BOOK_PIPELINE_DATA_DIR/qdrant)",
+    )
+    migrate.add_argument(
+        "--batch-size",
+        type=int,
+        default=MIGRATE_BATCH_SIZE,
+        metavar="N",
+        help=f"points per request (default: {MIGRATE_BATCH_SIZE})",
+    )
+    migrate.set_defaults(handler=run_migrate_store)
+
+
+def run_migrate_store(args: argparse.Namespace) -> int:
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    from book_pipeline.migration import MigrationError, copy_collection
+    from book_pipeline.resources import resources_outside_dagster
+    from book_pipeline.vector_store import (
+        CollectionMismatchError,
+        StoreLockedError,
+        StoreUnreachableError,
+        open_vector_store,
+    )
+
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
+    api_key = _api_key_from_environment(args.to_api_key_env) if args.to_url else None
+    qdrant = resources_outside_dagster()["qdrant"]
+    source_path = (args.from_path or Path(qdrant.local_path)).expanduser().resolve()
+    if not source_path.is_dir():
+        raise CliError(f"no embedded Qdrant store at {source_path}")
+    target_collection = args.to_collection or qdrant.collection
+    if args.to_path is not None and args.to_path.expanduser().resolve() == source_path:
+        raise CliError(f"--to-path is the store being copied ({source_path})")
+    target_name = args.to_url or str(args.to_path.expanduser().resolve())
+
+    def progress(copied: int) -> None:
+        if copied % MIGRATE_PROGRESS_EVERY < args.batch_size:
+            print(f"  {copied:,} points copied", file=sys.stderr)
+
+    try:
+        with (
+            open_vector_store(
+                qdrant.collection,
+                source_path,
+                lock_wait_seconds=qdrant.lock_wait_seconds,
+                on_wait=lambda message: print(message, file=sys.stderr),
+            ) as source,
+            open_vector_store(
+                target_collection,
+                args.to_path.expanduser().resolve() if args.to_path else source_path,
+                url=args.to_url,
+                api_key=api_key,
+                settings=qdrant.collection_settings,
+            ) as target,
+        ):
+            print(
+                f"copying collection {qdrant.collection!r} ({source.count():,} points) of the "
+                f"embedded store {source_path} to collection {target_collection!r} at {target_name}"
+            )
+            copied = copy_collection(source, target, args.batch_size, on_batch=progress)
+            target_count = target.count()
+    except (
+        MigrationError,
+        CollectionMismatchError,
+        StoreLockedError,
+        StoreUnreachableError,
+    ) as error:
+        raise CliError(str(error)) from None
+    except UnexpectedResponse as error:
+        # Its text is the server's answer (status and body); the request and its key are not in it.
+        raise CliError(f"the Qdrant server at {target_name} refused: {error}") from None
+    except ResponseHandlingException as error:
+        raise CliError(
+            f"lost the Qdrant server at {target_name} ({error}); run the command again, "
+            "it is safe to repeat"
+        ) from None
+    print(
+        f"copied {copied:,} points; collection {target_collection!r} at {target_name} "
+        f"holds {target_count:,} points"
+    )
+    if args.to_url:
+        print(f"to use it: export QDRANT_URL={args.to_url} (and QDRANT_API_KEY if it needs one)")
+    return EXIT_OK
+
+
+def _api_key_from_environment(variable: str | None) -> str | None:
+    """The key is read from a variable named on the command line: argv is visible to every user."""
+    name = variable or DEFAULT_API_KEY_ENV
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise CliError(
+            "--to-api-key-env takes the name of an environment variable that holds the key, "
+            "not the key itself"
+        )
+    key = os.environ.get(name)
+    if variable is not None and not key:
+        raise CliError(f"the environment variable {name} is not set")
+    return key or None
 
 
 def default_books_dir() -> Path:
