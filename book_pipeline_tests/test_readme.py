@@ -36,6 +36,14 @@ def test_readme_documents_every_environment_variable() -> None:
         "QDRANT_INT8_QUANTIZATION",
         "OPENAI_API_KEY",
         "OPENAI_BASE_URL",
+        "BOOK_PIPELINE_STEP_RETRIES",
+        "BOOK_PIPELINE_RETRY_DELAY_SECONDS",
+        "BOOK_PIPELINE_ALERT_WEBHOOK_URL",
+        "BOOK_PIPELINE_ALERT_EMAIL_TO",
+        "BOOK_PIPELINE_ALERT_EMAIL_FROM",
+        "BOOK_PIPELINE_ALERT_SMTP_HOST",
+        "BOOK_PIPELINE_ALERT_SMTP_PORT",
+        "BOOK_PIPELINE_ALERT_SMTP_PASSWORD",
     ):
         assert f"| `{variable}` |" in readme
         assert f'"{variable}"' in sources
