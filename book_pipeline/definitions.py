@@ -5,6 +5,7 @@ import dagster as dg
 from book_pipeline.alerts import alert_sensors
 from book_pipeline.assets import book_embeddings
 from book_pipeline.checks import book_embeddings_retrieval_sanity
+from book_pipeline.deploy_jobs import deploy_jobs
 from book_pipeline.jobs import fetch_data, query_data
 from book_pipeline.resources import resources_from_environment
 from book_pipeline.sensors import new_book_files_sensor
@@ -13,7 +14,7 @@ from book_pipeline.simple_mapping import simple_mapping
 defs = dg.Definitions(
     assets=[book_embeddings],
     asset_checks=[book_embeddings_retrieval_sanity],
-    jobs=[fetch_data, query_data, simple_mapping],
+    jobs=[fetch_data, query_data, simple_mapping, *deploy_jobs()],
     sensors=[new_book_files_sensor, *alert_sensors()],
     resources=resources_from_environment(),
 )
