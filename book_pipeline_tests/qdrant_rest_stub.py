@@ -1,0 +1,179 @@
+"""A stand-in for a Qdrant server on loopback: the REST routes book_pipeline uses, nothing more.
+
+No Qdrant server can be installed here (it is on none of the reachable package registries), so
+the server code paths are tested against this stub: the real `QdrantClient(url=...)` sends real
+HTTP requests, the stub parses each body with qdrant-client's own REST models (a malformed request
+fails), records it, and answers from qdrant-client's in-memory local mode. It proves what the
+pipeline sends and that the server branch of the code works end to end; it proves nothing about
+a real server's sharding, replication, indexing or concurrency.
+"""
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+STUB_VERSION = "1.20.0"
+
+
+@dataclass
+class QdrantStubState:
+    api_key: str | None = None
+    local: QdrantClient = field(default_factory=lambda: QdrantClient(location=":memory:"))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # (method, path without query, parsed JSON body or None), in arrival order
+    requests: list[tuple[str, str, Any]] = field(default_factory=list)
+    api_key_headers: list[str | None] = field(default_factory=list)
+
+    def bodies(self, method: str, path_pattern: str) -> list[Any]:
+        return [
+            body
+            for request_method, path, body in self.requests
+            if request_method == method and re.fullmatch(path_pattern, path)
+        ]
+
+
+_UPDATED = {"operation_id": 0, "status": "completed"}
+
+
+def _route(state: QdrantStubState, method: str, path: str, body: Any) -> Any:
+    local = state.local
+    if (method, path) == ("GET", "/"):
+        return {"title": "qdrant - vector search engine (stub)", "version": STUB_VERSION}
+    if (method, path) == ("GET", "/collections"):
+        return {"collections": [c.model_dump() for c in local.get_collections().collections]}
+    match = re.fullmatch(r"/collections/([^/]+)(/.*)?", path)
+    if match is None:
+        raise LookupError(path)
+    name, rest = match.group(1), match.group(2) or ""
+    handlers: dict[tuple[str, str], Callable[[], Any]] = {
+        ("GET", "/exists"): lambda: {"exists": local.collection_exists(name)},
+        ("PUT", ""): lambda: _create_collection(local, name, models.CreateCollection(**body)),
+        ("GET", ""): lambda: local.get_collection(name).model_dump(mode="json"),
+        # Local mode keeps no payload indexes; the request is parsed and recorded only.
+        ("PUT", "/index"): lambda: models.CreateFieldIndex(**body) and _UPDATED,
+        ("PUT", "/points"): lambda: local.upsert(
+            name, points=models.PointsList(**body).points
+        ).model_dump(mode="json"),
+        ("POST", "/points/delete"): lambda: local.delete(
+            name, points_selector=_points_selector(body)
+        ).model_dump(mode="json"),
+        ("POST", "/points/count"): lambda: _count(local, name, models.CountRequest(**body)),
+        ("POST", "/points/scroll"): lambda: _scroll(local, name, models.ScrollRequest(**body)),
+        ("POST", "/points/query"): lambda: _query(local, name, models.QueryRequest(**body)),
+    }
+    handler = handlers.get((method, rest))
+    if handler is None:
+        raise LookupError(path)
+    return handler()
+
+
+def _create_collection(local: QdrantClient, name: str, request: models.CreateCollection) -> bool:
+    return local.create_collection(name, vectors_config=request.vectors, metadata=request.metadata)
+
+
+def _points_selector(body: dict) -> models.PointsSelector:
+    if "filter" in body:
+        return models.FilterSelector(**body)
+    return models.PointIdsList(**body)
+
+
+def _count(local: QdrantClient, name: str, request: models.CountRequest) -> dict:
+    return {
+        "count": local.count(name, count_filter=request.filter, exact=bool(request.exact)).count
+    }
+
+
+def _scroll(local: QdrantClient, name: str, request: models.ScrollRequest) -> dict:
+    points, next_offset = local.scroll(
+        name,
+        scroll_filter=request.filter,
+        limit=request.limit or 10,
+        offset=request.offset,
+        with_payload=request.with_payload if request.with_payload is not None else True,
+        with_vectors=request.with_vector or False,
+    )
+    return {
+        "points": [point.model_dump(mode="json") for point in points],
+        "next_page_offset": next_offset,
+    }
+
+
+def _query(local: QdrantClient, name: str, request: models.QueryRequest) -> dict:
+    response = local.query_points(
+        name,
+        query=request.query,
+        query_filter=request.filter,
+        limit=request.limit or 10,
+        with_payload=request.with_payload if request.with_payload is not None else False,
+    )
+    return {"points": [point.model_dump(mode="json") for point in response.points]}
+
+
+def _handler_for(state: QdrantStubState) -> type[BaseHTTPRequestHandler]:
+    class QdrantStubHandler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._answer("GET")
+
+        def do_PUT(self) -> None:
+            self._answer("PUT")
+
+        def do_POST(self) -> None:
+            self._answer("POST")
+
+        def _answer(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            path = self.path.split("?", 1)[0]
+            with state.lock:
+                state.requests.append((method, path, body))
+                state.api_key_headers.append(self.headers.get("api-key"))
+                if state.api_key is not None and self.headers.get("api-key") != state.api_key:
+                    self._reply(401, {"status": {"error": "Must provide an API key"}})
+                    return
+                try:
+                    result = _route(state, method, path, body)
+                except LookupError:
+                    self._reply(404, {"status": {"error": f"no route {method} {path}"}})
+                    return
+                except (ValueError, KeyError) as error:
+                    self._reply(400, {"status": {"error": f"Bad request: {error}"}})
+                    return
+            if path == "/":
+                self._reply(200, result)
+            else:
+                self._reply(200, {"result": result, "status": "ok", "time": 0.0})
+
+        def _reply(self, status: int, payload: Any) -> None:
+            encoded = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(encoded)))
+            self.end_headers()
+            self.wfile.write(encoded)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return QdrantStubHandler
+
+
+@contextmanager
+def qdrant_rest_stub(state: QdrantStubState) -> Iterator[str]:
+    """Serve on a free loopback port; yields the URL to use as QDRANT_URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(state))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        state.local.close()
