@@ -205,6 +205,12 @@ def load_embeddings_to_vector_db(
         for entry in review.removed:
             ledger.record_removed(entry, books_kept=not config.remove_books_of_deleted_files)
         collection_size = store.count()
+        # From the vectors or the collection, not the model: asking a remote one costs a request.
+        dimension: int | None = None
+        if embedded_files:
+            dimension = embedded_files[0].vectors.shape[1]
+        elif collection_size:
+            dimension, _ = store.collection_model()
         store_warning = store.size_warning(collection_size)
     if store_warning:
         context.log.warning(store_warning)
@@ -215,7 +221,7 @@ def load_embeddings_to_vector_db(
         "failed_files_skipped": len(review.failed_unchanged),
         "collection_size": collection_size,
         "embedding_model": model.model_name,
-        "embedding_dimension": model.dimension,
+        "embedding_dimension": dimension,
         "embedding_cache_hits": sum(e.cache_hits for e in embedded_files),
         "embedding_cache_misses": sum(e.cache_misses for e in embedded_files),
     }

@@ -241,6 +241,8 @@ def test_openai_provider_end_to_end_with_key_from_environment(
 
     assert result.success
     assert set(state.authorization_headers) == {f"Bearer {planted_key}"}
+    # The dimension comes from the vectors: no request only to learn it.
+    assert ["dimension probe"] not in [request["input"] for request in state.requests]
     assert 429 in state.statuses
     metadata = materialization_metadata(instance)
     assert metadata["embedding_model"] == "text-embedding-3-small"
