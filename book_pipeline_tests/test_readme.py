@@ -23,6 +23,7 @@ def test_readme_documents_every_environment_variable() -> None:
         "BOOK_PIPELINE_EMBEDDING_MODEL",
         "BOOK_PIPELINE_SETTLE_SECONDS",
         "BOOK_PIPELINE_MAX_FILES_PER_RUN",
+        "BOOK_PIPELINE_MAX_FILE_MB",
         "BOOK_PIPELINE_SENSOR_INTERVAL_SECONDS",
         "QDRANT_URL",
         "QDRANT_API_KEY",
