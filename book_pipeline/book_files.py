@@ -16,8 +16,6 @@ MAX_FILE_MB_VARIABLE = "BOOK_PIPELINE_MAX_FILE_MB"
 BYTES_PER_MB = 1024 * 1024
 # The ledger's content hash of a file refused before it was read (too big, symlink outside).
 UNREAD_SHA256 = ""
-# Uploads in progress and editor backups: picking them up would load half a file.
-_TEMPORARY_SUFFIXES = (".part", ".tmp", "~")
 _MAPPING_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9]+")
 _MAPPING_KEY_STEM_CHARS = 40
 
@@ -34,11 +32,12 @@ class BookFileError(ValueError):
 
 
 def is_book_file_name(name: str) -> bool:
-    return (
-        name.endswith(BOOK_FILE_SUFFIX)
-        and not name.startswith(".")
-        and not name.endswith(_TEMPORARY_SUFFIXES)
-    )
+    """`.txt` files that are not hidden.
+
+    Uploads in progress and editor backups (`x.txt.part`, `x.txt.tmp`, `x.txt~`) do not end in
+    `.txt`, so half-written files are never picked up.
+    """
+    return name.endswith(BOOK_FILE_SUFFIX) and not name.startswith(".")
 
 
 @dataclass(frozen=True)
