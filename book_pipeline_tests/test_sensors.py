@@ -226,9 +226,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 def sensor_ticks(instance: dg.DagsterInstance) -> int:
     """Ticks the daemon has evaluated so far (no state is stored before the first one)."""
     states = [
-        state
-        for state in instance.all_instigator_state()
-        if state.name == "new_book_files_sensor"
+        state for state in instance.all_instigator_state() if state.name == "new_book_files_sensor"
     ]
     return sum(
         len(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1000))
