@@ -7,7 +7,6 @@ A wrong model, vectors that were not normalised, a broken pooling or an empty co
 from dataclasses import dataclass
 
 import dagster as dg
-from qdrant_client import models
 
 from book_pipeline.assets import book_embeddings
 from book_pipeline.embedding import Embedder
@@ -19,7 +18,7 @@ from book_pipeline.search import (
     markdown_table,
     search_books,
 )
-from book_pipeline.vector_store import BookVectorStore, book_from_payload
+from book_pipeline.vector_store import BookVectorStore, book_from_payload, book_point_id
 
 PROBE_TOP_K = 3
 SELF_PROBE_COUNT = 5
@@ -30,6 +29,7 @@ class RetrievalProbe:
     query: str
     title: str
     source_file: str
+    book_index: int
 
 
 # One book per sample file, in words that are not the description's own; each ranks first with
@@ -39,24 +39,28 @@ SAMPLE_PROBES = (
         "a detective solves a murder on a snowbound train",
         "Murder on the Midnight Express",
         "classic_mysteries.txt",
+        100,
     ),
     RetrievalProbe(
         "goblins in the mines want to kidnap a little princess",
         "The Princess and the Goblin",
         "fantasy_epics.txt",
+        205,
     ),
-    RetrievalProbe("a vampire count travels to England", "Dracula", "gothic_horror.txt"),
+    RetrievalProbe("a vampire count travels to England", "Dracula", "gothic_horror.txt", 501),
     RetrievalProbe(
         "the fall of ancient Rome",
         "The History of the Decline and Fall of the Roman Empire",
         "history_and_ideas.txt",
+        600,
     ),
     RetrievalProbe(
         "lovers separated by war write letters to each other",
         "Across the Winter Sea",
         "romance.txt",
+        400,
     ),
-    RetrievalProbe("Martians invade England", "The War of the Worlds", "science_fiction.txt"),
+    RetrievalProbe("Martians invade England", "The War of the Worlds", "science_fiction.txt", 302),
 )
 
 
@@ -116,7 +120,7 @@ def evaluate_retrieval(store: BookVectorStore, embedder: Embedder) -> RetrievalR
         check_collection_model(store, embedder)
     except SearchRefusedError as error:
         return RetrievalReport(False, str(error), "none", [])
-    probes = [probe for probe in SAMPLE_PROBES if _is_loaded(store, probe)]
+    probes = _loaded_probes(store, SAMPLE_PROBES)
     probe_kind = "sample"
     if not probes:
         probes, probe_kind = _self_probes(store), "self"
@@ -135,16 +139,18 @@ def evaluate_retrieval(store: BookVectorStore, embedder: Embedder) -> RetrievalR
     return RetrievalReport(not missed, description, probe_kind, outcomes)
 
 
-def _is_loaded(store: BookVectorStore, probe: RetrievalProbe) -> bool:
-    same_book = models.Filter(
-        must=[
-            models.FieldCondition(
-                key="source_file", match=models.MatchValue(value=probe.source_file)
-            ),
-            models.FieldCondition(key="title", match=models.MatchValue(value=probe.title)),
-        ]
-    )
-    return store.client.count(store.collection, count_filter=same_book, exact=True).count > 0
+def _loaded_probes(
+    store: BookVectorStore, probes: tuple[RetrievalProbe, ...]
+) -> list[RetrievalProbe]:
+    """The probes whose book is in the collection, looked up by point id (no payload scan)."""
+    ids = {book_point_id(probe.source_file, probe.book_index): probe for probe in probes}
+    points = store.client.retrieve(store.collection, ids=list(ids), with_payload=["title"])
+    loaded = {
+        str(point.id)
+        for point in points
+        if (point.payload or {}).get("title") == ids[str(point.id)].title
+    }
+    return [probe for point_id, probe in ids.items() if point_id in loaded]
 
 
 def _self_probes(store: BookVectorStore) -> list[RetrievalProbe]:
@@ -153,7 +159,7 @@ def _self_probes(store: BookVectorStore) -> list[RetrievalProbe]:
     probes = []
     for point in points:
         book = book_from_payload(point.payload or {})
-        probes.append(RetrievalProbe(book.embedding_text, book.title, book.source_file))
+        probes.append(RetrievalProbe(book.embedding_text, book.title, book.source_file, book.index))
     return probes
 
 
