@@ -5,14 +5,13 @@ to fail the next requests with given status codes, to prove the client's retries
 """
 
 import hashlib
-import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+
+from book_pipeline_tests.loopback_http import JsonHandler, serve_on_loopback
 
 
 def text_vector(text: str, dimensions: int) -> list[float]:
@@ -29,10 +28,10 @@ class EmbeddingsServerState:
     authorization_headers: list[str] = field(default_factory=list)
 
 
-def _handler_for(state: EmbeddingsServerState) -> type[BaseHTTPRequestHandler]:
-    class EmbeddingsHandler(BaseHTTPRequestHandler):
+def _handler_for(state: EmbeddingsServerState) -> type[JsonHandler]:
+    class EmbeddingsHandler(JsonHandler):
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body = self.read_json()
             state.requests.append(body)
             state.authorization_headers.append(self.headers.get("Authorization", ""))
             if self.path != "/v1/embeddings":
@@ -56,17 +55,9 @@ def _handler_for(state: EmbeddingsServerState) -> type[BaseHTTPRequestHandler]:
 
         def _reply(self, status: int, payload: dict) -> None:
             state.statuses.append(status)
-            encoded = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(encoded)))
-            if status == 429:
-                self.send_header("Retry-After-Ms", "10")
-            self.end_headers()
-            self.wfile.write(encoded)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+            # The openai client honours this: its retries after a 429 wait 10 ms, not seconds.
+            headers = {"Retry-After-Ms": "10"} if status == 429 else None
+            self.reply_json(status, payload, headers)
 
     return EmbeddingsHandler
 
@@ -74,12 +65,5 @@ def _handler_for(state: EmbeddingsServerState) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def embeddings_server(state: EmbeddingsServerState) -> Iterator[str]:
     """Serve on 127.0.0.1 (a free port) and yield the base URL for the openai client."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_on_loopback(_handler_for(state)) as url:
+        yield f"{url}/v1"

@@ -8,16 +8,16 @@ pipeline sends and that the server branch of the code works end to end; it prove
 a real server's sharding, replication, indexing or concurrency.
 """
 
-import json
 import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from qdrant_client import QdrantClient, models
+
+from book_pipeline_tests.loopback_http import JsonHandler, serve_on_loopback
 
 STUB_VERSION = "1.20.0"
 
@@ -64,6 +64,7 @@ def _route(state: QdrantStubState, method: str, path: str, body: Any) -> Any:
         ("POST", "/points/delete"): lambda: local.delete(
             name, points_selector=_points_selector(body)
         ).model_dump(mode="json"),
+        ("POST", "/points"): lambda: _retrieve(local, name, models.PointRequest(**body)),
         ("POST", "/points/count"): lambda: _count(local, name, models.CountRequest(**body)),
         ("POST", "/points/scroll"): lambda: _scroll(local, name, models.ScrollRequest(**body)),
         ("POST", "/points/query"): lambda: _query(local, name, models.QueryRequest(**body)),
@@ -82,6 +83,16 @@ def _points_selector(body: dict) -> models.PointsSelector:
     if "filter" in body:
         return models.FilterSelector(**body)
     return models.PointIdsList(**body)
+
+
+def _retrieve(local: QdrantClient, name: str, request: models.PointRequest) -> list:
+    records = local.retrieve(
+        name,
+        ids=request.ids,
+        with_payload=request.with_payload if request.with_payload is not None else True,
+        with_vectors=request.with_vector or False,
+    )
+    return [record.model_dump(mode="json") for record in records]
 
 
 def _count(local: QdrantClient, name: str, request: models.CountRequest) -> dict:
@@ -116,8 +127,8 @@ def _query(local: QdrantClient, name: str, request: models.QueryRequest) -> dict
     return {"points": [point.model_dump(mode="json") for point in response.points]}
 
 
-def _handler_for(state: QdrantStubState) -> type[BaseHTTPRequestHandler]:
-    class QdrantStubHandler(BaseHTTPRequestHandler):
+def _handler_for(state: QdrantStubState) -> type[JsonHandler]:
+    class QdrantStubHandler(JsonHandler):
         def do_GET(self) -> None:
             self._answer("GET")
 
@@ -128,38 +139,26 @@ def _handler_for(state: QdrantStubState) -> type[BaseHTTPRequestHandler]:
             self._answer("POST")
 
         def _answer(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
+            body = self.read_json() if int(self.headers.get("Content-Length") or 0) else None
             path = self.path.split("?", 1)[0]
             with state.lock:
                 state.requests.append((method, path, body))
                 state.api_key_headers.append(self.headers.get("api-key"))
                 if state.api_key is not None and self.headers.get("api-key") != state.api_key:
-                    self._reply(401, {"status": {"error": "Must provide an API key"}})
+                    self.reply_json(401, {"status": {"error": "Must provide an API key"}})
                     return
                 try:
                     result = _route(state, method, path, body)
                 except LookupError:
-                    self._reply(404, {"status": {"error": f"no route {method} {path}"}})
+                    self.reply_json(404, {"status": {"error": f"no route {method} {path}"}})
                     return
                 except (ValueError, KeyError) as error:
-                    self._reply(400, {"status": {"error": f"Bad request: {error}"}})
+                    self.reply_json(400, {"status": {"error": f"Bad request: {error}"}})
                     return
             if path == "/":
-                self._reply(200, result)
+                self.reply_json(200, result)
             else:
-                self._reply(200, {"result": result, "status": "ok", "time": 0.0})
-
-        def _reply(self, status: int, payload: Any) -> None:
-            encoded = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(encoded)))
-            self.end_headers()
-            self.wfile.write(encoded)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+                self.reply_json(200, {"result": result, "status": "ok", "time": 0.0})
 
     return QdrantStubHandler
 
@@ -167,13 +166,8 @@ def _handler_for(state: QdrantStubState) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def qdrant_rest_stub(state: QdrantStubState) -> Iterator[str]:
     """Serve on a free loopback port; yields the URL to use as QDRANT_URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        with serve_on_loopback(_handler_for(state)) as url:
+            yield url
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
         state.local.close()

@@ -4,11 +4,9 @@ import json
 import logging
 import smtplib
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -32,6 +30,7 @@ from book_pipeline.book_files import mapping_key_for
 from book_pipeline.definitions import defs
 from book_pipeline.synthetic_books import write_synthetic_books
 from book_pipeline_tests.conftest import fetch_data_job, fetch_data_run_config
+from book_pipeline_tests.loopback_http import JsonHandler, serve_on_loopback
 
 BROKEN_LINE = "99 ::: A Title Without Its Year ::: Someone ::: Text"
 WEBHOOK_TOKEN = "T0000/B0000/planted-webhook-token"
@@ -75,28 +74,14 @@ def webhook_server(status: int = 200) -> Iterator[Webhook]:
     """A Slack-like incoming webhook on loopback that records every POST."""
     webhook = Webhook(url="", status=status)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            webhook.posts.append((self.path, self.headers["Content-Type"], json.loads(body)))
-            self.send_response(webhook.status)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
+            webhook.posts.append((self.path, self.headers["Content-Type"], self.read_json()))
+            self.reply_json(webhook.status, "ok")
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    webhook.url = f"http://127.0.0.1:{server.server_address[1]}/services/{WEBHOOK_TOKEN}"
-    try:
+    with serve_on_loopback(Handler) as url:
+        webhook.url = f"{url}/services/{WEBHOOK_TOKEN}"
         yield webhook
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 class Records(logging.Handler):
