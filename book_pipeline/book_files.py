@@ -106,10 +106,10 @@ def read_book_file(
             data = file.read()
         else:
             if status.st_size > max_bytes:
-                raise _too_big(path.name, status.st_size, max_bytes)
+                raise too_big(path.name, status.st_size, max_bytes)
             data = file.read(max_bytes + 1)  # the file may have grown since the stat
             if len(data) > max_bytes:
-                raise _too_big(path.name, len(data), max_bytes)
+                raise too_big(path.name, len(data), max_bytes)
     return snapshot, data
 
 
@@ -187,7 +187,12 @@ def _open_no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
 
 
-def _too_big(file_name: str, size: int, max_bytes: int) -> BookFileError:
+def max_file_bytes_from_environment() -> int:
+    """The size limit as the pipeline's resources read it, for code that runs without Dagster."""
+    return int(os.environ.get(MAX_FILE_MB_VARIABLE) or DEFAULT_MAX_FILE_MB) * BYTES_PER_MB
+
+
+def too_big(file_name: str, size: int, max_bytes: int) -> BookFileError:
     return BookFileError(
         file_name,
         None,

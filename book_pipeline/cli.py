@@ -16,7 +16,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from book_pipeline.book_files import BOOK_FILE_SUFFIX, is_book_file_name
+from book_pipeline.book_files import (
+    BOOK_FILE_SUFFIX,
+    is_book_file_name,
+    max_file_bytes_from_environment,
+    too_big,
+)
 from book_pipeline.parsing import BookFileError, parse_book_bytes
 
 BOOKS_DIR_ENV = "BOOK_PIPELINE_BOOKS_DIR"
@@ -102,6 +107,9 @@ def run_add_books(args: argparse.Namespace) -> int:
     # Blank lines go first so the parser's line numbers are those of the file written.
     lines = [line.rstrip(b"\r") for line in raw.split(b"\n") if line.strip()]
     data = b"".join(line + b"\n" for line in lines)
+    # The pipeline would refuse a bigger file unread: better not to write it.
+    if len(data) > (max_bytes := max_file_bytes_from_environment()):
+        raise CliError(str(too_big(file_name, len(data), max_bytes)))
     try:
         books = parse_book_bytes(data, file_name)
     except BookFileError as error:

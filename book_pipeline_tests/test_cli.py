@@ -104,6 +104,20 @@ def test_bad_line_writes_nothing_and_names_the_line(
     assert "expected '<Title> (<Year>)'" in err
 
 
+def test_a_file_the_pipeline_would_refuse_for_its_size_is_not_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOOK_PIPELINE_MAX_FILE_MB", "1")
+    long_book = "1 ::: Long (2000) ::: A ::: " + "word " * 3000
+    lines = [long_book.replace("1", str(index), 1) for index in range(1, 80)]
+
+    code = cli.main(["add-books", "huge", *lines, "--books-dir", str(tmp_path)])
+
+    assert code == 2
+    assert list(tmp_path.iterdir()) == []
+    assert "over the limit of 1 MiB (BOOK_PIPELINE_MAX_FILE_MB)" in capsys.readouterr().err
+
+
 def test_duplicate_index_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["add-books", "dupes", LINE_A, LINE_A, "--books-dir", str(tmp_path)])
 
