@@ -16,7 +16,6 @@ from pydantic import Field
 
 from book_pipeline.book_files import (
     UNREAD_SHA256,
-    FileSnapshot,
     file_sha256,
     mapping_key_for,
     read_book_file,
@@ -238,7 +237,9 @@ def load_embeddings_to_vector_db(
             "qdrant_collection": qdrant.collection,
             "qdrant_location": qdrant.location,
             **({"qdrant_store_warning": store_warning} if store_warning else {}),
-            "files": _file_list([e.file.snapshot for e in embedded_files]),
+            "files": dg.MetadataValue.json(
+                sorted(e.file.file_name for e in embedded_files)[:_LISTED_FILES_LIMIT]
+            ),
             "failed_files": dg.MetadataValue.json(
                 {e.file_name: e.error for e in review.failed_unchanged[:_LISTED_FILES_LIMIT]}
             ),
@@ -248,11 +249,6 @@ def load_embeddings_to_vector_db(
             },
         },
     )
-
-
-def _file_list(snapshots: list[FileSnapshot]) -> dg.MetadataValue:
-    names = sorted(snapshot.name for snapshot in snapshots)
-    return dg.MetadataValue.json(names[:_LISTED_FILES_LIMIT])
 
 
 def _stage_seconds(context: dg.OpExecutionContext) -> dict[str, float]:
