@@ -30,7 +30,8 @@ setup(
     ],
     extras_require={
         "deploy": DEPLOY_REQUIRES,
-        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", *DEPLOY_REQUIRES],
+        # aiosmtpd: the email alert's test sends through a real SMTP server on 127.0.0.1.
+        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "aiosmtpd>=1.4", *DEPLOY_REQUIRES],
     },
     entry_points={"console_scripts": ["book-pipeline=book_pipeline.cli:main"]},
 )

@@ -1,16 +1,23 @@
 """Failure alerts, from real failed fetch_data runs: the message, the sensor, the webhook, email."""
 
+import email
+import email.policy
 import json
 import logging
-import smtplib
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from book_pipeline.alerts import (
     ALERT_SENSOR_NAME,
@@ -250,41 +257,146 @@ def test_email_sensor_only_when_configured(caplog: pytest.LogCaptureFixture) -> 
     assert sensor is not None and sensor.name == EMAIL_SENSOR_NAME
 
 
-def test_email_sensor_sends_the_alert_through_dagsters_helper(
-    failed_run: FailedRun, monkeypatch: pytest.MonkeyPatch
+@dataclass(frozen=True)
+class ReceivedMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+    login: str
+    password: str
+
+
+@dataclass
+class MailServer:
+    host: str
+    port: int
+    cert_file: Path
+    logins: list[tuple[str, str]] = field(default_factory=list)
+    messages: list[ReceivedMail] = field(default_factory=list)
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 (as an IP subjectAltName, which the client's
+    hostname check matches) and its key, from the system's openssl."""
+    openssl = shutil.which("openssl")
+    assert openssl, "the SMTP test needs the openssl command to make its TLS certificate"
+    cert, key = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
+
+
+class _FreePortController(Controller):
+    """aiosmtpd's threaded server, bound to port 0: the port the system chose is read back
+    from the listening socket before the controller connects to check the server is up."""
+
+    async def _create_server(self) -> Any:
+        server = await super()._create_server()
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
+
+@contextmanager
+def smtp_server(directory: Path, login: str, password: str) -> Iterator[MailServer]:
+    """A real SMTP server on a free port of 127.0.0.1 that, like a mail provider's submission
+    port, requires STARTTLS and then AUTH (PLAIN or LOGIN) with this login and password before
+    it takes a message; it keeps every message it accepts."""
+    cert, key = self_signed_certificate(directory)
+    tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_context.load_cert_chain(cert, key)
+    mail = MailServer(host="127.0.0.1", port=0, cert_file=cert)
+
+    def authenticate(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        credentials = (data.login.decode(), data.password.decode())
+        mail.logins.append(credentials)
+        # handled=False: aiosmtpd answers a refusal itself (535), as a provider does.
+        return AuthResult(success=credentials == (login, password), handled=False, auth_data=data)
+
+    class Handler:
+        async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+            data = session.auth_data
+            mail.messages.append(
+                ReceivedMail(
+                    mail_from=envelope.mail_from or "",
+                    rcpt_tos=list(envelope.rcpt_tos),
+                    content=envelope.original_content or b"",
+                    login=data.login.decode(),
+                    password=data.password.decode(),
+                )
+            )
+            return "250 Message accepted for delivery"
+
+    controller = _FreePortController(
+        Handler(),
+        hostname=mail.host,
+        port=0,
+        tls_context=tls_context,
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_required=True,
+        auth_require_tls=True,
+        # A client that stalls is cut off after 5 s instead of aiosmtpd's default 300 s.
+        timeout=5,
+        ready_timeout=5,
+    )
+    controller.start()
+    try:
+        mail.port = controller.port
+        yield mail
+    finally:
+        controller.stop()
+
+
+def test_email_sensor_sends_the_alert_to_a_real_smtp_server(
+    failed_run: FailedRun,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sent: list[tuple] = []
+    sender, password = EMAIL_SETTINGS[EMAIL_FROM_VARIABLE], EMAIL_SETTINGS[SMTP_PASSWORD_VARIABLE]
+    caplog.set_level(logging.DEBUG)
+    with smtp_server(tmp_path, login=sender, password=password) as mail:
+        # Dagster's send_email_via_starttls upgrades with ssl.create_default_context(): it
+        # verifies the certificate against the system's CAs and checks the host name. The
+        # client is left as it runs in production; the test only makes it trust the throwaway
+        # certificate, the way OpenSSL reads its CA file from SSL_CERT_FILE when the default
+        # context loads the default verify paths (the IP subjectAltName matches 127.0.0.1).
+        monkeypatch.setenv("SSL_CERT_FILE", str(mail.cert_file))
+        settings = {
+            **EMAIL_SETTINGS,
+            SMTP_HOST_VARIABLE: mail.host,
+            SMTP_PORT_VARIABLE: str(mail.port),
+        }
+        sensor = email_alert_sensor(settings)
+        assert sensor is not None
 
-    class RecordingSMTP:
-        def __init__(self, host: str, port: int) -> None:
-            sent.append(("connect", host, port))
+        records = evaluate(sensor, failed_run)
 
-        def __enter__(self) -> "RecordingSMTP":
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-        def starttls(self, context: object) -> None:
-            sent.append(("starttls",))
-
-        def login(self, user: str, password: str) -> None:
-            sent.append(("login", user, password))
-
-        def sendmail(self, sender: str, recipients: list[str], message: str) -> None:
-            sent.append(("sendmail", sender, recipients, message))
-
-    monkeypatch.setattr(smtplib, "SMTP", RecordingSMTP)
-    sensor = email_alert_sensor(EMAIL_SETTINGS)
-    assert sensor is not None
-
-    evaluate(sensor, failed_run)
-
-    connect, starttls, login, (_, sender, recipients, message) = sent
-    assert connect == ("connect", "smtp.example.com", 587) and starttls == ("starttls",)
-    assert login == ("login", "dagster@example.com", "planted-smtp-password")
-    assert sender == "dagster@example.com"
-    assert recipients == ["ops@example.com", "books@example.com"]
-    assert f"Subject: [book_pipeline] fetch_data failed: run {failed_run.run.run_id}" in message
-    assert "broken file.txt, line 3: expected &#x27;&lt;Title&gt; (&lt;Year&gt;)&#x27;" in message
-    assert "planted-smtp-password" not in message
+    [received] = mail.messages
+    assert mail.logins == [(sender, password)]
+    assert (received.login, received.password) == (sender, password)
+    assert received.mail_from == sender
+    assert received.rcpt_tos == ["ops@example.com", "books@example.com"]
+    message = email.message_from_bytes(received.content, policy=email.policy.default)
+    run_id = failed_run.run.run_id
+    assert message["From"] == sender
+    assert [address.addr_spec for address in message["To"].addresses] == received.rcpt_tos
+    assert message["Subject"] == f"[book_pipeline] fetch_data failed: run {run_id}"
+    body = message.get_content()
+    assert f"Dagster job fetch_data failed: run {run_id}" in body
+    step_key, file, line = expected_step(failed_run)
+    assert f"- {step_key} (file {file}, line {line}): broken file.txt, line 3: expected" in body
+    assert password not in received.content.decode()
+    logged = records.messages() + [record.getMessage() for record in caplog.records]
+    assert not any(password in message for message in logged)
