@@ -80,18 +80,21 @@ def test_an_unknown_embedder_is_refused_when_the_code_loads(
         resources_outside_dagster()
 
 
+# Every collection layout variable, with a value that is not its default.
+COLLECTION_LAYOUT_VARIABLES = {
+    "QDRANT_SHARD_NUMBER": "6",
+    "QDRANT_REPLICATION_FACTOR": "2",
+    "QDRANT_WRITE_CONSISTENCY_FACTOR": "1",
+    "QDRANT_ON_DISK_VECTORS": "true",
+    "QDRANT_ON_DISK_PAYLOAD": "0",
+    "QDRANT_HNSW_M": "32",
+    "QDRANT_HNSW_EF_CONSTRUCT": "200",
+    "QDRANT_INT8_QUANTIZATION": "yes",
+}
+
+
 def test_qdrant_collection_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    variables = {
-        "QDRANT_SHARD_NUMBER": "6",
-        "QDRANT_REPLICATION_FACTOR": "2",
-        "QDRANT_WRITE_CONSISTENCY_FACTOR": "1",
-        "QDRANT_ON_DISK_VECTORS": "true",
-        "QDRANT_ON_DISK_PAYLOAD": "0",
-        "QDRANT_HNSW_M": "32",
-        "QDRANT_HNSW_EF_CONSTRUCT": "200",
-        "QDRANT_INT8_QUANTIZATION": "yes",
-    }
-    for name, value in variables.items():
+    for name, value in COLLECTION_LAYOUT_VARIABLES.items():
         monkeypatch.setenv(name, value)
 
     settings = resources_outside_dagster()["qdrant"].collection_settings
@@ -109,16 +112,7 @@ def test_qdrant_collection_settings_from_the_environment(monkeypatch: pytest.Mon
 
 
 def test_qdrant_collection_settings_default_to_the_servers(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "QDRANT_SHARD_NUMBER",
-        "QDRANT_REPLICATION_FACTOR",
-        "QDRANT_WRITE_CONSISTENCY_FACTOR",
-        "QDRANT_ON_DISK_VECTORS",
-        "QDRANT_ON_DISK_PAYLOAD",
-        "QDRANT_HNSW_M",
-        "QDRANT_HNSW_EF_CONSTRUCT",
-        "QDRANT_INT8_QUANTIZATION",
-    ):
+    for name in COLLECTION_LAYOUT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
     assert resources_outside_dagster()["qdrant"].collection_settings == CollectionSettings()
