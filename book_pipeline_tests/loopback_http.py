@@ -4,6 +4,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -40,3 +41,29 @@ def serve_on_loopback(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+# A Slack-like webhook path; its token part is a secret that must never reach a log.
+WEBHOOK_TOKEN = "T0000/B0000/planted-webhook-token"
+
+
+@dataclass
+class Webhook:
+    url: str
+    status: int
+    posts: list[tuple[str, str, dict]] = field(default_factory=list)
+
+
+@contextmanager
+def webhook_server(status: int = 200) -> Iterator[Webhook]:
+    """A Slack-like incoming webhook on loopback that records every POST."""
+    webhook = Webhook(url="", status=status)
+
+    class Handler(JsonHandler):
+        def do_POST(self) -> None:
+            webhook.posts.append((self.path, self.headers["Content-Type"], self.read_json()))
+            self.reply_json(webhook.status, "ok")
+
+    with serve_on_loopback(Handler) as url:
+        webhook.url = f"{url}/services/{WEBHOOK_TOKEN}"
+        yield webhook

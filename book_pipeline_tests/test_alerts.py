@@ -37,10 +37,9 @@ from book_pipeline.book_files import mapping_key_for
 from book_pipeline.definitions import defs
 from book_pipeline.synthetic_books import write_synthetic_books
 from book_pipeline_tests.conftest import fetch_data_job, fetch_data_run_config
-from book_pipeline_tests.loopback_http import JsonHandler, serve_on_loopback
+from book_pipeline_tests.loopback_http import WEBHOOK_TOKEN, webhook_server
 
 BROKEN_LINE = "99 ::: A Title Without Its Year ::: Someone ::: Text"
-WEBHOOK_TOKEN = "T0000/B0000/planted-webhook-token"
 
 
 @dataclass(frozen=True)
@@ -67,28 +66,6 @@ def failed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FailedRun]:
         )
         assert not result.success
         yield FailedRun(instance, result.dagster_run, result.get_run_failure_event(), broken)
-
-
-@dataclass
-class Webhook:
-    url: str
-    status: int
-    posts: list[tuple[str, str, dict]] = field(default_factory=list)
-
-
-@contextmanager
-def webhook_server(status: int = 200) -> Iterator[Webhook]:
-    """A Slack-like incoming webhook on loopback that records every POST."""
-    webhook = Webhook(url="", status=status)
-
-    class Handler(JsonHandler):
-        def do_POST(self) -> None:
-            webhook.posts.append((self.path, self.headers["Content-Type"], self.read_json()))
-            self.reply_json(webhook.status, "ok")
-
-    with serve_on_loopback(Handler) as url:
-        webhook.url = f"{url}/services/{WEBHOOK_TOKEN}"
-        yield webhook
 
 
 class Records(logging.Handler):
