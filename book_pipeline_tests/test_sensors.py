@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +19,7 @@ from book_pipeline.resources import BooksFolder, PipelineStateResource
 from book_pipeline.sensors import BATCH_TAG, new_book_files_sensor, run_config_for
 from book_pipeline.synthetic_books import synthetic_book_line, write_synthetic_books
 from book_pipeline_tests.conftest import point_count
+from book_pipeline_tests.loopback_http import Webhook, webhook_server
 
 
 def age(paths: list[Path], seconds: int = 3600) -> None:
@@ -173,42 +175,50 @@ SENSOR_INTERVAL_SECONDS = 2
 RUN_TIMEOUT_SECONDS = 180
 
 
+@dataclass(frozen=True)
+class Daemon:
+    instance: dg.DagsterInstance
+    # Where the daemon's failure-alert sensor posts (BOOK_PIPELINE_ALERT_WEBHOOK_URL).
+    webhook: Webhook
+
+
 @pytest.fixture
-def daemon(tmp_path: Path, books_dir: Path, data_dir: Path) -> Iterator[dg.DagsterInstance]:
+def daemon(tmp_path: Path, books_dir: Path, data_dir: Path) -> Iterator[Daemon]:
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    environment = {
-        **os.environ,
-        "DAGSTER_HOME": str(dagster_home),
-        "BOOK_PIPELINE_BOOKS_DIR": str(books_dir),
-        "BOOK_PIPELINE_DATA_DIR": str(data_dir),
-        "BOOK_PIPELINE_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL_SECONDS),
-        "BOOK_PIPELINE_SETTLE_SECONDS": "60",
-    }
     # The instance's storage is created here, first: two processes creating it at once can
     # leave its schema history with two heads.
     instance = dg.DagsterInstance.from_config(str(dagster_home))
-    log = (tmp_path / "daemon.log").open("w")
-    process = subprocess.Popen(
-        [str(DAEMON), "run", "-m", "book_pipeline.definitions"],
-        env=environment,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        with instance:
-            yield instance
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
+    with webhook_server() as webhook, instance:
+        environment = {
+            **os.environ,
+            "DAGSTER_HOME": str(dagster_home),
+            "BOOK_PIPELINE_BOOKS_DIR": str(books_dir),
+            "BOOK_PIPELINE_DATA_DIR": str(data_dir),
+            "BOOK_PIPELINE_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL_SECONDS),
+            "BOOK_PIPELINE_SETTLE_SECONDS": "60",
+            "BOOK_PIPELINE_ALERT_WEBHOOK_URL": webhook.url,
+        }
+        log = (tmp_path / "daemon.log").open("w")
+        process = subprocess.Popen(
+            [str(DAEMON), "run", "-m", "book_pipeline.definitions"],
+            env=environment,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+            yield Daemon(instance, webhook)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            log.close()
 
 
 def fetch_data_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
@@ -235,10 +245,11 @@ def sensor_ticks(instance: dg.DagsterInstance) -> int:
 
 
 def test_daemon_loads_a_dropped_file_once_and_runs_nothing_otherwise(
-    daemon: dg.DagsterInstance, books_dir: Path, data_dir: Path
+    daemon: Daemon, books_dir: Path, data_dir: Path
 ) -> None:
-    wait_for(lambda: sensor_ticks(daemon) >= 2, RUN_TIMEOUT_SECONDS, "two sensor ticks")
-    assert fetch_data_runs(daemon) == []
+    instance = daemon.instance
+    wait_for(lambda: sensor_ticks(instance) >= 2, RUN_TIMEOUT_SECONDS, "two sensor ticks")
+    assert fetch_data_runs(instance) == []
 
     # Written in chunks faster than the sensor ticks, then left alone: loaded once, complete.
     dropped = books_dir / "arrivals.txt"
@@ -250,18 +261,31 @@ def test_daemon_loads_a_dropped_file_once_and_runs_nothing_otherwise(
             time.sleep(0.2)
 
     wait_for(
-        lambda: any(run.is_finished for run in fetch_data_runs(daemon)),
+        lambda: any(run.is_finished for run in fetch_data_runs(instance)),
         RUN_TIMEOUT_SECONDS,
         "the sensor's fetch_data run",
     )
-    [run] = fetch_data_runs(daemon)
+    [run] = fetch_data_runs(instance)
     assert run.status == dg.DagsterRunStatus.SUCCESS
     assert point_count(data_dir) == len(lines)
 
-    ticks_after_run = sensor_ticks(daemon)
+    ticks_after_run = sensor_ticks(instance)
     wait_for(
-        lambda: sensor_ticks(daemon) >= ticks_after_run + 2,
+        lambda: sensor_ticks(instance) >= ticks_after_run + 2,
         RUN_TIMEOUT_SECONDS,
         "two more sensor ticks",
     )
-    assert len(fetch_data_runs(daemon)) == 1
+    assert len(fetch_data_runs(instance)) == 1
+
+
+def test_daemon_alerts_on_a_run_that_failed_on_a_bad_file(daemon: Daemon, books_dir: Path) -> None:
+    (books_dir / "broken.txt").write_text("1 ::: A Title Without Its Year ::: A ::: B\n")
+
+    wait_for(lambda: bool(daemon.webhook.posts), RUN_TIMEOUT_SECONDS, "the failure alert")
+
+    [run] = fetch_data_runs(daemon.instance)
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    [(_, _, alert)] = daemon.webhook.posts
+    assert alert["run_id"] == run.run_id
+    assert alert["job_name"] == "fetch_data"
+    assert "broken.txt, line 1" in alert["text"]
