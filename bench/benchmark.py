@@ -19,7 +19,7 @@ import dagster as dg
 from book_pipeline.book_files import list_book_files
 from book_pipeline.definitions import defs
 from book_pipeline.parsing import parse_book_file
-from book_pipeline.resources import EmbedderResource, QdrantResource
+from book_pipeline.resources import EmbedderResource, QdrantResource, folders_run_config
 from book_pipeline.synthetic_books import write_synthetic_books
 
 # The instance configuration the README recommends for one machine.
@@ -35,11 +35,7 @@ def run_fetch_data(books_dir: Path, data_dir: Path, dagster_home: Path) -> float
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copy(LOCAL_INSTANCE_CONFIG, dagster_home / "dagster.yaml")
     run_config = {
-        "resources": {
-            "books_folder": {"config": {"path": str(books_dir)}},
-            "qdrant": {"config": {"local_path": str(data_dir / "qdrant")}},
-            "pipeline_state": {"config": {"data_dir": str(data_dir)}},
-        },
+        "resources": folders_run_config(books_dir, data_dir),
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:

@@ -33,6 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the servers' helpers live with the tests
 
+from book_pipeline.resources import folders_run_config  # noqa: E402
 from book_pipeline.synthetic_books import write_synthetic_books  # noqa: E402
 from book_pipeline_tests.services import (  # noqa: E402
     celery_worker,
@@ -47,11 +48,7 @@ DAGSTER = Path(sys.executable).parent / "dagster"
 
 def run_config_file(path: Path, books_dir: Path, data_dir: Path) -> Path:
     config = {
-        "resources": {
-            "books_folder": {"config": {"path": str(books_dir)}},
-            "qdrant": {"config": {"local_path": str(data_dir / "qdrant")}},
-            "pipeline_state": {"config": {"data_dir": str(data_dir)}},
-        },
+        "resources": folders_run_config(books_dir, data_dir),
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
     path.write_text(yaml.safe_dump(config))

@@ -4,7 +4,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 import diskcache
@@ -219,6 +219,15 @@ class QdrantResource(dg.ConfigurableResource):
             settings=self.collection_settings,
         ) as store:
             yield store
+
+
+def folders_run_config(books_dir: Path, data_dir: Path) -> dict[str, Any]:
+    """Run config pointing one run's resources at these folders (state and store in `data_dir`)."""
+    return {
+        "books_folder": {"config": {"path": str(books_dir)}},
+        "qdrant": {"config": {"local_path": str(data_dir / "qdrant")}},
+        "pipeline_state": {"config": {"data_dir": str(data_dir)}},
+    }
 
 
 def resources_from_environment() -> dict[str, dg.ConfigurableResource]:

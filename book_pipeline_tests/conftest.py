@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from book_pipeline.definitions import defs
-from book_pipeline.resources import SAMPLE_BOOKS_DIR, QdrantResource
+from book_pipeline.resources import SAMPLE_BOOKS_DIR, QdrantResource, folders_run_config
 
 
 @pytest.fixture
@@ -34,11 +34,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 
 def fetch_data_run_config(books_dir: Path, data_dir: Path, **embedder: Any) -> dict[str, Any]:
-    resources: dict[str, Any] = {
-        "books_folder": {"config": {"path": str(books_dir)}},
-        "qdrant": {"config": {"local_path": str(data_dir / "qdrant")}},
-        "pipeline_state": {"config": {"data_dir": str(data_dir)}},
-    }
+    resources = folders_run_config(books_dir, data_dir)
     if embedder:
         resources["embedder"] = {"config": embedder}
     return {"resources": resources}
