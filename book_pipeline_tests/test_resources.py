@@ -26,6 +26,7 @@ def test_defaults_without_any_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert Path(resources["books_folder"].path) == SAMPLE_BOOKS_DIR
     assert resources["embedder"].provider == "local"
+    assert Path(resources["embedder"].model_cache_dir) == Path("data") / "models"
     assert resources["qdrant"].url is None
     assert resources["qdrant"].collection == "books"
     assert Path(resources["qdrant"].local_path) == Path("data") / "qdrant"
@@ -70,6 +71,7 @@ def test_every_variable_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     )
     assert qdrant.local_path == str(tmp_path / "state" / "qdrant")
     assert state.data_dir == variables["BOOK_PIPELINE_DATA_DIR"]
+    assert embedder.model_cache_dir == str(tmp_path / "state" / "models")
 
 
 def test_an_unknown_embedder_is_refused_when_the_code_loads(
