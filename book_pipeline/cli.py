@@ -22,7 +22,7 @@ from book_pipeline.book_files import (
     max_file_bytes_from_environment,
     too_big,
 )
-from book_pipeline.parsing import BookFileError, parse_book_bytes
+from book_pipeline.parsing import BookFileError, parse_book_bytes, parse_year
 
 BOOKS_DIR_ENV = "BOOK_PIPELINE_BOOKS_DIR"
 DEFAULT_API_KEY_ENV = "QDRANT_API_KEY"
@@ -130,8 +130,15 @@ def _add_search_parser(subcommands: argparse._SubParsersAction) -> None:
     search.add_argument("query", metavar="QUERY", help="what the book is about, in your words")
     search.add_argument("--limit", type=int, default=5, help="how many books (default: 5)")
     search.add_argument("--author", help="only books by exactly this author")
-    search.add_argument("--year-from", type=int, metavar="YEAR", help="only books from YEAR on")
-    search.add_argument("--year-to", type=int, metavar="YEAR", help="only books up to YEAR")
+    search.add_argument(
+        "--year-from", type=year_argument, metavar="YEAR", help="only books from YEAR on"
+    )
+    search.add_argument(
+        "--year-to",
+        type=year_argument,
+        metavar="YEAR",
+        help="only books up to YEAR; a year is written as in the files: 1815, -500, '500 BC'",
+    )
     search.add_argument("--json", action="store_true", help="print the results as JSON")
     search.add_argument(
         "--lock-wait",
@@ -353,6 +360,14 @@ def default_books_dir() -> Path:
     from book_pipeline.resources import SAMPLE_BOOKS_DIR
 
     return SAMPLE_BOOKS_DIR
+
+
+def year_argument(text: str) -> int:
+    """A year as the files write it; argparse names the option and shows the message."""
+    try:
+        return parse_year(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a year, found {text!r}; {error}") from None
 
 
 def book_file_name(name: str) -> str:
