@@ -57,7 +57,7 @@ _NASTY_YEAR = st.one_of(
         st.sampled_from(["", " ", "  ", "\t"]),
         st.sampled_from([*_ERAS, "bc", "Bc", "B.C.", "A.D.", "ad", "BCEE"]),
     ),
-    st.sampled_from(["0", "-0", "0000", "0 BC", "0 AD", "AD 1066", "- 5", "−500"]),
+    st.sampled_from(["0", "-0", "0000", "0 BC", "0 AD", "AD 1066", "- 5", "\u2212500"]),
     _NASTY_FIELD,
 )
 _GOOD_YEAR = st.one_of(

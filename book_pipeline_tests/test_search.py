@@ -9,8 +9,9 @@ import pytest
 from book_pipeline import cli, vector_store
 from book_pipeline.definitions import defs
 from book_pipeline.embedding import LOCAL_MODEL_DIMENSION, shared_local_embedder
+from book_pipeline.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.parsing import parse_book_file
-from book_pipeline.resources import DEFAULT_COLLECTION, SAMPLE_BOOKS_DIR
+from book_pipeline.resources import DEFAULT_COLLECTION
 from book_pipeline.search import (
     SearchHit,
     SearchRefusedError,
