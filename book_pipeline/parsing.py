@@ -42,7 +42,7 @@ _BOM = "\ufeff"
 class BookRecord:
     index: int
     title: str
-    year: int
+    year: int  # -500 is 500 BC; never 0
     author: str
     description: str
     source_file: str

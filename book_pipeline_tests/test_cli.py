@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -218,18 +219,27 @@ def test_missing_subcommand_is_a_usage_error() -> None:
     assert exit_info.value.code == 2
 
 
-def test_installed_console_script(tmp_path: Path) -> None:
+def run_installed_command(
+    arguments: list[str], environment: dict[str, str], **options: Any
+) -> subprocess.CompletedProcess[str]:
+    """The `book-pipeline` console script the install put beside this Python."""
     script = Path(sys.executable).with_name("book-pipeline")
-    environment = {**os.environ, cli.BOOKS_DIR_ENV: str(tmp_path)}
-
-    result = subprocess.run(
-        [str(script), "add-books", "piped"],
-        input=f"{LINE_A}\n{LINE_B}\n",
+    return subprocess.run(
+        [str(script), *arguments],
         capture_output=True,
         text=True,
         env=environment,
         check=False,
         timeout=60,
+        **options,
+    )
+
+
+def test_installed_console_script(tmp_path: Path) -> None:
+    environment = {**os.environ, cli.BOOKS_DIR_ENV: str(tmp_path)}
+
+    result = run_installed_command(
+        ["add-books", "piped"], environment, input=f"{LINE_A}\n{LINE_B}\n"
     )
 
     assert result.returncode == 0, result.stderr
@@ -272,7 +282,6 @@ def test_add_books_with_no_settings_leaves_the_package_and_the_git_tree_untouche
     """The installed command, as a user runs it: the file lands in ./books, not the package."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    script = Path(sys.executable).with_name("book-pipeline")
     environment = {
         name: value
         for name, value in os.environ.items()
@@ -280,15 +289,7 @@ def test_add_books_with_no_settings_leaves_the_package_and_the_git_tree_untouche
     }
     git_before, samples_before = git_status(), package_samples()
 
-    result = subprocess.run(
-        [str(script), "add-books", "new_arrivals", LINE_A],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=environment,
-        check=False,
-        timeout=60,
-    )
+    result = run_installed_command(["add-books", "new_arrivals", LINE_A], environment, cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     books = tmp_path.resolve() / "books"
