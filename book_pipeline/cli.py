@@ -105,9 +105,8 @@ def run_add_books(args: argparse.Namespace) -> int:
     folder, create_folder = folder_to_write(args.books_dir)
     path = folder / file_name
     # Until ./books is created, the samples are what its files will be.
-    if (
-        (SAMPLE_BOOKS_DIR if create_folder else folder) / file_name
-    ).exists() and not args.overwrite:
+    existing = (SAMPLE_BOOKS_DIR if create_folder else folder) / file_name
+    if existing.exists() and not args.overwrite:
         raise CliError(f"{path} already exists; pass --overwrite to replace it")
 
     # Bytes throughout: undecodable input (kept as surrogates in argv) must be refused, not
