@@ -22,9 +22,16 @@ from book_pipeline.book_files import (
     max_file_bytes_from_environment,
     too_big,
 )
-from book_pipeline.parsing import BookFileError, parse_book_bytes
+from book_pipeline.folders import (
+    BOOKS_DIR_ENV,
+    DEFAULT_BOOKS_DIR,
+    SAMPLE_BOOKS_DIR,
+    create_user_books_dir,
+    default_books_dir,
+    is_sample_folder,
+)
+from book_pipeline.parsing import BookFileError, parse_book_bytes, parse_year
 
-BOOKS_DIR_ENV = "BOOK_PIPELINE_BOOKS_DIR"
 DEFAULT_API_KEY_ENV = "QDRANT_API_KEY"
 MIGRATE_BATCH_SIZE = 256
 MIGRATE_PROGRESS_EVERY = 10_000
@@ -83,7 +90,8 @@ def _add_add_books_parser(subcommands: argparse._SubParsersAction) -> None:
     add_books.add_argument(
         "--books-dir",
         type=Path,
-        help=f"books folder (default: ${BOOKS_DIR_ENV}, else the bundled sample folder)",
+        help=f"books folder (default: ${BOOKS_DIR_ENV}, else ./{DEFAULT_BOOKS_DIR}, created with "
+        "copies of the bundled samples when it does not exist)",
     )
     add_books.add_argument(
         "--overwrite", action="store_true", help="replace the file if it already exists"
@@ -94,11 +102,11 @@ def _add_add_books_parser(subcommands: argparse._SubParsersAction) -> None:
 def run_add_books(args: argparse.Namespace) -> int:
     # Everything that can be refused without the lines comes first: stdin may be typed by hand.
     file_name = book_file_name(args.name)
-    folder = (args.books_dir or default_books_dir()).expanduser().resolve()
-    if not folder.is_dir():
-        raise CliError(f"books folder does not exist: {folder}")
+    folder, create_folder = folder_to_write(args.books_dir)
     path = folder / file_name
-    if path.exists() and not args.overwrite:
+    # Until ./books is created, the samples are what its files will be.
+    existing = (SAMPLE_BOOKS_DIR if create_folder else folder) / file_name
+    if existing.exists() and not args.overwrite:
         raise CliError(f"{path} already exists; pass --overwrite to replace it")
 
     # Bytes throughout: undecodable input (kept as surrogates in argv) must be refused, not
@@ -114,6 +122,8 @@ def run_add_books(args: argparse.Namespace) -> int:
         books = parse_book_bytes(data, file_name)
     except BookFileError as error:
         raise CliError(str(error)) from None
+    if create_folder:
+        _create_books_folder()
     write_atomically(path, data)
     print(f"wrote {len(books)} book{'s' if len(books) != 1 else ''} to {path}")
     return EXIT_OK
@@ -130,8 +140,15 @@ def _add_search_parser(subcommands: argparse._SubParsersAction) -> None:
     search.add_argument("query", metavar="QUERY", help="what the book is about, in your words")
     search.add_argument("--limit", type=int, default=5, help="how many books (default: 5)")
     search.add_argument("--author", help="only books by exactly this author")
-    search.add_argument("--year-from", type=int, metavar="YEAR", help="only books from YEAR on")
-    search.add_argument("--year-to", type=int, metavar="YEAR", help="only books up to YEAR")
+    search.add_argument(
+        "--year-from", type=year_argument, metavar="YEAR", help="only books from YEAR on"
+    )
+    search.add_argument(
+        "--year-to",
+        type=year_argument,
+        metavar="YEAR",
+        help="only books up to YEAR; a year is written as in the files: 1815, -500, '500 BC'",
+    )
     search.add_argument("--json", action="store_true", help="print the results as JSON")
     search.add_argument(
         "--lock-wait",
@@ -213,9 +230,18 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([asdict(row) for row in rows], ensure_ascii=False, indent=2))
     else:
-        print(f"books folder: {books_folder.folder}")
+        print(f"books folder: {_describe_books_folder(books_folder.folder)}")
         print(format_status_table(rows))
     return EXIT_OK
+
+
+def _describe_books_folder(folder: Path) -> str:
+    if not is_sample_folder(folder):
+        return str(folder)
+    return (
+        f"{folder} (the bundled samples, read while {Path(DEFAULT_BOOKS_DIR).resolve()} does not "
+        "exist; book-pipeline add-books creates it)"
+    )
 
 
 def _add_migrate_store_parser(subcommands: argparse._SubParsersAction) -> None:
@@ -344,15 +370,43 @@ def _api_key_from_environment(variable: str | None) -> str | None:
     return key or None
 
 
-def default_books_dir() -> Path:
-    """The folder the Dagster resources read, so a file added here is one the pipeline sees."""
-    configured = os.environ.get(BOOKS_DIR_ENV)
-    if configured:
-        return Path(configured)
-    # Imported only when needed: resources pulls in Dagster and Qdrant, seconds of startup.
-    from book_pipeline.resources import SAMPLE_BOOKS_DIR
+def folder_to_write(books_dir: Path | None) -> tuple[Path, bool]:
+    """The folder the pipeline reads, so a file added here is one it sees; and whether it is
+    ./books still to be created (user files never go into the package's sample folder)."""
+    chosen = books_dir or os.environ.get(BOOKS_DIR_ENV)
+    if chosen:
+        folder = Path(chosen).expanduser().resolve()
+        if not folder.is_dir():
+            raise CliError(f"books folder does not exist: {folder}")
+        return folder, False
+    folder = default_books_dir()
+    if not is_sample_folder(folder):
+        return folder, False
+    user_folder = Path(DEFAULT_BOOKS_DIR).resolve()
+    if user_folder.exists():
+        raise CliError(
+            f"{user_folder} is not a folder; move it away, or choose the books folder with "
+            f"--books-dir or {BOOKS_DIR_ENV}"
+        )
+    return user_folder, True
 
-    return SAMPLE_BOOKS_DIR
+
+def _create_books_folder() -> None:
+    folder, copied = create_user_books_dir()
+    if copied:
+        print(
+            f"created the books folder {folder} with copies of the {len(copied)} bundled sample "
+            "files; the pipeline reads it from now on instead of the samples in the package "
+            "(sample books already loaded stay loaded; delete a copy to remove its books)"
+        )
+
+
+def year_argument(text: str) -> int:
+    """A year as the files write it; argparse names the option and shows the message."""
+    try:
+        return parse_year(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a year, found {text!r}; {error}") from None
 
 
 def book_file_name(name: str) -> str:

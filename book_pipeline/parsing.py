@@ -21,8 +21,20 @@ MAX_LINE_CHARS = 20_000
 # Qdrant stores payload integers as signed 64-bit: a bigger index could not be stored or filtered.
 MAX_INDEX = 2**63 - 1
 EXPECTED_LINE = "<index> ::: <Title> (<Year>) ::: <Author> ::: <Description>"
+# The forms of a year, for error messages; `parse_year` is the rule.
+YEAR_FORMS = (
+    "1 to 4 digits, as 1815, 1066 AD or 1066 CE, and before AD 1 as -500, 500 BC or 500 BCE; "
+    "there is no year 0"
+)
 
-_TITLE_AND_YEAR = re.compile(r"^(?P<title>.*\S)\s*\((?P<year>\d{1,4})\)$")
+# Years are historical, as catalogues write them: -500 is 500 BC, and 1 BC is followed by AD 1,
+# so there is no year 0. An era comes after the number, in capitals, after one space.
+_YEAR_PATTERN = r"-?\d{1,4}|\d{1,4} (?:BCE?|AD|CE)"
+_YEAR = re.compile(_YEAR_PATTERN)
+_TITLE_AND_YEAR = re.compile(rf"^(?P<title>.*\S)\s*\((?P<year>{_YEAR_PATTERN})\)$")
+# Parentheses at the end with a digit in them: meant as a year, so the error says what one is.
+_ATTEMPTED_YEAR = re.compile(r"\((?P<year>[^()]*\d[^()]*)\)$")
+_BEFORE_COMMON_ERA = ("BC", "BCE")
 _BOM = "\ufeff"
 
 
@@ -30,7 +42,7 @@ _BOM = "\ufeff"
 class BookRecord:
     index: int
     title: str
-    year: int
+    year: int  # -500 is 500 BC; never 0
     author: str
     description: str
     source_file: str
@@ -89,9 +101,16 @@ def parse_book_line(line: str, file_name: str, line_number: int) -> BookRecord:
     if match is None:
         raise fail(
             f"expected '<Title> (<Year>)' (second field), found "
-            f"{_preview(title_and_year)!r}{_order_hint(fields)}"
+            f"{_preview(title_and_year)!r}{_order_hint(fields)}{_year_hint(title_and_year)}"
         )
     title = match["title"].strip()
+    try:
+        year = parse_year(match["year"])
+    except ValueError as error:
+        raise fail(
+            f"expected a year in '<Title> (<Year>)' (second field), found "
+            f"{_preview(title_and_year)!r}; {error}"
+        ) from None
     if not author:
         raise fail("the author is empty")
     if not description:
@@ -99,7 +118,7 @@ def parse_book_line(line: str, file_name: str, line_number: int) -> BookRecord:
     return BookRecord(
         index=int(significant_digits),
         title=title,
-        year=int(match["year"]),
+        year=year,
         author=author,
         description=description,
         source_file=file_name,
@@ -159,6 +178,25 @@ def parse_book_file(path: Path) -> ParsedBookFile:
     return parse_book_data(*read_book_file(path))
 
 
+def parse_year(text: str) -> int:
+    """`1815` or `1815 AD` or `1815 CE` is 1815; `-500` or `500 BC` or `500 BCE` is -500.
+
+    Raise ValueError for anything else, and for year 0, which no calendar of catalogues has.
+    """
+    if _YEAR.fullmatch(text) is None:
+        raise ValueError(f"a year is {YEAR_FORMS}")
+    number, _, era = text.partition(" ")
+    year = -int(number) if era in _BEFORE_COMMON_ERA else int(number)
+    if year == 0:
+        raise ValueError("there is no year 0 (1 BC is followed by AD 1: write -1 or 1)")
+    return year
+
+
+def format_year(year: int) -> str:
+    """How people read a year: 1815, 500 BC."""
+    return f"{-year} BC" if year < 0 else str(year)
+
+
 def format_book_line(index: int, title: str, year: int, author: str, description: str) -> str:
     return f"{index} ::: {title} ({year}) ::: {author} ::: {description}"
 
@@ -173,6 +211,13 @@ def _order_hint(fields: list[str]) -> str:
     title_at = [position for position, field in enumerate(fields) if _TITLE_AND_YEAR.match(field)]
     if (index_at and index_at[0] != 0) or (title_at and title_at[0] != 1):
         return f"; the fields look out of order, expected {EXPECTED_LINE}"
+    return ""
+
+
+def _year_hint(title_and_year: str) -> str:
+    attempt = _ATTEMPTED_YEAR.search(title_and_year)
+    if attempt and not _YEAR.fullmatch(attempt["year"]):
+        return f"; a year is {YEAR_FORMS}"
     return ""
 
 

@@ -18,8 +18,12 @@ class QueryConfig(dg.Config):
     query: str = Field(description="A sentence describing the book you are looking for")
     limit: int = Field(default=5, description="How many books to return")
     author: str | None = Field(default=None, description="Only books by exactly this author")
-    year_from: int | None = Field(default=None, description="Only books from this year on")
-    year_to: int | None = Field(default=None, description="Only books up to this year")
+    year_from: int | None = Field(
+        default=None, description="Only books from this year on (-500 is 500 BC)"
+    )
+    year_to: int | None = Field(
+        default=None, description="Only books up to this year (-500 is 500 BC)"
+    )
 
 
 @dg.op

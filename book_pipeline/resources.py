@@ -19,11 +19,10 @@ from book_pipeline.embedding import (
     shared_local_embedder,
 )
 from book_pipeline.embedding_cache import open_embedding_cache
+from book_pipeline.folders import BOOKS_DIR_ENV, DEFAULT_DATA_DIR, default_books_dir
 from book_pipeline.ledger import LoadLedger
 from book_pipeline.vector_store import BookVectorStore, CollectionSettings, open_vector_store
 
-SAMPLE_BOOKS_DIR = Path(__file__).parent / "sample_books"
-DEFAULT_DATA_DIR = "data"
 # Local models named by BOOK_PIPELINE_EMBEDDING_MODEL are downloaded here, in the data dir.
 MODEL_CACHE_FOLDER = "models"
 DEFAULT_COLLECTION = "books"
@@ -66,7 +65,11 @@ def env_bool(name: str, default: bool | None) -> bool | None:
 class BooksFolder(dg.ConfigurableResource):
     """Where the bookstore drops its description files (`BOOK_PIPELINE_BOOKS_DIR`)."""
 
-    path: str = Field(default=str(SAMPLE_BOOKS_DIR), description="Folder of .txt description files")
+    path: str | None = Field(
+        default=None,
+        description="Folder of .txt description files; unset: books/ in the working directory, "
+        "or the bundled samples while it does not exist",
+    )
     settle_seconds: int = Field(
         default=DEFAULT_SETTLE_SECONDS,
         description="A file unchanged for this long (or since the sensor's previous tick) is "
@@ -82,7 +85,7 @@ class BooksFolder(dg.ConfigurableResource):
 
     @property
     def folder(self) -> Path:
-        return Path(self.path).expanduser().resolve()
+        return Path(self.path).expanduser().resolve() if self.path else default_books_dir()
 
     @property
     def max_file_bytes(self) -> int:
@@ -238,7 +241,7 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
     data_dir = os.environ.get("BOOK_PIPELINE_DATA_DIR") or DEFAULT_DATA_DIR
     return {
         "books_folder": BooksFolder(
-            path=env_or_default("BOOK_PIPELINE_BOOKS_DIR", str(SAMPLE_BOOKS_DIR)),
+            path=env_or_default(BOOKS_DIR_ENV, None),
             settle_seconds=env_int_or_default(
                 "BOOK_PIPELINE_SETTLE_SECONDS", DEFAULT_SETTLE_SECONDS
             ),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from qdrant_client import models
 
 from book_pipeline.embedding import Embedder
+from book_pipeline.parsing import format_year
 from book_pipeline.vector_store import BookVectorStore
 
 TABLE_DESCRIPTION_CHARS = 60
@@ -60,7 +61,9 @@ def search_books(
     if limit < 1:
         raise SearchRefusedError(f"the limit must be at least 1, got {limit}")
     if year_from is not None and year_to is not None and year_from > year_to:
-        raise SearchRefusedError(f"year_from {year_from} is after year_to {year_to}")
+        raise SearchRefusedError(
+            f"year_from {format_year(year_from)} is after year_to {format_year(year_to)}"
+        )
     dimension = check_collection_model(store, embedder)
     # Embedded after the name check: with a remote model a refused search costs no API call.
     [vector] = embedder.embed([query])
@@ -159,7 +162,7 @@ def _cells(hit: SearchHit, description_chars: int) -> list[str]:
         str(hit.rank),
         f"{hit.score:.3f}",
         hit.title,
-        str(hit.year),
+        format_year(hit.year),
         hit.author,
         textwrap.shorten(hit.description, description_chars, placeholder=" ..."),
         hit.source_file,

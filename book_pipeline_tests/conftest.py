@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from book_pipeline.definitions import defs
-from book_pipeline.resources import SAMPLE_BOOKS_DIR, QdrantResource, folders_run_config
+from book_pipeline.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.resources import QdrantResource, folders_run_config
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 from book_pipeline import vector_store
 from book_pipeline.book_files import mapping_key_for
 from book_pipeline.embedding import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
+from book_pipeline.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.parsing import parse_book_file
-from book_pipeline.resources import SAMPLE_BOOKS_DIR
 from book_pipeline.synthetic_books import write_synthetic_books
 from book_pipeline_tests.conftest import (
     fetch_data_job,

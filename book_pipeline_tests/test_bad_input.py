@@ -124,7 +124,24 @@ PARSE_REFUSALS = [
         "year 18150.txt",
         _lines("1 ::: Emma (18150) ::: Jane Austen ::: A matchmaker errs."),
         1,
-        "expected '<Title> (<Year>)' (second field), found 'Emma (18150)'",
+        "expected '<Title> (<Year>)' (second field), found 'Emma (18150)'; a year is 1 to 4 "
+        "digits, as 1815, 1066 AD or 1066 CE, and before AD 1 as -500, 500 BC or 500 BCE",
+    ),
+    Refusal(
+        "era not as the format writes it",
+        "art of war bc.txt",
+        _lines("8 ::: The Art of War (500 B.C.) ::: Sun Tzu ::: Win without fighting."),
+        1,
+        "expected '<Title> (<Year>)' (second field), found 'The Art of War (500 B.C.)'; "
+        "a year is 1 to 4 digits",
+    ),
+    Refusal(
+        "year 0",
+        "year zero.txt",
+        _lines(EMMA, "2 ::: Nothing (0) ::: Nobody ::: Never written."),
+        2,
+        "expected a year in '<Title> (<Year>)' (second field), found 'Nothing (0)'; "
+        "there is no year 0 (1 BC is followed by AD 1: write -1 or 1)",
     ),
     Refusal(
         "negative index",
@@ -475,14 +492,25 @@ def test_symlinks_are_listed_by_where_they_lead(tmp_path: Path) -> None:
 
 
 def test_accepted_variations_parse(tmp_path: Path) -> None:
-    """Leading zeros, years of 1 to 4 digits, the largest index, one book twice in a file."""
+    """Leading zeros, years of 1 to 4 digits, years before AD 1, the largest index, one book
+    twice in a file."""
     text = (
         f"007 ::: Emma (0815) ::: Jane Austen ::: A.\n"
         f"{MAX_INDEX} ::: Emma (9) ::: Jane Austen ::: A.\n"
         f"8 ::: Emma (1815) ::: Jane Austen ::: A.\n"
+        f"9 ::: The Art of War (-500) ::: Sun Tzu ::: A.\n"
+        f"10 ::: The Art of War (500 BCE) ::: Sun Tzu ::: A.\n"
+        f"11 ::: Beowulf (1000 AD) ::: Anonymous ::: A.\n"
     )
     books = parse_book_text(text, "variations.txt")
-    assert [(book.index, book.year) for book in books] == [(7, 815), (MAX_INDEX, 9), (8, 1815)]
+    assert [(book.index, book.year) for book in books] == [
+        (7, 815),
+        (MAX_INDEX, 9),
+        (8, 1815),
+        (9, -500),
+        (10, -500),
+        (11, 1000),
+    ]
     path = tmp_path / "variations.txt"
     path.write_text(text)
     assert parse_book_file(path).books == tuple(books)

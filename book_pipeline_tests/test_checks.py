@@ -12,8 +12,9 @@ from book_pipeline.checks import (
     evaluate_retrieval,
 )
 from book_pipeline.embedding import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME, shared_local_embedder
+from book_pipeline.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.parsing import BookRecord, parse_book_file
-from book_pipeline.resources import DEFAULT_COLLECTION, SAMPLE_BOOKS_DIR
+from book_pipeline.resources import DEFAULT_COLLECTION
 from book_pipeline.synthetic_books import write_synthetic_books
 from book_pipeline.vector_store import open_vector_store
 from book_pipeline_tests.conftest import SampleLoad, unit_vectors

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from book_pipeline import cli
 from book_pipeline.book_files import list_book_files
+from book_pipeline.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.parsing import format_book_line, parse_book_file
 
 LINE_A = format_book_line(1, "The Glass Orchard", 1921, "Ada Brennan", "A greenhouse of secrets.")
@@ -216,18 +219,27 @@ def test_missing_subcommand_is_a_usage_error() -> None:
     assert exit_info.value.code == 2
 
 
-def test_installed_console_script(tmp_path: Path) -> None:
+def run_installed_command(
+    arguments: list[str], environment: dict[str, str], **options: Any
+) -> subprocess.CompletedProcess[str]:
+    """The `book-pipeline` console script the install put beside this Python."""
     script = Path(sys.executable).with_name("book-pipeline")
-    environment = {**os.environ, cli.BOOKS_DIR_ENV: str(tmp_path)}
-
-    result = subprocess.run(
-        [str(script), "add-books", "piped"],
-        input=f"{LINE_A}\n{LINE_B}\n",
+    return subprocess.run(
+        [str(script), *arguments],
         capture_output=True,
         text=True,
         env=environment,
         check=False,
         timeout=60,
+        **options,
+    )
+
+
+def test_installed_console_script(tmp_path: Path) -> None:
+    environment = {**os.environ, cli.BOOKS_DIR_ENV: str(tmp_path)}
+
+    result = run_installed_command(
+        ["add-books", "piped"], environment, input=f"{LINE_A}\n{LINE_B}\n"
     )
 
     assert result.returncode == 0, result.stderr
@@ -235,9 +247,138 @@ def test_installed_console_script(tmp_path: Path) -> None:
     assert len(parse_book_file(tmp_path / "piped.txt").books) == 2
 
 
-def test_books_dir_falls_back_to_the_sample_folder(monkeypatch: pytest.MonkeyPatch) -> None:
-    from book_pipeline.resources import SAMPLE_BOOKS_DIR
+ROOT = Path(__file__).resolve().parents[1]
 
+
+@pytest.fixture
+def working_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory with no books folder configured."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(cli.BOOKS_DIR_ENV, raising=False)
+    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path.resolve()
 
-    assert cli.default_books_dir() == SAMPLE_BOOKS_DIR
+
+def package_samples() -> list[tuple[str, int, int]]:
+    return sorted(
+        (path.name, path.stat().st_size, path.stat().st_mtime_ns)
+        for path in SAMPLE_BOOKS_DIR.iterdir()
+    )
+
+
+def git_status() -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
+def test_add_books_with_no_settings_leaves_the_package_and_the_git_tree_untouched(
+    tmp_path: Path,
+) -> None:
+    """The installed command, as a user runs it: the file lands in ./books, not the package."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in (cli.BOOKS_DIR_ENV, "BOOK_PIPELINE_DATA_DIR")
+    }
+    git_before, samples_before = git_status(), package_samples()
+
+    result = run_installed_command(["add-books", "new_arrivals", LINE_A], environment, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    books = tmp_path.resolve() / "books"
+    assert result.stdout.splitlines() == [
+        f"created the books folder {books} with copies of the 6 bundled sample files; the "
+        "pipeline reads it from now on instead of the samples in the package (sample books "
+        "already loaded stay loaded; delete a copy to remove its books)",
+        f"wrote 1 book to {books / 'new_arrivals.txt'}",
+    ]
+    assert (git_status(), package_samples()) == (git_before, samples_before)
+    assert sorted(path.name for path in books.iterdir()) == sorted(
+        [name for name, _, _ in samples_before] + ["new_arrivals.txt"]
+    )
+
+
+def test_add_books_does_not_import_dagster(tmp_path: Path) -> None:
+    """Dagster's import takes seconds; and the CLI is to stay usable without it."""
+    program = (
+        "import sys; from book_pipeline.cli import main; code = main(sys.argv[1:]); "
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'dagster'))"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", program, "add-books", "x", LINE_A, "--books-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_the_books_folder_is_created_once(
+    working_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["add-books", "first", LINE_A]) == cli.EXIT_OK
+    assert "created the books folder" in capsys.readouterr().out
+
+    assert cli.main(["add-books", "second", LINE_B]) == cli.EXIT_OK
+
+    assert capsys.readouterr().out == f"wrote 1 book to {working_dir / 'books' / 'second.txt'}\n"
+    assert {"first.txt", "second.txt"} <= {path.name for path in (working_dir / "books").iterdir()}
+
+
+def test_a_refused_line_creates_no_books_folder(
+    working_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["add-books", "broken", BAD_LINE]) == cli.EXIT_REFUSED
+
+    assert "broken.txt, line 1" in capsys.readouterr().err
+    assert list(working_dir.iterdir()) == []
+
+
+def test_a_sample_name_replaces_only_the_users_copy(
+    working_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    samples_before = package_samples()
+
+    assert cli.main(["add-books", "romance", LINE_A]) == cli.EXIT_REFUSED
+    assert "books/romance.txt already exists; pass --overwrite" in capsys.readouterr().err
+    assert not (working_dir / "books").exists()
+
+    assert cli.main(["add-books", "romance", LINE_A, "--overwrite"]) == cli.EXIT_OK
+
+    assert (working_dir / "books" / "romance.txt").read_text() == LINE_A + "\n"
+    assert package_samples() == samples_before
+
+
+def test_a_file_named_books_is_refused(
+    working_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (working_dir / "books").write_text("not a folder")
+
+    assert cli.main(["add-books", "x", LINE_A]) == cli.EXIT_REFUSED
+
+    assert f"{working_dir / 'books'} is not a folder" in capsys.readouterr().err
+
+
+def test_status_says_when_it_reads_the_bundled_samples(
+    working_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["status"]) == cli.EXIT_OK
+    assert capsys.readouterr().out.startswith(
+        f"books folder: {SAMPLE_BOOKS_DIR} (the bundled samples, read while "
+        f"{working_dir / 'books'} does not exist; book-pipeline add-books creates it)\n"
+    )
+
+    (working_dir / "books").mkdir()
+
+    assert cli.main(["status"]) == cli.EXIT_OK
+    assert capsys.readouterr().out.startswith(f"books folder: {working_dir / 'books'}\n")

@@ -22,8 +22,9 @@ from book_pipeline.embedding import (
     shared_local_embedder,
 )
 from book_pipeline.embedding_cache import embed_with_cache, open_embedding_cache
+from book_pipeline.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.parsing import parse_book_file
-from book_pipeline.resources import SAMPLE_BOOKS_DIR, EmbedderResource
+from book_pipeline.resources import EmbedderResource
 from book_pipeline.synthetic_books import write_synthetic_books
 from book_pipeline_tests.conftest import (
     fetch_data_job,

@@ -6,8 +6,11 @@ from book_pipeline.parsing import (
     MAX_LINE_CHARS,
     BookFileError,
     decode_book_bytes,
+    format_book_line,
+    format_year,
     parse_book_file,
     parse_book_text,
+    parse_year,
 )
 
 GOOD_LINE = (
@@ -107,3 +110,74 @@ def test_content_hash_changes_with_any_field() -> None:
     [moved] = parse_book_text("\n" + GOOD_LINE, "a.txt")
     assert book.content_hash != edited.content_hash
     assert book.content_hash == moved.content_hash
+
+
+@pytest.mark.parametrize(
+    ("written", "year"),
+    [
+        ("1815", 1815),
+        ("0815", 815),
+        ("9", 9),
+        ("9999", 9999),
+        ("1066 AD", 1066),
+        ("1066 CE", 1066),
+        ("-500", -500),
+        ("-0500", -500),
+        ("500 BC", -500),
+        ("500 BCE", -500),
+        ("1 BC", -1),
+        ("-9999", -9999),
+    ],
+)
+def test_years_before_and_in_the_common_era(written: str, year: int) -> None:
+    [book] = parse_book_text(f"8 ::: The Art of War ({written}) ::: Sun Tzu ::: Strategy.", "a.txt")
+    assert (book.title, book.year) == ("The Art of War", year)
+    assert parse_year(written) == year
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["500 B.C.", "500 bc", "500BC", "500  BC", "-500 BC", "AD 1066", "c. 1850", "1815 ", "10000"],
+)
+def test_what_is_not_a_year_is_refused_saying_what_a_year_is(written: str) -> None:
+    line = f"8 ::: The Art of War ({written}) ::: Sun Tzu ::: Strategy."
+    with pytest.raises(BookFileError) as caught:
+        parse_book_text(line, "bad.txt")
+    assert str(caught.value) == (
+        f"bad.txt, line 1: expected '<Title> (<Year>)' (second field), found "
+        f"'The Art of War ({written})'; a year is 1 to 4 digits, as 1815, 1066 AD or 1066 CE, "
+        "and before AD 1 as -500, 500 BC or 500 BCE; there is no year 0"
+    )
+    with pytest.raises(ValueError, match="a year is 1 to 4 digits"):
+        parse_year(written)
+
+
+@pytest.mark.parametrize("written", ["0", "0000", "-0", "0 BC", "0 BCE", "0 AD", "0 CE"])
+def test_there_is_no_year_zero(written: str) -> None:
+    with pytest.raises(BookFileError) as caught:
+        parse_book_text(f"1 ::: Nothing ({written}) ::: Nobody ::: Never written.", "zero.txt")
+    assert str(caught.value) == (
+        f"zero.txt, line 1: expected a year in '<Title> (<Year>)' (second field), found "
+        f"'Nothing ({written})'; there is no year 0 (1 BC is followed by AD 1: write -1 or 1)"
+    )
+
+
+def test_years_are_shown_with_their_era_before_ad_1() -> None:
+    assert [format_year(year) for year in (-500, -1, 1, 180, 1815)] == [
+        "500 BC",
+        "1 BC",
+        "1",
+        "180",
+        "1815",
+    ]
+
+
+def test_a_year_before_ad_1_is_one_book_however_it_is_written() -> None:
+    """The same book with `(-500)` or `(500 BC)` is unchanged: same hash, nothing re-embedded."""
+    [negative] = parse_book_text("8 ::: The Art of War (-500) ::: Sun Tzu ::: S.", "a.txt")
+    [era] = parse_book_text("8 ::: The Art of War (500 BC) ::: Sun Tzu ::: S.", "a.txt")
+    assert negative == era and negative.content_hash == era.content_hash
+    [written_back] = parse_book_text(
+        format_book_line(8, "The Art of War", -500, "Sun Tzu", "S."), "a.txt"
+    )
+    assert written_back == negative

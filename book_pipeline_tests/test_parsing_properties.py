@@ -14,8 +14,10 @@ from book_pipeline.parsing import (
     BookFileError,
     BookRecord,
     format_book_line,
+    format_year,
     parse_book_bytes,
     parse_book_text,
+    parse_year,
 )
 
 FILE_NAME = "random.txt"
@@ -45,8 +47,24 @@ _GOOD_INDEX = st.one_of(
     st.integers(min_value=0, max_value=2**63 - 1).map(str),
     st.integers(min_value=0, max_value=99).map("{:05d}".format),  # leading zeros
 )
-_NASTY_YEAR = st.one_of(st.integers(min_value=-5, max_value=99_999).map(str), _NASTY_FIELD)
-_GOOD_YEAR = st.integers(min_value=0, max_value=9999).map(str)
+_ERAS = ["BC", "BCE", "AD", "CE"]
+_NASTY_YEAR = st.one_of(
+    st.integers(min_value=-99_999, max_value=99_999).map(str),
+    # Eras almost as the format has them: other case, no space, two spaces, dots, a sign, year 0.
+    st.builds(
+        "{}{}{}".format,
+        st.integers(min_value=-10, max_value=99_999).map(str),
+        st.sampled_from(["", " ", "  ", "\t"]),
+        st.sampled_from([*_ERAS, "bc", "Bc", "B.C.", "A.D.", "ad", "BCEE"]),
+    ),
+    st.sampled_from(["0", "-0", "0000", "0 BC", "0 AD", "AD 1066", "- 5", "\u2212500"]),
+    _NASTY_FIELD,
+)
+_GOOD_YEAR = st.one_of(
+    st.integers(min_value=-9999, max_value=9999).filter(bool).map(str),
+    st.builds("{} {}".format, st.integers(min_value=1, max_value=9999), st.sampled_from(_ERAS)),
+    st.integers(min_value=1, max_value=999).map("{:04d}".format),  # leading zeros
+)
 
 
 def _mostly(draw: st.DrawFn, good: st.SearchStrategy[str], nasty: st.SearchStrategy[str]) -> str:
@@ -99,7 +117,7 @@ def assert_valid_books(books: list[BookRecord]) -> None:
         assert book.title and book.author and book.description
         assert book.title == book.title.strip() and book.author == book.author.strip()
         assert 0 <= book.index <= 2**63 - 1
-        assert 0 <= book.year <= 9999
+        assert -9999 <= book.year <= 9999 and book.year != 0
         assert book.source_file == FILE_NAME and book.line_number >= 1
     assert len({book.index for book in books}) == len(books)
     # What was parsed, written back in the format, parses to the same books.
@@ -129,6 +147,8 @@ def test_random_bytes_parse_or_raise_book_file_error(data: bytes) -> None:
 @PROPERTY_SETTINGS
 @given(_STRUCTURED_TEXT)
 @example("1 ::: T (1) ::: A ::: D")
+@example("1 ::: T (-500) ::: A ::: D\n2 ::: T (500 BC) ::: A ::: D\n3 ::: T (1 CE) ::: A ::: D")
+@example("1 ::: T (0) ::: A ::: D")
 @example(f"{'0' * 5000}1 ::: T (1) ::: A ::: D")  # int() refuses > 4,300 digits by itself
 @example(f"{'9' * 5000} ::: T (1) ::: A ::: D")
 @example(f"{2**63} ::: T (1) ::: A ::: D")
@@ -152,3 +172,16 @@ def test_utf8_encoded_text_parses_as_bytes_like_as_text(text: str) -> None:
     # NUL is text to parse_book_text and binary content to parse_book_bytes.
     if "\x00" not in text and not any("\ud800" <= char <= "\udfff" for char in text):
         assert outcomes[0] == outcomes[1]
+
+
+@PROPERTY_SETTINGS
+@given(st.integers(min_value=-9999, max_value=9999).filter(bool))
+def test_every_written_form_of_a_year_is_that_year(year: int) -> None:
+    """-500, 500 BC and 500 BCE are one year; 1066, 1066 AD and 1066 CE another; the shown
+    form (format_year) reads back as the same year."""
+    eras = ("BC", "BCE") if year < 0 else ("AD", "CE")
+    forms = [str(year), f"{year:05d}" if year < 0 else f"{year:04d}"]
+    forms += [f"{abs(year)} {era}" for era in eras] + [format_year(year)]
+    assert {parse_year(form) for form in forms} == {year}
+    line = f"1 ::: T ({format_year(year)}) ::: A ::: D"
+    assert [book.year for book in parse_book_text(line, FILE_NAME)] == [year]

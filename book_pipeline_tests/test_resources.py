@@ -4,11 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from book_pipeline.resources import SAMPLE_BOOKS_DIR, resources_outside_dagster
+from book_pipeline.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.resources import BooksFolder, resources_outside_dagster
 from book_pipeline.vector_store import CollectionSettings
 
 
-def test_defaults_without_any_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_without_any_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
     for name in (
         "BOOK_PIPELINE_BOOKS_DIR",
         "BOOK_PIPELINE_DATA_DIR",
@@ -24,7 +26,8 @@ def test_defaults_without_any_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 
     resources = resources_outside_dagster()
 
-    assert Path(resources["books_folder"].path) == SAMPLE_BOOKS_DIR
+    assert resources["books_folder"].path is None
+    assert resources["books_folder"].folder == SAMPLE_BOOKS_DIR
     assert resources["embedder"].provider == "local"
     assert Path(resources["embedder"].model_cache_dir) == Path("data") / "models"
     assert resources["qdrant"].url is None
@@ -124,3 +127,17 @@ def test_a_boolean_variable_that_is_not_one_is_refused(monkeypatch: pytest.Monke
     monkeypatch.setenv("QDRANT_ON_DISK_VECTORS", "maybe")
     with pytest.raises(ValueError, match="QDRANT_ON_DISK_VECTORS must be one of"):
         resources_outside_dagster()
+
+
+def test_the_default_books_folder_is_decided_at_each_use(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A sensor or code server started before `./books` existed reads it once it does."""
+    monkeypatch.chdir(tmp_path)
+    books_folder = BooksFolder()
+    assert books_folder.folder == SAMPLE_BOOKS_DIR
+
+    (tmp_path / "books").mkdir()
+
+    assert books_folder.folder == tmp_path.resolve() / "books"
+    assert BooksFolder(path=str(tmp_path / "elsewhere")).folder == tmp_path.resolve() / "elsewhere"

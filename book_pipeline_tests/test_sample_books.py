@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from book_pipeline.book_files import list_book_files
+from book_pipeline.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.parsing import BookRecord, parse_book_file
-from book_pipeline.resources import SAMPLE_BOOKS_DIR
 
 
 @pytest.fixture(scope="module")

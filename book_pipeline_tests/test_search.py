@@ -9,8 +9,9 @@ import pytest
 from book_pipeline import cli, vector_store
 from book_pipeline.definitions import defs
 from book_pipeline.embedding import LOCAL_MODEL_DIMENSION, shared_local_embedder
+from book_pipeline.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.parsing import parse_book_file
-from book_pipeline.resources import DEFAULT_COLLECTION, SAMPLE_BOOKS_DIR
+from book_pipeline.resources import DEFAULT_COLLECTION
 from book_pipeline.search import (
     SearchHit,
     SearchRefusedError,
@@ -19,7 +20,12 @@ from book_pipeline.search import (
     search_books,
 )
 from book_pipeline.vector_store import open_vector_store
-from book_pipeline_tests.conftest import SampleLoad, fetch_data_run_config, hold_store_open
+from book_pipeline_tests.conftest import (
+    SampleLoad,
+    fetch_data_job,
+    fetch_data_run_config,
+    hold_store_open,
+)
 
 SAMPLE_BOOKS = [
     book for path in sorted(SAMPLE_BOOKS_DIR.glob("*.txt")) for book in parse_book_file(path).books
@@ -246,3 +252,101 @@ def test_cli_hints_at_a_server_past_the_embedded_store_limit(
     assert "hint: the embedded Qdrant store holds 45 points, more than the 10" in captured.err
     assert "migrate-store --to-url" in captured.err
     assert "hint" not in captured.out  # the results stay clean for a pipe
+
+
+ANCIENT_BOOKS = (
+    "1 ::: The Art of War (500 BC) ::: Sun Tzu ::: Thirteen chapters on strategy and deception.\n"
+    "2 ::: The Republic (-375) ::: Plato ::: A dialogue on justice and the ideal city.\n"
+    "3 ::: The Aeneid (19 BCE) ::: Virgil ::: A Trojan prince sails to found Rome.\n"
+    "4 ::: Meditations (180 AD) ::: Marcus Aurelius ::: A Stoic emperor's private notes.\n"
+    "5 ::: Beowulf (1000) ::: Anonymous ::: A hero fights a monster and its mother.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def ancient_load(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fetch_data on books written before AD 1 and after it; returns the data dir."""
+    root = tmp_path_factory.mktemp("ancient")
+    (root / "books").mkdir()
+    (root / "books" / "ancient.txt").write_text(ANCIENT_BOOKS)
+    result = fetch_data_job().execute_in_process(
+        run_config=fetch_data_run_config(root / "books", root / "data")
+    )
+    assert result.success
+    return root / "data"
+
+
+@pytest.mark.parametrize(
+    ("year_from", "year_to", "titles"),
+    [
+        (None, -100, {"The Art of War", "The Republic"}),
+        (-400, -1, {"The Republic", "The Aeneid"}),
+        (-19, 180, {"The Aeneid", "Meditations"}),
+        (-500, -500, {"The Art of War"}),
+        (1, None, {"Meditations", "Beowulf"}),
+    ],
+)
+def test_years_before_ad_1_are_stored_negative_and_filtered_as_numbers(
+    ancient_load: Path, year_from: int | None, year_to: int | None, titles: set[str]
+) -> None:
+    hits = search(ancient_load, "a book", limit=10, year_from=year_from, year_to=year_to)
+
+    assert {hit.title for hit in hits} == titles
+    assert all((year_from or -9999) <= hit.year <= (year_to or 9999) for hit in hits)
+
+
+@pytest.mark.parametrize(
+    "year_arguments",
+    [["--year-to=-100"], ["--year-to", "-100"], ["--year-to", "100 BC"], ["--year-to=100 BCE"]],
+)
+def test_cli_year_flags_take_years_before_ad_1(
+    ancient_load: Path,
+    search_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    year_arguments: list[str],
+) -> None:
+    search_env.setenv("BOOK_PIPELINE_DATA_DIR", str(ancient_load))
+
+    assert cli.main(["search", "strategy in war", "--json", *year_arguments]) == cli.EXIT_OK
+
+    results = json.loads(capsys.readouterr().out)
+    assert {(result["title"], result["year"]) for result in results} == {
+        ("The Art of War", -500),
+        ("The Republic", -375),
+    }
+
+
+def test_cli_table_shows_years_before_ad_1_with_their_era(
+    ancient_load: Path, search_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    search_env.setenv("BOOK_PIPELINE_DATA_DIR", str(ancient_load))
+
+    assert cli.main(["search", "strategy in war", "--year-from", "-500", "--limit", "1"]) == 0
+
+    header, _, first = capsys.readouterr().out.splitlines()
+    assert "The Art of War" in first
+    assert first[header.index("year") :].startswith("500 BC ")
+
+
+@pytest.mark.parametrize(
+    ("argument", "problem"),
+    [
+        ("--year-to=0", "found '0'; there is no year 0 (1 BC is followed by AD 1: write -1 or 1)"),
+        ("--year-from=500 B.C.", "found '500 B.C.'; a year is 1 to 4 digits, as 1815"),
+        ("--year-to=soon", "found 'soon'; a year is 1 to 4 digits"),
+    ],
+)
+def test_cli_refuses_what_is_not_a_year(
+    capsys: pytest.CaptureFixture[str], argument: str, problem: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["search", "ghosts", argument])
+
+    assert exit_info.value.code == cli.EXIT_REFUSED
+    option = argument.split("=")[0]
+    assert f"error: argument {option}: expected a year, {problem}" in capsys.readouterr().err
+
+
+def test_year_range_refusal_shows_years_before_ad_1_with_their_era(ancient_load: Path) -> None:
+    with pytest.raises(SearchRefusedError, match="year_from 100 BC is after year_to 200 BC"):
+        search(ancient_load, "ghosts", year_from=-100, year_to=-200)
