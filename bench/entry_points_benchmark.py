@@ -38,6 +38,8 @@ import dagster as dg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the server helpers live with the tests
 
+from deploy_benchmark import last_run_seconds, run_command  # noqa: E402
+
 from book_pipeline.resources import folders_run_config  # noqa: E402
 from book_pipeline.synthetic_books import write_synthetic_books  # noqa: E402
 from book_pipeline_tests.services import (  # noqa: E402
@@ -56,6 +58,10 @@ COMMANDS = {
     "dg launch --job": "dg launch --job fetch_data",
 }
 UI_MATERIALIZE = "UI Materialize (GraphQL launchRun)"
+ASSET_JOB = "__ASSET_JOB"  # Dagster's implicit asset job
+JOB_OF = {
+    command: "fetch_data" if "fetch_data" in command else ASSET_JOB for command in COMMANDS.values()
+}
 RUN_TIMEOUT_SECONDS = 600
 
 LAUNCH_RUN = """
@@ -103,12 +109,12 @@ class Webserver:
         except OSError:
             return False
 
-    def materialize(self, books_dir: Path, data_dir: Path) -> str:
+    def materialize(self, books_dir: Path, data_dir: Path) -> None:
         """What the Materialize button sends: the implicit asset job, the asset and its check."""
         selector = {
             "repositoryLocationName": "book_pipeline",
             "repositoryName": "__repository__",
-            "jobName": "__ASSET_JOB",
+            "jobName": ASSET_JOB,
             "assetSelection": [{"path": ["book_embeddings"]}],
             "assetCheckSelection": [
                 {"assetKey": {"path": ["book_embeddings"]}, "name": "retrieval_sanity"}
@@ -137,7 +143,6 @@ class Webserver:
             time.sleep(0.1)
         if status != "SUCCESS":
             raise SystemExit(f"run {run_id} ended {status}")
-        return run_id
 
 
 @contextmanager
@@ -160,32 +165,13 @@ def dagster_dev(environment: dict[str, str], log: Path) -> Iterator[Webserver]:
             stop_process_group(process, timeout=5)
 
 
-def run_seconds(instance: dg.DagsterInstance, run_id: str | None = None) -> float:
-    """The latest run's (or this run's) own duration, RUN_START to RUN_SUCCESS."""
-    filters = dg.RunsFilter(run_ids=[run_id]) if run_id else None
-    [record] = instance.get_run_records(filters=filters, limit=1)
-    assert record.start_time is not None and record.end_time is not None
-    return record.end_time - record.start_time
-
-
 def time_command(
     command: str, environment: dict[str, str], instance: dg.DagsterInstance, log: Path
 ) -> Timing:
     executable, *arguments = command.split()
-    started = time.perf_counter()
-    with log.open("w") as output:
-        completed = subprocess.run(
-            [str(VENV_BIN / executable), *arguments],
-            env=environment,
-            cwd=ROOT,  # `dg` finds the project from here
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-    wall = time.perf_counter() - started
-    if completed.returncode != 0:
-        raise SystemExit(f"`{command}` failed; its output is in {log}")
-    return Timing(wall, run_seconds(instance))
+    # From the project root, where `dg` finds the project.
+    wall = run_command([str(VENV_BIN / executable), *arguments], environment, log, cwd=ROOT)
+    return Timing(wall, last_run_seconds(instance, JOB_OF[command]))
 
 
 def main() -> None:
@@ -240,8 +226,8 @@ def main() -> None:
 
             def ui_materialize() -> Timing:
                 started = time.perf_counter()
-                run_id = webserver.materialize(books_dir, fresh_data_dir())
-                return Timing(time.perf_counter() - started, run_seconds(instance, run_id))
+                webserver.materialize(books_dir, fresh_data_dir())
+                return Timing(time.perf_counter() - started, last_run_seconds(instance, ASSET_JOB))
 
             entry_points[UI_MATERIALIZE] = ui_materialize
             for round_number in range(1, arguments.rounds + 1):
