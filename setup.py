@@ -17,6 +17,8 @@ setup(
     install_requires=[
         "dagster>=1.13,<1.14",
         "dagster-webserver>=1.13,<1.14",
+        # `dg`, Dagster's current CLI: `dg dev`, `dg launch`, `dg check defs` (pyproject [tool.dg]).
+        "dagster-dg-cli>=1.13,<1.14",
         "qdrant-client>=1.12",
         "openai>=1.40",
         "numpy>=1.26",
@@ -36,7 +38,15 @@ setup(
     extras_require={
         "deploy": DEPLOY_REQUIRES,
         # aiosmtpd: the email alert's test sends through a real SMTP server on 127.0.0.1.
-        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "aiosmtpd>=1.4", *DEPLOY_REQUIRES],
+        # playwright: the UI test drives the system's Chromium (never Playwright's download).
+        "dev": [
+            "pytest>=8",
+            "hypothesis>=6",
+            "ruff>=0.6",
+            "aiosmtpd>=1.4",
+            "playwright>=1.40",
+            *DEPLOY_REQUIRES,
+        ],
     },
     entry_points={"console_scripts": ["book-pipeline=book_pipeline.cli:main"]},
 )

@@ -55,25 +55,39 @@ def run_config_file(path: Path, books_dir: Path, data_dir: Path) -> Path:
     return path
 
 
-def execute(job: str, config: Path, environment: dict[str, str], log: Path) -> float:
-    """`dagster job execute` to the end; its wall time in seconds."""
+def run_command(
+    arguments: list[str], environment: dict[str, str], log: Path, cwd: Path | None = None
+) -> float:
+    """A command to the end, its output in `log`; its wall time in seconds."""
     started = time.perf_counter()
     with log.open("w") as output:
         completed = subprocess.run(
-            [
-                str(DAGSTER),
-                *("job", "execute", "-m", "book_pipeline.definitions", "-j", job, "-c"),
-                str(config),
-            ],
+            arguments,
             env={**os.environ, **environment},
+            cwd=cwd,
             stdout=output,
             stderr=subprocess.STDOUT,
             check=False,
         )
     elapsed = time.perf_counter() - started
     if completed.returncode != 0:
-        raise SystemExit(f"{job} failed; its output is in {log}:\n{log.read_text()[-3000:]}")
+        raise SystemExit(
+            f"`{' '.join(arguments)}` failed; its output is in {log}:\n{log.read_text()[-3000:]}"
+        )
     return elapsed
+
+
+def execute(job: str, config: Path, environment: dict[str, str], log: Path) -> float:
+    """`dagster job execute` to the end; its wall time in seconds."""
+    return run_command(
+        [
+            str(DAGSTER),
+            *("job", "execute", "-m", "book_pipeline.definitions", "-j", job, "-c"),
+            str(config),
+        ],
+        environment,
+        log,
+    )
 
 
 def last_run_seconds(instance: dg.DagsterInstance, job: str) -> float:

@@ -6,6 +6,7 @@ from book_pipeline.alerts import alert_sensors
 from book_pipeline.assets import book_embeddings
 from book_pipeline.checks import book_embeddings_retrieval_sanity
 from book_pipeline.deploy_jobs import deploy_jobs
+from book_pipeline.executors import in_process_unless_configured_executor
 from book_pipeline.jobs import fetch_data, query_data
 from book_pipeline.resources import resources_from_environment
 from book_pipeline.sensors import new_book_files_sensor
@@ -17,4 +18,7 @@ defs = dg.Definitions(
     jobs=[fetch_data, query_data, simple_mapping, *deploy_jobs()],
     sensors=[new_book_files_sensor, *alert_sensors()],
     resources=resources_from_environment(),
+    # Every job without its own executor, and the implicit asset job behind the UI's Materialize
+    # and `dagster asset materialize` (Dagster's default there is multiprocess).
+    executor=in_process_unless_configured_executor,
 )

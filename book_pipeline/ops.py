@@ -37,6 +37,8 @@ from book_pipeline.vector_store import CollectionMismatchError, book_point_id
 
 # Asset metadata lists at most this many file names; the counts are always complete.
 _LISTED_FILES_LIMIT = 100
+# The query the load's last log line suggests trying next: it makes sense for any books.
+SEARCH_EXAMPLE = "a detective on a train"
 
 
 @dataclass(frozen=True)
@@ -225,9 +227,12 @@ def load_embeddings_to_vector_db(
         "embedding_cache_misses": sum(e.cache_misses for e in embedded_files),
     }
     context.log.info(
-        f"loaded {books_loaded} book(s) from {len(embedded_files)} file(s), "
+        f"loaded {books_loaded} book(s) from {len(embedded_files)} file(s) into the Qdrant "
+        f"collection {qdrant.collection!r} at {qdrant.location} ({collection_size} in all), "
         f"removed the books of {len(review.removed)} deleted file(s)"
     )
+    if collection_size:
+        context.log.info(f'search them: book-pipeline search "{SEARCH_EXAMPLE}" --limit 5')
     stage_seconds = _stage_seconds(context)
     stage_seconds["load_embeddings_to_vector_db"] = time.perf_counter() - started
     return dg.Output(

@@ -236,6 +236,11 @@ def folders_run_config(books_dir: Path, data_dir: Path) -> dict[str, Any]:
     }
 
 
+def configured_embedder_provider() -> str:
+    """`BOOK_PIPELINE_EMBEDDER`: "local" (the default) or "openai"."""
+    return os.environ.get("BOOK_PIPELINE_EMBEDDER") or "local"
+
+
 def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
     # A plain path, not an EnvVar: the Qdrant folder is derived from it, and it is no secret.
     data_dir = os.environ.get("BOOK_PIPELINE_DATA_DIR") or DEFAULT_DATA_DIR
@@ -252,7 +257,7 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
         ),
         "embedder": EmbedderResource(
             # Read now, not as an EnvVar: the field is a choice of two, checked when this loads.
-            provider=os.environ.get("BOOK_PIPELINE_EMBEDDER") or "local",
+            provider=configured_embedder_provider(),
             model=env_or_default("BOOK_PIPELINE_EMBEDDING_MODEL", None),
             model_cache_dir=str(Path(data_dir) / MODEL_CACHE_FOLDER),
             openai_api_key=env_or_default("OPENAI_API_KEY", None),

@@ -1,4 +1,5 @@
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -130,4 +131,28 @@ def dagster_job_execute(
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+    )
+
+
+def run_project_command(
+    command: str, dagster_home: Path, cwd: Path, environment: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """A command line of this venv (`dagster ...`, `dg ...`) run to completion as a user would,
+    with the venv active (as `dg` expects) and its own instance; stdout and stderr together."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    venv_bin = Path(sys.executable).parent
+    executable, *arguments = shlex.split(command)
+    return subprocess.run(
+        [str(venv_bin / executable), *arguments],
+        env={
+            **os.environ,
+            "VIRTUAL_ENV": str(venv_bin.parent),
+            "DAGSTER_HOME": str(dagster_home),
+            **environment,
+        },
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
     )

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from book_pipeline import vector_store
+from book_pipeline.assets import book_embeddings, book_embeddings_kinds
 from book_pipeline.book_files import mapping_key_for
 from book_pipeline.embedding import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
 from book_pipeline.folders import SAMPLE_BOOKS_DIR
@@ -370,3 +371,11 @@ def test_embedded_store_past_its_limit_is_warned_about(
         if entry.level == logging.WARNING
     ]
     assert warning in logged
+
+
+def test_kinds_name_the_local_model_by_default_and_openai_only_when_configured() -> None:
+    """The kinds the UI shows, with BOOK_PIPELINE_EMBEDDER unset (as in the tests) and set; the
+    set case as the code location loads it: book_pipeline_tests/test_dg.py."""
+    [spec] = book_embeddings.specs
+    assert spec.kinds == {"onnx", "qdrant"}
+    assert book_embeddings_kinds("openai") == {"openai", "qdrant"}

@@ -34,6 +34,8 @@ def pipeline_environment(books_dir: Path, data_dir: Path, base_url: str) -> dict
         "BOOK_PIPELINE_EMBEDDER": "openai",
         "OPENAI_BASE_URL": base_url,
         "OPENAI_API_KEY": "sk-test",
+        # wait_for_the_load_to_start watches for Dagster's step events, DEBUG on the console.
+        "BOOK_PIPELINE_LOG_LEVEL": "DEBUG",
     }
 
 

@@ -45,6 +45,7 @@ def test_readme_documents_every_environment_variable() -> None:
         "BOOK_PIPELINE_ALERT_SMTP_HOST",
         "BOOK_PIPELINE_ALERT_SMTP_PORT",
         "BOOK_PIPELINE_ALERT_SMTP_PASSWORD",
+        "BOOK_PIPELINE_LOG_LEVEL",
     ):
         assert f"| `{variable}` |" in readme
         assert f'"{variable}"' in sources
