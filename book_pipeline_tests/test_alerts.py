@@ -97,7 +97,7 @@ def evaluate(sensor: dg.SensorDefinition, failed: FailedRun) -> Records:
 def expected_step(failed: FailedRun) -> tuple[str, str, int]:
     """The broken file's transform step: step key, file, line."""
     key = mapping_key_for(failed.broken_file.name)
-    return f"book_embeddings.transform_book_description_file[{key}]", str(failed.broken_file), 3
+    return f"book_embeddings.refuse_book_description_file[{key}]", str(failed.broken_file), 3
 
 
 def test_alert_names_job_run_failed_step_file_and_line(failed_run: FailedRun) -> None:
