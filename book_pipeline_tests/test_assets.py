@@ -2,6 +2,7 @@
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -230,9 +231,18 @@ def test_a_run_where_every_file_is_refused_loads_nothing(
     assert checks_evaluated(instance, result.run_id) == {}
 
 
-def test_reexecution_from_failure_without_a_fix_fails_the_same_way_and_embeds_nothing(
-    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
-) -> None:
+@dataclass(frozen=True)
+class Reexecuted:
+    broken: Path
+    first_run_id: str
+    reexecution_run_id: str
+
+
+def refuse_then_reexecute_from_failure(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path, fixed_line: str | None
+) -> Reexecuted:
+    """A run of 3 good files (6 books) and a refused one; the file fixed with `fixed_line` (or
+    not), then the run re-executed from failure."""
     write_synthetic_books(books_dir, files=3, books_per_file=2)
     broken = books_dir / "späte lieferung.txt"
     broken.write_text(BROKEN_LINE + "\n")
@@ -241,41 +251,8 @@ def test_reexecution_from_failure_without_a_fix_fails_the_same_way_and_embeds_no
     with dg.execute_job(job, instance, run_config=run_config) as first:
         assert not first.success
     assert point_count(data_dir) == 6
-
-    with dg.execute_job(
-        job,
-        instance,
-        run_config=run_config,
-        reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, instance),
-    ) as again:
-        assert not again.success
-
-    # Only the failed refusal step runs again, from the first run's stored refusal: nothing is
-    # listed, parsed, embedded or loaded, and the error is the same.
-    refusal_step = f"refuse_book_description_file[{mapping_key_for(broken.name)}]"
-    assert steps_that_ran(instance, again.run_id) == {
-        "success": set(),
-        "failure": {refusal_step},
-        "skipped": set(),
-    }
-    assert failure_messages(instance, again.run_id) == failure_messages(instance, first.run_id)
-    assert point_count(data_dir) == 6
-
-
-def test_a_fixed_file_is_loaded_once_by_the_next_run(
-    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
-) -> None:
-    good_files = write_synthetic_books(books_dir, files=3, books_per_file=2)
-    broken = books_dir / "späte lieferung.txt"
-    broken.write_text(BROKEN_LINE + "\n")
-    run_config = fetch_data_run_config(books_dir, data_dir)
-    job = dg.reconstructable(fetch_data_job)
-    with dg.execute_job(job, instance, run_config=run_config) as first:
-        assert not first.success
-
-    broken.write_text("99 ::: A Title With Its Year (2024) ::: Someone ::: Text\n")
-    # A re-execution reuses the first run's refusal, so it cannot load the new version: it
-    # says the file has changed and where to go.
+    if fixed_line is not None:
+        broken.write_text(fixed_line + "\n")
     with dg.execute_job(
         job,
         instance,
@@ -283,10 +260,42 @@ def test_a_fixed_file_is_loaded_once_by_the_next_run(
         reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, instance),
     ) as reexecution:
         assert not reexecution.success
-    [message] = failure_messages(instance, reexecution.run_id).values()
+    return Reexecuted(broken, first.run_id, reexecution.run_id)
+
+
+def test_reexecution_from_failure_without_a_fix_fails_the_same_way_and_embeds_nothing(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    runs = refuse_then_reexecute_from_failure(instance, books_dir, data_dir, fixed_line=None)
+
+    # Only the failed refusal step runs again, from the first run's stored refusal: nothing is
+    # listed, parsed, embedded or loaded, and the error is the same.
+    refusal_step = f"refuse_book_description_file[{mapping_key_for(runs.broken.name)}]"
+    assert steps_that_ran(instance, runs.reexecution_run_id) == {
+        "success": set(),
+        "failure": {refusal_step},
+        "skipped": set(),
+    }
+    assert failure_messages(instance, runs.reexecution_run_id) == failure_messages(
+        instance, runs.first_run_id
+    )
+    assert point_count(data_dir) == 6
+
+
+def test_a_fixed_file_is_loaded_once_by_the_next_run(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    fixed = "99 ::: A Title With Its Year (2024) ::: Someone ::: Text"
+    runs = refuse_then_reexecute_from_failure(instance, books_dir, data_dir, fixed_line=fixed)
+    broken = runs.broken
+
+    # A re-execution reuses the first run's refusal, so it cannot load the new version: it
+    # says the file has changed and where to go.
+    [message] = failure_messages(instance, runs.reexecution_run_id).values()
     assert message.startswith("späte lieferung.txt, line 1: expected '<Title> (<Year>)'")
     assert "späte lieferung.txt has changed since it was refused" in message
     assert "start a new run" in message
+    assert point_count(data_dir) == 6
 
     second = run_fetch_data(instance, books_dir, data_dir)
 
@@ -296,10 +305,10 @@ def test_a_fixed_file_is_loaded_once_by_the_next_run(
         f"transform_book_description_file[{key}]",
         f"create_vector_embeddings[{key}]",
     }
-    assert point_count(data_dir) == 2 * len(good_files) + 1
+    assert point_count(data_dir) == 6 + 1
     third = run_fetch_data(instance, books_dir, data_dir)
     assert steps_that_ran(instance, third.run_id)["success"] == PER_RUN_STEPS
-    assert point_count(data_dir) == 2 * len(good_files) + 1
+    assert point_count(data_dir) == 6 + 1
 
 
 def test_rerun_on_same_files_keeps_the_point_count(
