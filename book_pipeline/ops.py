@@ -190,6 +190,7 @@ def refuse_book_description_file(books_folder: BooksFolder, refusal: RefusedBook
     )
 
 
+# No return annotation: Dagster would type-check the check's output, which it stores as None.
 @dg.op(ins={"refused": dg.In(dg.Nothing)})
 def check_every_file_accepted():
     """Reached only when no copy was refused: a refusal step fails, and Dagster runs nothing
