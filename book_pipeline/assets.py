@@ -18,8 +18,8 @@ BOOKS_GROUP = "books"
 EVERY_FILE_ACCEPTED = dg.AssetCheckSpec(
     "every_file_accepted",
     asset="book_embeddings",
-    description="No file of the run was refused (each refused file fails its own "
-    "refuse_book_description_file step, and then this check does not run)",
+    description="No file of the run was refused. After a refusal (each refused file fails its "
+    "own refuse_book_description_file step) it does not run: the UI shows it failed to execute",
 )
 
 
