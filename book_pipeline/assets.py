@@ -3,9 +3,12 @@
 import dagster as dg
 
 from book_pipeline.ops import (
+    check_every_file_accepted,
     create_vector_embeddings,
     list_book_description_files,
+    list_refused_book_files,
     load_embeddings_to_vector_db,
+    refuse_book_description_file,
     transform_book_description_file,
 )
 from book_pipeline.resources import configured_embedder_provider
@@ -19,15 +22,29 @@ def book_embeddings_kinds(embedder_provider: str) -> set[str]:
     return {"qdrant", "openai" if embedder_provider == "openai" else "onnx"}
 
 
-@dg.graph_asset(group_name=BOOKS_GROUP, kinds=book_embeddings_kinds(configured_embedder_provider()))
+EVERY_FILE_ACCEPTED = dg.AssetCheckSpec(
+    "every_file_accepted",
+    asset="book_embeddings",
+    description="No file of the run was refused. After a refusal (each refused file fails its "
+    "own refuse_book_description_file step) it does not run: the UI shows it failed to execute",
+)
+
+
+@dg.graph_asset(
+    group_name=BOOKS_GROUP,
+    kinds=book_embeddings_kinds(configured_embedder_provider()),
+    check_specs=[EVERY_FILE_ACCEPTED],
+)
 def book_embeddings():
     """Every book of the description files, embedded and searchable in Qdrant.
 
-    One transform and one embed copy per file (`.map()`), collected into a single load.
+    One transform and one embed copy per file (`.map()`), collected into a single load. A
+    refused file goes the other way, to its own failing step, so the load does not wait for it
+    (Airflow's `trigger_rule="all_done"`): the good files load and the run still fails.
     """
-    embedded_files = (
-        list_book_description_files()
-        .map(transform_book_description_file)
-        .map(create_vector_embeddings)
-    )
-    return load_embeddings_to_vector_db(embedded_files.collect())
+    books, refusals = list_book_description_files().map(transform_book_description_file)
+    refused = list_refused_book_files(refusals.collect()).map(refuse_book_description_file)
+    return {
+        "result": load_embeddings_to_vector_db(books.map(create_vector_embeddings).collect()),
+        "book_embeddings_every_file_accepted": check_every_file_accepted(refused.collect()),
+    }

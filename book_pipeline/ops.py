@@ -16,6 +16,7 @@ from pydantic import Field
 
 from book_pipeline.book_files import (
     UNREAD_SHA256,
+    FileSnapshot,
     file_sha256,
     mapping_key_for,
     read_book_file,
@@ -100,35 +101,112 @@ def list_book_description_files(
         yield dg.DynamicOutput(str(snapshot.path), mapping_key=mapping_key_for(snapshot.name))
 
 
-@dg.op
-def transform_book_description_file(
-    books_folder: BooksFolder, pipeline_state: PipelineStateResource, file_path: str
-) -> ParsedBookFile:
-    """Parse one file into book records; a malformed or refused file fails this copy only.
+@dataclass(frozen=True)
+class RefusedBookFile:
+    """A file the transform refused: the file as it was read, and why (names file and line)."""
 
-    Refused before reading: a file over `max_file_mb`, a symlink that leads outside the folder.
+    snapshot: FileSnapshot
+    error: str
+    line_number: int | None
+    problem: str
+
+
+@dg.op(
+    out={
+        "books": dg.Out(ParsedBookFile, is_required=False, description="The file's books"),
+        # Yielded for every file (None: accepted), so that the refusal fan-out and the
+        # every_file_accepted check run in every run, not only in runs that refuse a file.
+        "refusal": dg.Out(
+            RefusedBookFile | None, description="Why the file was refused; None: accepted"
+        ),
+    }
+)
+def transform_book_description_file(
+    context: dg.OpExecutionContext,
+    books_folder: BooksFolder,
+    pipeline_state: PipelineStateResource,
+    file_path: str,
+):
+    """Parse one file into book records, or refuse it: exactly one of the two outputs.
+
+    A refusal is not raised here: a failed copy would make Dagster skip the load of every other
+    file (`.collect()` waits for all copies). The refusal goes to the file's own
+    `refuse_book_description_file` step, which fails instead. Refused before reading: a file
+    over `max_file_mb`, a symlink that leads outside the folder.
     """
     path = Path(file_path)
     data: bytes | None = None
     try:
         snapshot, data = read_book_file(path, books_folder.folder, books_folder.max_file_bytes)
-        return parse_book_data(snapshot, data)
+        parsed = parse_book_data(snapshot, data)
     except BookFileError as error:
         if data is None:  # refused unread: recorded as the listing saw it, so it stays skipped
             snapshot, sha256 = snapshot_book_file(path, books_folder.folder), UNREAD_SHA256
         else:
             sha256 = hashlib.sha256(data).hexdigest()
         pipeline_state.ledger().record_failed(snapshot, sha256, str(error), error.line_number)
-        raise dg.Failure(
-            description=str(error),
-            metadata={
-                "file": dg.MetadataValue.path(file_path),
-                "line": error.line_number or 0,
-                "problem": error.problem,
-            },
-            # A malformed file stays malformed: retrying cannot help, fixing the file does.
-            allow_retries=False,
-        ) from None
+        context.log.warning(f"refused: {error}")
+        yield dg.Output(
+            RefusedBookFile(snapshot, str(error), error.line_number, error.problem), "refusal"
+        )
+        return
+    yield dg.Output(parsed, "books")
+    yield dg.Output(None, "refusal")
+
+
+@dg.op(out=dg.DynamicOut(RefusedBookFile))
+def list_refused_book_files(refusals: list[RefusedBookFile | None]):
+    """One dynamic output per refused file, under the file's own mapping key.
+
+    Gathered and mapped again, rather than mapped straight from the transform, so that a run of
+    good files has no extra (skipped) step per file in the UI.
+    """
+    for refusal in refusals:
+        if refusal is not None:
+            yield dg.DynamicOutput(refusal, mapping_key=mapping_key_for(refusal.snapshot.name))
+
+
+@dg.op(out=dg.Out(dg.Nothing))
+def refuse_book_description_file(books_folder: BooksFolder, refusal: RefusedBookFile) -> None:
+    """Fail this file's own step, with the error naming the file, the line and the problem.
+
+    Run again by a re-execution from failure, it reads nothing but the file's stat: it fails
+    the same way, and says so when the file has changed since, because only a new run (the
+    sensor, Materialize) reads and loads the new version.
+    """
+    description = refusal.error
+    if _changed_since(refusal.snapshot, books_folder.folder):
+        description += (
+            f" ({refusal.snapshot.name} has changed since it was refused: a re-execution reuses "
+            "this run's parsed files, so start a new run, or let the sensor, to load it)"
+        )
+    raise dg.Failure(
+        description=description,
+        metadata={
+            "file": dg.MetadataValue.path(str(refusal.snapshot.path)),
+            "line": refusal.line_number or 0,
+            "problem": refusal.problem,
+        },
+        # A malformed file stays malformed: retrying cannot help, fixing the file does.
+        allow_retries=False,
+    )
+
+
+# No return annotation: Dagster would type-check the check's output, which it stores as None.
+@dg.op(ins={"refused": dg.In(dg.Nothing)})
+def check_every_file_accepted():
+    """Reached only when no copy was refused: a refusal step fails, and Dagster runs nothing
+    after a failed step. Dagster asks for it too: every step of a graph-backed asset must lead
+    to the asset or one of its checks, and the refusal steps cannot lead to the load."""
+    return dg.AssetCheckResult(passed=True, description="no file of this run was refused")
+
+
+def _changed_since(snapshot: FileSnapshot, books_folder: Path) -> bool:
+    try:
+        current = snapshot_book_file(snapshot.path, books_folder)
+    except OSError:  # deleted or renamed since
+        return True
+    return (current.size, current.mtime_ns) != (snapshot.size, snapshot.mtime_ns)
 
 
 def _cannot_heal(error: Exception) -> dg.Failure:

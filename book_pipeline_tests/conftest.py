@@ -57,11 +57,13 @@ def point_count(data_dir: Path) -> int:
 
 
 def steps_that_ran(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str]]:
-    """The run's steps of the book_embeddings graph, by outcome: 'success' and 'failure'."""
-    outcomes: dict[str, set[str]] = {"success": set(), "failure": set()}
+    """The run's steps of the book_embeddings graph, by outcome: 'success', 'failure' and
+    'skipped' (a step whose input was not produced, e.g. a refused file's embed step)."""
+    outcomes: dict[str, set[str]] = {"success": set(), "failure": set(), "skipped": set()}
     for event_type, outcome in (
         (dg.DagsterEventType.STEP_SUCCESS, "success"),
         (dg.DagsterEventType.STEP_FAILURE, "failure"),
+        (dg.DagsterEventType.STEP_SKIPPED, "skipped"),
     ):
         for entry in instance.all_logs(run_id, of_type=event_type):
             assert entry.dagster_event is not None

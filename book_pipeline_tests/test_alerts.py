@@ -36,7 +36,7 @@ from book_pipeline.alerts import (
 from book_pipeline.book_files import mapping_key_for
 from book_pipeline.definitions import defs
 from book_pipeline.synthetic_books import write_synthetic_books
-from book_pipeline_tests.conftest import fetch_data_job, fetch_data_run_config
+from book_pipeline_tests.conftest import fetch_data_job, fetch_data_run_config, point_count
 from book_pipeline_tests.loopback_http import WEBHOOK_TOKEN, webhook_server
 
 BROKEN_LINE = "99 ::: A Title Without Its Year ::: Someone ::: Text"
@@ -97,7 +97,7 @@ def evaluate(sensor: dg.SensorDefinition, failed: FailedRun) -> Records:
 def expected_step(failed: FailedRun) -> tuple[str, str, int]:
     """The broken file's transform step: step key, file, line."""
     key = mapping_key_for(failed.broken_file.name)
-    return f"book_embeddings.transform_book_description_file[{key}]", str(failed.broken_file), 3
+    return f"book_embeddings.refuse_book_description_file[{key}]", str(failed.broken_file), 3
 
 
 def test_alert_names_job_run_failed_step_file_and_line(failed_run: FailedRun) -> None:
@@ -114,6 +114,40 @@ def test_alert_names_job_run_failed_step_file_and_line(failed_run: FailedRun) ->
     assert lines[1] == "1 failed step:"
     where = f"(file {failed_run.broken_file}, line 3)"
     assert lines[2] == f"- {step_key} {where}: {step.error}"
+
+
+def test_the_alerted_run_loaded_the_good_files(failed_run: FailedRun) -> None:
+    """The run failed on the bad file, and still loaded the two good ones (2 books each)."""
+    assert point_count(failed_run.broken_file.parent.parent / "data") == 4
+
+
+def test_alert_of_a_run_where_every_file_is_refused_names_each_file_and_line(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    no_year = books_dir / "no year.txt"
+    no_year.write_text(BROKEN_LINE + "\n")
+    no_author = books_dir / "no author.txt"
+    no_author.write_text("1 ::: Emma (1815) ::: Jane Austen ::: A.\n2 ::: Emma (1815) ::: ::: B\n")
+    result = fetch_data_job().execute_in_process(
+        run_config=fetch_data_run_config(books_dir, data_dir),
+        instance=instance,
+        raise_on_error=False,
+    )
+
+    alert = alert_for_run(instance, result.dagster_run, result.get_run_failure_event())
+
+    refusal_step = "book_embeddings.refuse_book_description_file[{}]"
+    assert sorted((step.step_key, step.file, step.line) for step in alert.failed_steps) == sorted(
+        [
+            (refusal_step.format(mapping_key_for(no_year.name)), str(no_year), 1),
+            (refusal_step.format(mapping_key_for(no_author.name)), str(no_author), 2),
+        ]
+    )
+    lines = alert.text.splitlines()
+    assert lines[1] == "2 failed steps:"
+    assert any(
+        f"(file {no_author}, line 2): no author.txt, line 2: the author" in line for line in lines
+    )
 
 
 def test_alert_of_an_endpoint_down_for_good_names_the_endpoint(

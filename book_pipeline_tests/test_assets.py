@@ -2,6 +2,7 @@
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -10,9 +11,12 @@ import pytest
 from book_pipeline import vector_store
 from book_pipeline.assets import book_embeddings, book_embeddings_kinds
 from book_pipeline.book_files import mapping_key_for
+from book_pipeline.cli import main
 from book_pipeline.embedding import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
 from book_pipeline.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.ledger import FileState
 from book_pipeline.parsing import parse_book_file
+from book_pipeline.resources import PipelineStateResource
 from book_pipeline.synthetic_books import write_synthetic_books
 from book_pipeline_tests.conftest import (
     fetch_data_job,
@@ -39,6 +43,44 @@ def run_fetch_data(
     )
 
 
+def failure_messages(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
+    """The run's failed steps (without the graph's prefix) and their Failure's description."""
+    messages = {}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = entry.get_dagster_event()
+        user_data = event.step_failure_data.user_failure_data
+        assert user_data is not None and event.step_key is not None
+        messages[event.step_key.removeprefix("book_embeddings.")] = user_data.description
+    return messages
+
+
+def checks_evaluated(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
+    """The asset checks the run evaluated: name -> passed."""
+    evaluations = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    return {
+        entry.get_dagster_event().event_specific_data.check_name: (
+            entry.get_dagster_event().event_specific_data.passed
+        )
+        for entry in evaluations
+    }
+
+
+def stored_points(data_dir: Path) -> dict[str, dict]:
+    with qdrant_in(data_dir).open() as store:
+        points, _ = store.client.scroll(store.collection, limit=1000)
+    return {str(point.id): point.payload for point in points}
+
+
+# The steps of a run whatever its files: the listing, the load and the refusal fan-out with the
+# check that no file was refused.
+PER_RUN_STEPS = {
+    "list_book_description_files",
+    "list_refused_book_files",
+    "load_embeddings_to_vector_db",
+    "check_every_file_accepted",
+}
+
+
 def materialization_metadata(instance: dg.DagsterInstance) -> dict:
     event = instance.get_latest_materialization_event(dg.AssetKey("book_embeddings"))
     assert event is not None and event.asset_materialization is not None
@@ -53,6 +95,13 @@ def test_sample_data_end_to_end(instance: dg.DagsterInstance, data_dir: Path) ->
 
     assert result.success
     steps = steps_that_ran(instance, result.run_id)
+    # Nothing refused: no skipped step, whatever the number of files.
+    assert steps["skipped"] == set()
+    assert steps["success"] >= PER_RUN_STEPS
+    assert checks_evaluated(instance, result.run_id) == {
+        "retrieval_sanity": True,
+        "every_file_accepted": True,
+    }
     for path in sample_files:
         key = mapping_key_for(path.name)
         assert f"transform_book_description_file[{key}]" in steps["success"]
@@ -96,14 +145,20 @@ def test_zero_files_maps_nothing_and_succeeds(
 
     assert result.success
     steps = steps_that_ran(instance, result.run_id)
-    assert steps["success"] == {"list_book_description_files", "load_embeddings_to_vector_db"}
+    assert steps["success"] == PER_RUN_STEPS
+    assert steps["failure"] == steps["skipped"] == set()
     assert result.output_for_node("book_embeddings")["files_processed"] == 0
     assert materialization_metadata(instance)["books_loaded"] == 0
 
 
 def test_one_malformed_file_fails_only_its_own_step(
-    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+    instance: dg.DagsterInstance,
+    books_dir: Path,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The good files of the run load (Airflow's all_done), the refused one fails on its own."""
     good_files = write_synthetic_books(books_dir, files=3, books_per_file=2)
     broken = books_dir / "broken file.txt"
     broken.write_text(good_files[0].read_text() + BROKEN_LINE + "\n")
@@ -112,47 +167,150 @@ def test_one_malformed_file_fails_only_its_own_step(
     result = run_fetch_data(instance, books_dir, data_dir)
 
     assert not result.success
+    assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.FAILURE
     steps = steps_that_ran(instance, result.run_id)
     broken_key = mapping_key_for(broken.name)
-    assert steps["failure"] == {f"transform_book_description_file[{broken_key}]"}
+    assert steps["failure"] == {f"refuse_book_description_file[{broken_key}]"}
+    assert f"transform_book_description_file[{broken_key}]" in steps["success"]
+    # The one step a refusal adds: the file's embed copy, with nothing to embed.
+    assert steps["skipped"] == {f"create_vector_embeddings[{broken_key}]"}
     for path in good_files:
         key = mapping_key_for(path.name)
         assert f"transform_book_description_file[{key}]" in steps["success"]
         assert f"create_vector_embeddings[{key}]" in steps["success"]
+    assert "load_embeddings_to_vector_db" in steps["success"]
+    assert {book["source_file"] for book in stored_points(data_dir).values()} == {
+        path.name for path in good_files
+    }
+    assert point_count(data_dir) == 2 * len(good_files)
     [failure] = [event for event in result.all_events if event.is_step_failure]
-    message = failure.step_failure_data.user_failure_data.description
+    user_data = failure.step_failure_data.user_failure_data
+    message = user_data.description
     assert message.startswith("broken file.txt, line 3: expected '<Title> (<Year>)'")
+    assert (user_data.metadata["file"].value, user_data.metadata["line"].value) == (
+        str(broken),
+        3,
+    )
     assert broken.read_bytes() == broken_bytes
 
+    entry = PipelineStateResource(data_dir=str(data_dir)).ledger().entries()[broken.name]
+    assert (entry.state, entry.error, entry.error_line) == (FileState.FAILED, message, 3)
+    monkeypatch.setenv("BOOK_PIPELINE_BOOKS_DIR", str(books_dir))
+    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
+    assert main(["status"]) == 0
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("broken")]
+    assert row.split()[:3] == ["broken", "file.txt", "failed"] and message in row
 
-def test_reexecution_from_failure_reruns_only_the_fixed_file(
+    metadata = materialization_metadata(instance)
+    assert metadata["files_processed"] == len(good_files)
+    assert metadata["failed_files"] == {broken.name: message}
+    # The loaded books are checked; the check that no file was refused cannot run.
+    assert checks_evaluated(instance, result.run_id) == {"retrieval_sanity": True}
+
+
+def test_a_run_where_every_file_is_refused_loads_nothing(
     instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
 ) -> None:
-    good_files = write_synthetic_books(books_dir, files=3, books_per_file=2)
+    write_synthetic_books(books_dir, files=2, books_per_file=2)
+    loaded = run_fetch_data(instance, books_dir, data_dir)
+    assert loaded.success
+    points_before = stored_points(data_dir)
+    (books_dir / "no year.txt").write_text(BROKEN_LINE + "\n")
+    (books_dir / "empty.txt").write_text("")
+
+    result = run_fetch_data(instance, books_dir, data_dir)
+
+    assert not result.success
+    steps = steps_that_ran(instance, result.run_id)
+    assert steps["failure"] == {
+        f"refuse_book_description_file[{mapping_key_for(name)}]"
+        for name in ("no year.txt", "empty.txt")
+    }
+    assert "load_embeddings_to_vector_db" in steps["skipped"]
+    assert stored_points(data_dir) == points_before
+    latest = instance.get_latest_materialization_event(dg.AssetKey("book_embeddings"))
+    assert latest is not None and latest.run_id == loaded.run_id
+    assert checks_evaluated(instance, result.run_id) == {}
+
+
+@dataclass(frozen=True)
+class Reexecuted:
+    broken: Path
+    first_run_id: str
+    reexecution_run_id: str
+
+
+def refuse_then_reexecute_from_failure(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path, fixed_line: str | None
+) -> Reexecuted:
+    """A run of 3 good files (6 books) and a refused one; the file fixed with `fixed_line` (or
+    not), then the run re-executed from failure."""
+    write_synthetic_books(books_dir, files=3, books_per_file=2)
     broken = books_dir / "späte lieferung.txt"
     broken.write_text(BROKEN_LINE + "\n")
     run_config = fetch_data_run_config(books_dir, data_dir)
     job = dg.reconstructable(fetch_data_job)
     with dg.execute_job(job, instance, run_config=run_config) as first:
         assert not first.success
-
-    broken.write_text("99 ::: A Title With Its Year (2024) ::: Someone ::: Text\n")
+    assert point_count(data_dir) == 6
+    if fixed_line is not None:
+        broken.write_text(fixed_line + "\n")
     with dg.execute_job(
         job,
         instance,
         run_config=run_config,
         reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, instance),
-    ) as second:
-        assert second.success
-        rerun_steps = steps_that_ran(instance, second.run_id)["success"]
+    ) as reexecution:
+        assert not reexecution.success
+    return Reexecuted(broken, first.run_id, reexecution.run_id)
 
+
+def test_reexecution_from_failure_without_a_fix_fails_the_same_way_and_embeds_nothing(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    runs = refuse_then_reexecute_from_failure(instance, books_dir, data_dir, fixed_line=None)
+
+    # Only the failed refusal step runs again, from the first run's stored refusal: nothing is
+    # listed, parsed, embedded or loaded, and the error is the same.
+    refusal_step = f"refuse_book_description_file[{mapping_key_for(runs.broken.name)}]"
+    assert steps_that_ran(instance, runs.reexecution_run_id) == {
+        "success": set(),
+        "failure": {refusal_step},
+        "skipped": set(),
+    }
+    assert failure_messages(instance, runs.reexecution_run_id) == failure_messages(
+        instance, runs.first_run_id
+    )
+    assert point_count(data_dir) == 6
+
+
+def test_a_fixed_file_is_loaded_once_by_the_next_run(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    fixed = "99 ::: A Title With Its Year (2024) ::: Someone ::: Text"
+    runs = refuse_then_reexecute_from_failure(instance, books_dir, data_dir, fixed_line=fixed)
+    broken = runs.broken
+
+    # A re-execution reuses the first run's refusal, so it cannot load the new version: it
+    # says the file has changed and where to go.
+    [message] = failure_messages(instance, runs.reexecution_run_id).values()
+    assert message.startswith("späte lieferung.txt, line 1: expected '<Title> (<Year>)'")
+    assert "späte lieferung.txt has changed since it was refused" in message
+    assert "start a new run" in message
+    assert point_count(data_dir) == 6
+
+    second = run_fetch_data(instance, books_dir, data_dir)
+
+    assert second.success
     key = mapping_key_for(broken.name)
-    assert rerun_steps == {
+    assert steps_that_ran(instance, second.run_id)["success"] == PER_RUN_STEPS | {
         f"transform_book_description_file[{key}]",
         f"create_vector_embeddings[{key}]",
-        "load_embeddings_to_vector_db",
     }
-    assert point_count(data_dir) == 2 * len(good_files) + 1
+    assert point_count(data_dir) == 6 + 1
+    third = run_fetch_data(instance, books_dir, data_dir)
+    assert steps_that_ran(instance, third.run_id)["success"] == PER_RUN_STEPS
+    assert point_count(data_dir) == 6 + 1
 
 
 def test_rerun_on_same_files_keeps_the_point_count(
@@ -264,11 +422,9 @@ def test_loaded_unchanged_files_get_no_step(
     second = run_fetch_data(instance, books_dir, data_dir)
 
     key = mapping_key_for(new_file.name)
-    assert steps_that_ran(instance, second.run_id)["success"] == {
-        "list_book_description_files",
+    assert steps_that_ran(instance, second.run_id)["success"] == PER_RUN_STEPS | {
         f"transform_book_description_file[{key}]",
         f"create_vector_embeddings[{key}]",
-        "load_embeddings_to_vector_db",
     }
     assert point_count(data_dir) == 8
 

@@ -2,9 +2,9 @@
 
 Parser-level rows call the parsing functions. Pipeline-level rows share two real fetch_data runs
 (`catalogue`) over a folder that holds one file per row, and check each file's step, error,
-ledger entry and points. The first run fails the refused files' steps, and its load waits for
-them (as any run with a failed copy does); the second run skips the refused files, which have
-not changed, and loads the others.
+ledger entry and points. The first run fails each refused file's own refusal step and loads the
+accepted files; the second run skips the refused files, which have not changed, and has nothing
+left to load.
 """
 
 import os
@@ -294,7 +294,7 @@ class CatalogueRun:
     after: dict[str, tuple]
 
     def failure_message(self, file_name: str) -> str:
-        step_key = f"book_embeddings.transform_book_description_file[{mapping_key_for(file_name)}]"
+        step_key = f"book_embeddings.refuse_book_description_file[{mapping_key_for(file_name)}]"
         [failure] = [
             event
             for event in self.first.all_events
@@ -357,31 +357,38 @@ def test_run_fails_only_that_files_step_and_records_it(
 
 
 def test_first_run_fails_exactly_the_refused_files_steps(catalogue: CatalogueRun) -> None:
-    """Every accepted file is parsed and embedded; the load waits for the failed copies."""
+    """Every accepted file is parsed, embedded and loaded; each refused file fails its own step."""
     assert not catalogue.first.success
     steps = steps_that_ran(catalogue.instance, catalogue.first.run_id)
     refused = {refusal.file_name for refusal in PARSE_REFUSALS + FILE_REFUSALS}
     assert steps["failure"] == {
-        f"transform_book_description_file[{mapping_key_for(name)}]" for name in refused
+        f"refuse_book_description_file[{mapping_key_for(name)}]" for name in refused
+    }
+    assert steps["skipped"] == {
+        f"create_vector_embeddings[{mapping_key_for(name)}]" for name in refused
     }
     for name in ACCEPTED:
         assert f"create_vector_embeddings[{mapping_key_for(name)}]" in steps["success"]
-    assert "load_embeddings_to_vector_db" not in steps["success"]
+    assert "load_embeddings_to_vector_db" in steps["success"]
+    summary = catalogue.first.output_for_node("book_embeddings")
+    assert summary["files_processed"] == len(ACCEPTED)
+    assert summary["failed_files_skipped"] == len(refused)
 
 
 def test_next_run_skips_the_refused_files_and_loads_the_others(catalogue: CatalogueRun) -> None:
-    """Refused files stay failed, and are not retried, until they change."""
+    """Refused files stay failed, and are not retried, until they change; the accepted files
+    were loaded by the first run, so the second has nothing to map."""
     assert catalogue.second.success
     steps = steps_that_ran(catalogue.instance, catalogue.second.run_id)
     assert steps["failure"] == set()
     assert steps["success"] == {
         "list_book_description_files",
+        "list_refused_book_files",
         "load_embeddings_to_vector_db",
-        *(f"transform_book_description_file[{mapping_key_for(name)}]" for name in ACCEPTED),
-        *(f"create_vector_embeddings[{mapping_key_for(name)}]" for name in ACCEPTED),
+        "check_every_file_accepted",
     }
     summary = catalogue.second.output_for_node("book_embeddings")
-    assert summary["files_processed"] == len(ACCEPTED)
+    assert summary["files_processed"] == 0
     assert summary["failed_files_skipped"] == len(PARSE_REFUSALS + FILE_REFUSALS)
     assert catalogue.titles_by_file() == ACCEPTED
     loaded = {name for name, entry in catalogue.ledger().items() if entry.state is FileState.LOADED}
@@ -588,7 +595,7 @@ def test_nothing_outside_books_and_data_is_read_or_written(
     with dg.instance_for_test() as instance:
         file_access.recording = True
         try:
-            # Two runs: the first refuses files (and its load waits), the second loads.
+            # Two runs: the first refuses files and loads the others, the second skips them.
             for _ in range(2):
                 result = fetch_data_job().execute_in_process(
                     run_config=fetch_data_run_config(books, data_dir),

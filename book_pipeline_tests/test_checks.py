@@ -52,9 +52,12 @@ def evaluate(data_dir: Path) -> RetrievalReport:
 def test_fetch_data_runs_the_check_and_it_passes_on_the_sample_books(
     sample_load: SampleLoad,
 ) -> None:
-    [evaluation] = sample_load.result.get_asset_check_evaluations()
+    evaluations = {e.check_name: e for e in sample_load.result.get_asset_check_evaluations()}
+    # The other check of the run: no sample file was refused.
+    assert evaluations.keys() == {"retrieval_sanity", "every_file_accepted"}
+    assert evaluations["every_file_accepted"].passed
+    evaluation = evaluations["retrieval_sanity"]
 
-    assert evaluation.check_name == "retrieval_sanity"
     assert evaluation.passed, evaluation.description
     assert evaluation.description.startswith(
         f"{len(SAMPLE_PROBES)} of {len(SAMPLE_PROBES)} sample probe(s) found their book"

@@ -18,7 +18,7 @@ from book_pipeline.parsing import parse_book_file
 from book_pipeline.resources import BooksFolder, PipelineStateResource
 from book_pipeline.sensors import BATCH_TAG, new_book_files_sensor, run_config_for
 from book_pipeline.synthetic_books import synthetic_book_line, write_synthetic_books
-from book_pipeline_tests.conftest import point_count
+from book_pipeline_tests.conftest import fetch_data_run_config, point_count
 from book_pipeline_tests.loopback_http import Webhook, webhook_server
 
 
@@ -138,6 +138,35 @@ def test_files_of_a_running_run_are_not_requested_again(
     [request], _, _ = tick(instance, books_dir, data_dir)
 
     assert requested_files(request) == [second.name]
+
+
+def test_a_run_that_refused_a_file_leaves_nothing_to_retry_until_it_is_fixed(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    """The run fails on the bad file but loads the good ones: no batch is left to retry, and
+    fixing the file makes a new batch, with its own run key and attempt count."""
+    good = write_synthetic_books(books_dir, files=2, books_per_file=1)
+    broken = books_dir / "broken.txt"
+    broken.write_text("1 ::: No Year ::: A ::: B\n")
+    age([*good, broken])
+    [request], cursor, _ = tick(instance, books_dir, data_dir)
+    run_config = {**request.run_config, **fetch_data_run_config(books_dir, data_dir)}
+    failed = defs.resolve_job_def("fetch_data").execute_in_process(
+        run_config=run_config, instance=instance, tags=request.tags, raise_on_error=False
+    )
+    assert not failed.success
+    assert point_count(data_dir) == 2
+
+    requests, cursor, skip = tick(instance, books_dir, data_dir, cursor=cursor)
+    assert requests == []
+    assert skip == "no new, changed or deleted files"
+
+    broken.write_text("1 ::: Now With Its Year (2001) ::: A ::: B\n")
+    age([broken])
+    [retry], _, _ = tick(instance, books_dir, data_dir, cursor=cursor)
+    assert requested_files(retry) == [broken.name]
+    assert retry.tags[BATCH_TAG] != request.tags[BATCH_TAG]
+    assert retry.run_key.endswith("-0")
 
 
 def test_a_deleted_file_requests_a_cleanup_run(
