@@ -20,7 +20,13 @@ from book_pipeline.embedding import (
 )
 from book_pipeline.embedding_cache import open_embedding_cache
 from book_pipeline.ledger import LoadLedger
-from book_pipeline.vector_store import BookVectorStore, CollectionSettings, open_vector_store
+from book_pipeline.vector_store import (
+    EDGE_FOLDER_NAME,
+    LEGACY_FOLDER_NAME,
+    BookVectorStore,
+    CollectionSettings,
+    open_vector_store,
+)
 
 SAMPLE_BOOKS_DIR = Path(__file__).parent / "sample_books"
 DEFAULT_DATA_DIR = "data"
@@ -146,12 +152,17 @@ class PipelineStateResource(dg.ConfigurableResource):
 
 
 class QdrantResource(dg.ConfigurableResource):
-    """Qdrant: a server when `url` is set (`QDRANT_URL`), else an embedded store on disk."""
+    """Qdrant: a server when `url` is set (`QDRANT_URL`), else an embedded Qdrant Edge store."""
 
     collection: str = DEFAULT_COLLECTION
     local_path: str = Field(
-        default=str(Path(DEFAULT_DATA_DIR) / "qdrant"),
-        description="Folder of the embedded store, used when no url is set",
+        default=str(Path(DEFAULT_DATA_DIR) / EDGE_FOLDER_NAME),
+        description="Folder of the embedded Qdrant Edge store, used when no url is set",
+    )
+    legacy_path: str | None = Field(
+        default=str(Path(DEFAULT_DATA_DIR) / LEGACY_FOLDER_NAME),
+        description="The previous version's embedded store (qdrant-client local mode): its "
+        "collection is copied into the Edge store on the first open, then never touched",
     )
     url: str | None = None
     api_key: str | None = Field(default=None, description="Set from QDRANT_API_KEY")
@@ -217,6 +228,7 @@ class QdrantResource(dg.ConfigurableResource):
             lock_wait_seconds=self.lock_wait_seconds,
             on_wait=on_wait,
             settings=self.collection_settings,
+            legacy_path=Path(self.legacy_path).expanduser().resolve() if self.legacy_path else None,
         ) as store:
             yield store
 
@@ -225,7 +237,12 @@ def folders_run_config(books_dir: Path, data_dir: Path) -> dict[str, Any]:
     """Run config pointing one run's resources at these folders (state and store in `data_dir`)."""
     return {
         "books_folder": {"config": {"path": str(books_dir)}},
-        "qdrant": {"config": {"local_path": str(data_dir / "qdrant")}},
+        "qdrant": {
+            "config": {
+                "local_path": str(data_dir / EDGE_FOLDER_NAME),
+                "legacy_path": str(data_dir / LEGACY_FOLDER_NAME),
+            }
+        },
         "pipeline_state": {"config": {"data_dir": str(data_dir)}},
     }
 
@@ -253,7 +270,8 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
         ),
         "qdrant": QdrantResource(
             collection=env_or_default("BOOK_PIPELINE_COLLECTION", DEFAULT_COLLECTION),
-            local_path=str(Path(data_dir) / "qdrant"),
+            local_path=str(Path(data_dir) / EDGE_FOLDER_NAME),
+            legacy_path=str(Path(data_dir) / LEGACY_FOLDER_NAME),
             url=env_or_default("QDRANT_URL", None),
             api_key=env_or_default("QDRANT_API_KEY", None),
             shard_number=env_optional_int("QDRANT_SHARD_NUMBER"),

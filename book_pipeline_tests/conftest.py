@@ -46,7 +46,7 @@ def fetch_data_job() -> dg.JobDefinition:
 
 def qdrant_in(data_dir: Path) -> QdrantResource:
     """The embedded store a run with `fetch_data_run_config(..., data_dir)` writes to."""
-    return QdrantResource(local_path=str(data_dir / "qdrant"))
+    return QdrantResource(**folders_run_config(data_dir, data_dir)["qdrant"]["config"])
 
 
 def point_count(data_dir: Path) -> int:
@@ -88,11 +88,11 @@ def sample_load(tmp_path_factory: pytest.TempPathFactory) -> SampleLoad:
 
 HOLD_STORE = """
 import sys, time
-from qdrant_client import QdrantClient
-client = QdrantClient(path=sys.argv[1])
-print("open", flush=True)
-time.sleep(float(sys.argv[2]))
-client.close()
+from pathlib import Path
+from book_pipeline.vector_store import open_vector_store
+with open_vector_store("books", Path(sys.argv[1])):
+    print("open", flush=True)
+    time.sleep(float(sys.argv[2]))
 """
 
 

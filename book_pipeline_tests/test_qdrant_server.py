@@ -51,8 +51,6 @@ def server_run_config(books_dir: Path, data_dir: Path, url: str) -> dict[str, An
 def test_fetch_data_against_a_server(
     books_dir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A server is never the embedded store: no size warning, however many points.
-    monkeypatch.setattr(vector_store, "EMBEDDED_STORE_POINT_LIMIT", 1)
     _, second = write_synthetic_books(books_dir, files=2, books_per_file=3)
     state = QdrantStubState(api_key=API_KEY)
 
@@ -92,7 +90,7 @@ def test_fetch_data_against_a_server(
     assert event is not None and event.asset_materialization is not None
     assert "qdrant_store_warning" not in event.asset_materialization.metadata
     # A server connection locks nothing: the embedded store's folder was never even created.
-    assert not (data_dir / "qdrant").exists()
+    assert not (data_dir / "qdrant-edge").exists()
 
 
 def test_migrate_store_to_a_server_then_search_it(

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from book_pipeline import cli, vector_store
+from book_pipeline import cli
 from book_pipeline.definitions import defs
 from book_pipeline.embedding import LOCAL_MODEL_DIMENSION, shared_local_embedder
 from book_pipeline.parsing import parse_book_file
@@ -231,18 +231,3 @@ def test_markdown_escapes_pipes_and_the_table_aligns_columns() -> None:
     assert first.index("1843") == header.index("year")
     assert "..." in first and "Choices. " * 30 not in first
 
-
-def test_cli_hints_at_a_server_past_the_embedded_store_limit(
-    sample_load: SampleLoad, search_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    search_env.setenv("BOOK_PIPELINE_DATA_DIR", str(sample_load.data_dir))
-    assert cli.main(["search", "ghosts", "--limit", "1"]) == 0
-    assert "hint" not in capsys.readouterr().err
-
-    search_env.setattr(vector_store, "EMBEDDED_STORE_POINT_LIMIT", 10)
-    assert cli.main(["search", "ghosts", "--limit", "1"]) == 0
-
-    captured = capsys.readouterr()
-    assert "hint: the embedded Qdrant store holds 45 points, more than the 10" in captured.err
-    assert "migrate-store --to-url" in captured.err
-    assert "hint" not in captured.out  # the results stay clean for a pipe
