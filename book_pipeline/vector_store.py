@@ -219,6 +219,13 @@ class BookVectorStore(ABC):
     def indexing_status(self) -> tuple[int, int]:
         """(points, points already in an HNSW index): the rest are searched by full scan."""
 
+    def build_index(self) -> bool:
+        """Build the HNSW index of whatever waits for one now; False when nothing did.
+
+        A server indexes in the background by itself; the Edge engine only when asked.
+        """
+        return False
+
     @abstractmethod
     def close(self) -> None: ...
 
