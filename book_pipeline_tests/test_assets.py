@@ -343,4 +343,3 @@ def test_a_failed_file_does_not_block_later_runs(
     broken.write_text("99 ::: Fixed At Last (2024) ::: Someone ::: Text\n")
     assert run_fetch_data(instance, books_dir, data_dir).success
     assert point_count(data_dir) == 5
-

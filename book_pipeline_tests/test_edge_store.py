@@ -17,6 +17,7 @@ from book_pipeline.migration import LEGACY_UPGRADE_COMMAND, MigrationError
 from book_pipeline.parsing import parse_book_text
 from book_pipeline.resources import DEFAULT_COLLECTION, QdrantResource, folders_run_config
 from book_pipeline.vector_store import (
+    CollectionMismatchError,
     StoreDamagedError,
     book_payload,
     book_point_id,
@@ -26,7 +27,7 @@ from book_pipeline_tests.conftest import unit_vectors
 
 MODEL = "model-a"
 LEGACY_BOOKS = parse_book_text(
-    "".join(f"{n} ::: Book {n} ({1700 + n}) ::: Author {n % 7} ::: About {n}.\n" for n in range(300)),
+    "".join(f"{n} ::: Book {n} ({1700 + n}) ::: Author {n % 7} ::: On {n}.\n" for n in range(300)),
     "legacy.txt",
 )
 LEGACY_VECTORS = unit_vectors(len(LEGACY_BOOKS), 8, seed=5)
@@ -89,9 +90,11 @@ def test_the_embedded_path_never_imports_qdrant_client(tmp_path: Path) -> None:
 def test_the_collection_of_another_model_is_named_by_its_folder(tmp_path: Path) -> None:
     with open_vector_store("books", tmp_path / "edge") as store:
         store.ensure_collection(8, MODEL)
-    with open_vector_store("books", tmp_path / "edge") as store:
-        with pytest.raises(Exception, match=str(tmp_path / "edge" / "books")):
-            store.ensure_collection(384, MODEL)
+    with (
+        open_vector_store("books", tmp_path / "edge") as store,
+        pytest.raises(CollectionMismatchError, match=str(tmp_path / "edge" / "books")),
+    ):
+        store.ensure_collection(384, MODEL)
 
 
 def test_a_shard_without_its_manifest_is_reported_and_left_alone(tmp_path: Path) -> None:
@@ -192,9 +195,13 @@ def test_the_named_command_copies_the_previous_versions_store(
     assert cli.main(["info", "--json"]) == cli.EXIT_OK
 
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == out[1] == (
-        f"copied {len(LEGACY_BOOKS)} points; collection 'books' at "
-        f"{data_dir / 'qdrant-edge' / 'books'} holds {len(LEGACY_BOOKS)} points"
+    assert (
+        out[0]
+        == out[1]
+        == (
+            f"copied {len(LEGACY_BOOKS)} points; collection 'books' at "
+            f"{data_dir / 'qdrant-edge' / 'books'} holds {len(LEGACY_BOOKS)} points"
+        )
     )
     assert json.loads(out[2]) == {
         "engine": "qdrant-edge",

@@ -46,7 +46,7 @@ QUERIES = [
 
 
 def search(data_dir: Path, query: str, limit: int = 3, **filters: int | str) -> list[SearchHit]:
-    with open_vector_store(DEFAULT_COLLECTION, data_dir / "qdrant") as store:
+    with open_vector_store(DEFAULT_COLLECTION, data_dir / "qdrant-edge") as store:
         return search_books(store, shared_local_embedder(), query, limit, **filters)
 
 
@@ -230,4 +230,3 @@ def test_markdown_escapes_pipes_and_the_table_aligns_columns() -> None:
     assert first.index("Either") == second.index("Fear") == header.index("title")
     assert first.index("1843") == header.index("year")
     assert "..." in first and "Choices. " * 30 not in first
-

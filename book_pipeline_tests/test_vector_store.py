@@ -132,4 +132,3 @@ def test_default_settings_send_only_size_and_distance() -> None:
     assert vector_params(CollectionSettings(), 384) == models.VectorParams(
         size=384, distance=models.Distance.COSINE
     )
-
