@@ -211,7 +211,11 @@ def open_server_store(
     """Connect and ask one cheap question, so an unreachable server fails here, by its URL."""
     from book_pipeline.vector_store import StoreUnreachableError
 
-    client = QdrantClient(url=url, api_key=api_key, timeout=_SERVER_TIMEOUT_SECONDS)
+    # No background version check: it races the first request from a thread of its own, so a
+    # refused key is sent twice and reported as "Failed to obtain server version".
+    client = QdrantClient(
+        url=url, api_key=api_key, timeout=_SERVER_TIMEOUT_SECONDS, check_compatibility=False
+    )
     try:
         client.get_collections()
     except ResponseHandlingException as error:

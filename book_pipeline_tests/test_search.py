@@ -141,7 +141,7 @@ def test_cli_json_parses(
 def test_cli_refuses_a_collection_of_another_model(
     tmp_path: Path, search_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with open_vector_store(DEFAULT_COLLECTION, tmp_path / "qdrant") as store:
+    with open_vector_store(DEFAULT_COLLECTION, tmp_path / "qdrant-edge") as store:
         store.ensure_collection(LOCAL_MODEL_DIMENSION, "some-other-model")
     search_env.setenv("BOOK_PIPELINE_DATA_DIR", str(tmp_path))
 
@@ -165,9 +165,9 @@ def test_cli_refuses_when_nothing_is_loaded(
 def test_cli_waits_for_a_locked_store_then_fails_clearly(
     tmp_path: Path, search_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "qdrant").mkdir()
+    (tmp_path / "qdrant-edge").mkdir()
     search_env.setenv("BOOK_PIPELINE_DATA_DIR", str(tmp_path))
-    holder = hold_store_open(tmp_path / "qdrant", seconds=30)
+    holder = hold_store_open(tmp_path / "qdrant-edge", seconds=30)
     try:
         code = cli.main(["search", "ghosts", "--lock-wait", "1"])
     finally:
