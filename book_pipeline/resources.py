@@ -233,16 +233,19 @@ class QdrantResource(dg.ConfigurableResource):
             yield store
 
 
+def embedded_store_paths(data_dir: Path) -> dict[str, str]:
+    """QdrantResource's folders in a data folder: the Edge store and the previous version's."""
+    return {
+        "local_path": str(data_dir / EDGE_FOLDER_NAME),
+        "legacy_path": str(data_dir / LEGACY_FOLDER_NAME),
+    }
+
+
 def folders_run_config(books_dir: Path, data_dir: Path) -> dict[str, Any]:
     """Run config pointing one run's resources at these folders (state and store in `data_dir`)."""
     return {
         "books_folder": {"config": {"path": str(books_dir)}},
-        "qdrant": {
-            "config": {
-                "local_path": str(data_dir / EDGE_FOLDER_NAME),
-                "legacy_path": str(data_dir / LEGACY_FOLDER_NAME),
-            }
-        },
+        "qdrant": {"config": embedded_store_paths(data_dir)},
         "pipeline_state": {"config": {"data_dir": str(data_dir)}},
     }
 
@@ -270,8 +273,7 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
         ),
         "qdrant": QdrantResource(
             collection=env_or_default("BOOK_PIPELINE_COLLECTION", DEFAULT_COLLECTION),
-            local_path=str(Path(data_dir) / EDGE_FOLDER_NAME),
-            legacy_path=str(Path(data_dir) / LEGACY_FOLDER_NAME),
+            **embedded_store_paths(Path(data_dir)),
             url=env_or_default("QDRANT_URL", None),
             api_key=env_or_default("QDRANT_API_KEY", None),
             shard_number=env_optional_int("QDRANT_SHARD_NUMBER"),

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from book_pipeline.definitions import defs
-from book_pipeline.resources import SAMPLE_BOOKS_DIR, QdrantResource, folders_run_config
+from book_pipeline.resources import (
+    SAMPLE_BOOKS_DIR,
+    QdrantResource,
+    embedded_store_paths,
+    folders_run_config,
+)
 
 
 @pytest.fixture
@@ -46,7 +51,7 @@ def fetch_data_job() -> dg.JobDefinition:
 
 def qdrant_in(data_dir: Path) -> QdrantResource:
     """The embedded store a run with `fetch_data_run_config(..., data_dir)` writes to."""
-    return QdrantResource(**folders_run_config(data_dir, data_dir)["qdrant"]["config"])
+    return QdrantResource(**embedded_store_paths(data_dir))
 
 
 def point_count(data_dir: Path) -> int:

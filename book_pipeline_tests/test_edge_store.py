@@ -15,7 +15,7 @@ from book_pipeline import cli
 from book_pipeline.edge_store import MANIFEST_NAME
 from book_pipeline.migration import LEGACY_UPGRADE_COMMAND, MigrationError
 from book_pipeline.parsing import parse_book_text
-from book_pipeline.resources import DEFAULT_COLLECTION, QdrantResource, folders_run_config
+from book_pipeline.resources import DEFAULT_COLLECTION, QdrantResource, embedded_store_paths
 from book_pipeline.vector_store import (
     CollectionMismatchError,
     StoreDamagedError,
@@ -64,7 +64,7 @@ def write_legacy_store(path: Path, collection: str = DEFAULT_COLLECTION) -> None
 
 
 def qdrant_for(data_dir: Path) -> QdrantResource:
-    return QdrantResource(**folders_run_config(data_dir, data_dir)["qdrant"]["config"])
+    return QdrantResource(**embedded_store_paths(data_dir))
 
 
 def test_the_embedded_path_never_imports_qdrant_client(tmp_path: Path) -> None:
