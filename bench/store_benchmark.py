@@ -14,6 +14,10 @@ way a load writes them. Timed in turn:
 - delete_file: one file's books removed by the source_file filter, as a reload does.
 
 rss_mb is the process's peak resident memory, so it includes the benchmark's own batches.
+
+--add-after N then writes N more points, as loads do over time, and times the index build that
+the closing load pays for them (`add_then_index_s`): what a load pays when it is the one that
+pushes the unindexed tail past Edge's indexing threshold.
 """
 
 import argparse
@@ -78,7 +82,9 @@ def percentile_ms(seconds: list[float], fraction: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def run(points: int, queries: int, folder: Path, url: str | None) -> dict[str, float | int]:
+def run(
+    points: int, queries: int, folder: Path, url: str | None, add_after: int
+) -> dict[str, float | int]:
     rng = np.random.default_rng(0)
     upsert_seconds = 0.0
     with open_vector_store("bench_books", folder, url=url) as store:
@@ -122,6 +128,14 @@ def run(points: int, queries: int, folder: Path, url: str | None) -> dict[str, f
             started = time.perf_counter()
             store.remove_books([source_file])
             deletes.append(time.perf_counter() - started)
+        later: dict[str, float] = {}
+        if add_after:
+            for start in range(points, points + add_after, UPSERT_BATCH_SIZE):
+                count = min(UPSERT_BATCH_SIZE, points + add_after - start)
+                store.upsert_points(synthetic_points(start, count, rng))
+            started = time.perf_counter()
+            store.build_index()
+            later["add_then_index_s"] = round(time.perf_counter() - started, 2)
     return {
         "points": points,
         "upsert_points_per_s": round(points / upsert_seconds),
@@ -132,6 +146,7 @@ def run(points: int, queries: int, folder: Path, url: str | None) -> dict[str, f
         "filtered_search_p50_ms": round(percentile_ms(filtered, 0.5), 2),
         "delete_file_ms": round(1000 * statistics.median(deletes), 2),
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        **later,
     }
 
 
@@ -140,13 +155,18 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--url", help="a Qdrant server instead of the embedded Edge store")
+    parser.add_argument(
+        "--add-after", type=int, default=0, metavar="N", help="then add N points and index them"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     if args.points < BOOKS_PER_FILE * DELETED_FILES:
         parser.error(f"--points must be at least {BOOKS_PER_FILE * DELETED_FILES}")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="store_benchmark_") as root:
-        figures = run(args.points, args.queries, Path(root) / "qdrant-edge", args.url)
+        figures = run(
+            args.points, args.queries, Path(root) / "qdrant-edge", args.url, args.add_after
+        )
     if args.json:
         print(json.dumps(figures))
         return
