@@ -63,6 +63,14 @@ def write_legacy_store(path: Path, collection: str = DEFAULT_COLLECTION) -> None
     client.close()
 
 
+@pytest.fixture
+def edge_env(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's configured store: the embedded one in `data_dir`."""
+    for name in ("QDRANT_URL", "BOOK_PIPELINE_COLLECTION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
+
+
 def qdrant_for(data_dir: Path) -> QdrantResource:
     return QdrantResource(**embedded_store_paths(data_dir))
 
@@ -183,11 +191,8 @@ def test_a_legacy_store_in_use_names_the_command_and_changes_nothing(data_dir: P
 
 
 def test_the_named_command_copies_the_previous_versions_store(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, edge_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in ("QDRANT_URL", "BOOK_PIPELINE_COLLECTION"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
     write_legacy_store(data_dir / "qdrant")
 
     assert cli.main(["migrate-store", "--from-legacy"]) == cli.EXIT_OK
@@ -214,11 +219,8 @@ def test_the_named_command_copies_the_previous_versions_store(
 
 
 def test_info_on_an_empty_store_and_in_words(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, edge_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in ("QDRANT_URL", "BOOK_PIPELINE_COLLECTION"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
 
     assert cli.main(["info"]) == cli.EXIT_OK
 
