@@ -153,6 +153,7 @@ class EdgeStore(BookVectorStore):
         try:
             yield staging
         except BaseException:
+            staging._written = False  # no index build for a copy that is thrown away
             staging.close()
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -245,8 +246,9 @@ class EdgeStore(BookVectorStore):
 
     def _require_shard(self) -> edge.EdgeShard:
         if self._shard is None:
-            raise StoreDamagedError(
-                f"Qdrant collection {self.collection!r} does not exist in {self.folder}"
+            raise RuntimeError(
+                f"Qdrant collection {self.collection!r} does not exist yet in {self.folder}: "
+                "ensure_collection() creates it"
             )
         return self._shard
 
