@@ -19,6 +19,11 @@ setup(
         "dagster-webserver>=1.13,<1.14",
         # `dg`, Dagster's current CLI: `dg dev`, `dg launch`, `dg check defs` (pyproject [tool.dg]).
         "dagster-dg-cli>=1.13,<1.14",
+        # The embedded default store: the Qdrant engine in-process. Pinned to one minor range
+        # because it is pre-1.0: 0.x minor releases may change the Python API and the shard's
+        # on-disk format, and a user's store must keep opening after a routine upgrade.
+        "qdrant-edge-py>=0.9,<0.10",
+        # A Qdrant server (QDRANT_URL), and reading the previous version's local-mode store once.
         "qdrant-client>=1.12",
         "openai>=1.40",
         "numpy>=1.26",

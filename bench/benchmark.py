@@ -19,7 +19,12 @@ import dagster as dg
 from book_pipeline.book_files import list_book_files
 from book_pipeline.definitions import defs
 from book_pipeline.parsing import parse_book_file
-from book_pipeline.resources import EmbedderResource, QdrantResource, folders_run_config
+from book_pipeline.resources import (
+    EmbedderResource,
+    QdrantResource,
+    embedded_store_paths,
+    folders_run_config,
+)
 from book_pipeline.synthetic_books import write_synthetic_books
 
 # The instance configuration the README recommends for one machine.
@@ -61,7 +66,7 @@ def run_plain_loop(books_dir: Path, data_dir: Path) -> float:
         (parsed, embedder.embed([book.embedding_text for book in parsed.books]))
         for parsed in parsed_files
     ]
-    with QdrantResource(local_path=str(data_dir / "qdrant")).open() as store:
+    with QdrantResource(**embedded_store_paths(data_dir)).open() as store:
         store.ensure_collection(embedder.dimension, embedder.model_name)
         for parsed, vectors in embedded:
             store.upsert_books(parsed.books, vectors, parsed.sha256)

@@ -1,6 +1,6 @@
 """The cost of new work against the size of what is already loaded.
 
-    python bench/incremental_benchmark.py --loaded-files 1000
+    python bench/incremental_benchmark.py --loaded-files 1000 [--json]
 
 1. fetch_data with one new file, once on an empty collection and once with `--loaded-files`
    files already loaded: the two should cost about the same.
@@ -11,6 +11,7 @@ fetch_data run would leave it, so that the set-up does not take an hour of Dagst
 """
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -27,6 +28,7 @@ from book_pipeline.resources import (
     EmbedderResource,
     PipelineStateResource,
     QdrantResource,
+    embedded_store_paths,
 )
 from book_pipeline.sensors import new_book_files_sensor
 from book_pipeline.synthetic_books import write_synthetic_books
@@ -41,7 +43,7 @@ def preload(books_dir: Path, data_dir: Path, files: int) -> None:
     embedder = EmbedderResource().get_embedder()
     state = PipelineStateResource(data_dir=str(data_dir))
     with (
-        QdrantResource(local_path=str(data_dir / "qdrant")).open() as store,
+        QdrantResource(**embedded_store_paths(data_dir)).open() as store,
         state.embedding_cache() as cache,
     ):
         store.ensure_collection(embedder.dimension, embedder.model_name)
@@ -86,18 +88,31 @@ def sensor_tick_seconds(root: Path, files: int, repeats: int = 5) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loaded-files", type=int, default=1000)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     EmbedderResource().get_embedder().embed(["warm up"])
 
     with tempfile.TemporaryDirectory(prefix="book_pipeline_bench_") as scratch:
         empty = one_new_file_run(Path(scratch) / "empty", loaded_files=0)
         full = one_new_file_run(Path(scratch) / "full", loaded_files=args.loaded_files)
+    ticks = {}
+    for files in (1000, 10_000):
+        with tempfile.TemporaryDirectory(prefix="book_pipeline_bench_") as scratch:
+            ticks[files] = sensor_tick_seconds(Path(scratch), files)
+    if args.json:
+        figures = {
+            "loaded_files": args.loaded_files,
+            "empty_s": round(empty, 3),
+            "loaded_s": round(full, 3),
+            "ratio": round(full / empty, 3),
+            **{f"sensor_tick_{files}_files_ms": round(1000 * s, 1) for files, s in ticks.items()},
+        }
+        print(json.dumps(figures))
+        return
     print(f"fetch_data, 1 new file, empty collection        {empty:6.2f} s")
     print(f"fetch_data, 1 new file, {args.loaded_files:>5} files loaded      {full:6.2f} s")
     print(f"ratio                                           {full / empty:6.2f} x")
-    for files in (1000, 10_000):
-        with tempfile.TemporaryDirectory(prefix="book_pipeline_bench_") as scratch:
-            seconds = sensor_tick_seconds(Path(scratch), files)
+    for files, seconds in ticks.items():
         print(f"sensor tick, nothing new, {files:>6} files loaded  {1000 * seconds:6.1f} ms")
 
 

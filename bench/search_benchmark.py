@@ -6,8 +6,8 @@ Books are synthetic (`write_synthetic_books`), loaded the plain way (parse, embe
 model, `upsert_books`) into a fresh embedded Qdrant store; `--random-vectors` stores random unit
 vectors instead, which skips ~2 minutes of embedding and leaves the query timings comparable
 (a brute-force or HNSW search costs the same whatever the vectors mean). Each query is timed
-three ways: `search_books` end to end, the embedding alone, and `query_points` alone with the
-vector already made. One query per kind is run untimed first, so model and caches are warm.
+three ways: `search_books` end to end, the embedding alone, and the store's `search` alone with
+the vector already made. One query per kind is run untimed first, so model and caches are warm.
 Last, the whole `book-pipeline search` command is timed a few times, as a user waits for it.
 """
 
@@ -23,14 +23,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from qdrant_client import models
 
 from book_pipeline.book_files import list_book_files
 from book_pipeline.embedding import shared_local_embedder
 from book_pipeline.parsing import parse_book_file
 from book_pipeline.search import book_filter, search_books
 from book_pipeline.synthetic_books import write_synthetic_books
-from book_pipeline.vector_store import BookVectorStore, open_vector_store
+from book_pipeline.vector_store import (
+    EDGE_FOLDER_NAME,
+    BookFilter,
+    BookVectorStore,
+    open_vector_store,
+)
 
 BOOKS_PER_FILE = 100
 _SUBJECTS = (
@@ -55,7 +59,7 @@ def load_books(books_dir: Path, data_dir: Path, random_vectors: bool) -> tuple[i
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     books = 0
-    with open_vector_store("books", data_dir / "qdrant") as store:
+    with open_vector_store("books", data_dir / EDGE_FOLDER_NAME) as store:
         store.ensure_collection(embedder.dimension, embedder.model_name)
         for path in list_book_files(books_dir):
             parsed = parse_book_file(path)
@@ -92,10 +96,8 @@ def measure(store: BookVectorStore, queries: list[str], limit: int) -> list[str]
     embedder = shared_local_embedder()
     vectors = {query: embedder.embed([query])[0].tolist() for query in queries}
 
-    def qdrant_only(query: str, query_filter: models.Filter | None = None) -> object:
-        return store.client.query_points(
-            store.collection, query=vectors[query], query_filter=query_filter, limit=limit
-        )
+    def qdrant_only(query: str, query_filter: BookFilter | None = None) -> object:
+        return store.search(vectors[query], limit, query_filter)
 
     author_filter = book_filter("Ada Okafor", None, None)
     year_filter = book_filter(None, 1900, 1950)
@@ -103,7 +105,7 @@ def measure(store: BookVectorStore, queries: list[str], limit: int) -> list[str]
         {
             "search_books (embed + query)": lambda q: search_books(store, embedder, q, limit),
             "  embedding the query": lambda q: embedder.embed([q]),
-            "  Qdrant query_points": qdrant_only,
+            "  Qdrant query": qdrant_only,
             "  Qdrant, author filter": lambda q: qdrant_only(q, author_filter),
             "  Qdrant, year range 1900-1950": lambda q: qdrant_only(q, year_filter),
         },
@@ -139,15 +141,15 @@ def main() -> None:
         write_synthetic_books(root / "books", args.books // BOOKS_PER_FILE, BOOKS_PER_FILE)
         books, load_seconds = load_books(root / "books", root / "data", args.random_vectors)
         started = time.perf_counter()
-        with open_vector_store("books", root / "data" / "qdrant") as store:
+        with open_vector_store("books", root / "data" / EDGE_FOLDER_NAME) as store:
             open_seconds = time.perf_counter() - started
             lines = measure(store, queries, args.limit)
         cli_timings = cli_seconds(root / "data", args.cli_runs)
 
     vectors = "random unit vectors" if args.random_vectors else "local model embeddings"
-    print(f"collection      {books} synthetic books, {vectors}, embedded Qdrant store")
+    print(f"collection      {books} synthetic books, {vectors}, embedded Qdrant Edge store")
     print(f"loading         {load_seconds:7.1f} s (parse, embed, upsert)")
-    print(f"opening store   {open_seconds:7.2f} s (once per CLI call: the embedded store is read)")
+    print(f"opening store   {open_seconds:7.2f} s (once per CLI call)")
     print(f"queries         {len(queries)}, limit {args.limit}, one at a time")
     print("\n".join(lines))
     print(

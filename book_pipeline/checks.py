@@ -144,21 +144,17 @@ def _loaded_probes(
 ) -> list[RetrievalProbe]:
     """The probes whose book is in the collection, looked up by point id (no payload scan)."""
     ids = {book_point_id(probe.source_file, probe.book_index): probe for probe in probes}
-    points = store.client.retrieve(store.collection, ids=list(ids), with_payload=["title"])
-    loaded = {
-        str(point.id)
-        for point in points
-        if (point.payload or {}).get("title") == ids[str(point.id)].title
-    }
+    points = store.retrieve(list(ids))
+    loaded = {point.id for point in points if point.payload.get("title") == ids[point.id].title}
     return [probe for point_id, probe in ids.items() if point_id in loaded]
 
 
 def _self_probes(store: BookVectorStore) -> list[RetrievalProbe]:
     """A few loaded books, each queried with exactly the text its vector was made from."""
-    points, _ = store.client.scroll(store.collection, limit=SELF_PROBE_COUNT, with_payload=True)
+    points, _ = store.scroll(SELF_PROBE_COUNT)
     probes = []
     for point in points:
-        book = book_from_payload(point.payload or {})
+        book = book_from_payload(point.payload)
         probes.append(RetrievalProbe(book.embedding_text, book.title, book.source_file, book.index))
     return probes
 

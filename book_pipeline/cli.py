@@ -13,8 +13,10 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from book_pipeline.book_files import (
     BOOK_FILE_SUFFIX,
@@ -32,6 +34,8 @@ from book_pipeline.folders import (
 )
 from book_pipeline.parsing import BookFileError, parse_book_bytes, parse_year
 
+if TYPE_CHECKING:
+    from book_pipeline.vector_store import BookVectorStore
 DEFAULT_API_KEY_ENV = "QDRANT_API_KEY"
 MIGRATE_BATCH_SIZE = 256
 MIGRATE_PROGRESS_EVERY = 10_000
@@ -70,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_parser(subcommands)
     _add_status_parser(subcommands)
     _add_migrate_store_parser(subcommands)
+    _add_info_parser(subcommands)
     return parser
 
 
@@ -165,7 +170,6 @@ def run_search(args: argparse.Namespace) -> int:
     from book_pipeline.embedding import EmbeddingModelError
     from book_pipeline.resources import resources_outside_dagster
     from book_pipeline.search import SearchRefusedError, format_hits_table, search_books
-    from book_pipeline.vector_store import CollectionMismatchError, StoreLockedError
 
     resources = resources_outside_dagster()
     qdrant = resources["qdrant"]
@@ -184,16 +188,8 @@ def run_search(args: argparse.Namespace) -> int:
                 year_from=args.year_from,
                 year_to=args.year_to,
             )
-            size_warning = store.size_warning()
-    except (
-        SearchRefusedError,
-        StoreLockedError,
-        CollectionMismatchError,
-        EmbeddingModelError,
-    ) as error:
+    except (SearchRefusedError, EmbeddingModelError, *_store_errors()) as error:
         raise CliError(str(error)) from None
-    if size_warning:
-        print(f"hint: {size_warning}", file=sys.stderr)
     if args.json:
         print(json.dumps([asdict(hit) for hit in hits], ensure_ascii=False, indent=2))
     elif hits:
@@ -247,30 +243,42 @@ def _describe_books_folder(folder: Path) -> str:
 def _add_migrate_store_parser(subcommands: argparse._SubParsersAction) -> None:
     migrate = subcommands.add_parser(
         "migrate-store",
-        help="copy the embedded Qdrant collection to a Qdrant server (or another folder)",
-        description="Copy the configured collection of the embedded Qdrant store, vectors and "
-        "payloads, to a Qdrant server (--to-url) or another embedded folder (--to-path, e.g. a "
-        "backup). Nothing is re-embedded. The target collection is created with the same "
-        "dimension and model and the configured QDRANT_* layout (shards, replicas, on-disk "
-        "vectors, ...), or must already be one for the same model. Safe to run again.",
+        help="copy the Qdrant collection between the embedded store, a server, another folder",
+        description="Copy the configured collection, vectors and payloads, from the configured "
+        "store (the embedded Qdrant Edge store, or $QDRANT_URL when set) or the one named by "
+        "--from-*, to a Qdrant server (--to-url) or an embedded folder (--to-path: Edge, e.g. "
+        "a server's collection brought home, or a backup). --from-legacy copies the previous "
+        "version's embedded store (qdrant-client local mode, $BOOK_PIPELINE_DATA_DIR/qdrant) into "
+        "the configured store, as the first run does. Nothing is re-embedded; the copy is checked "
+        "by count and sampled vectors. A new target collection gets the same dimension and model "
+        "and the configured QDRANT_* layout (shards, replicas, on-disk vectors, ...); an existing "
+        "one must be for the same model. Safe to run again.",
     )
-    target = migrate.add_mutually_exclusive_group(required=True)
+    source = migrate.add_mutually_exclusive_group()
+    source.add_argument("--from-url", metavar="URL", help="copy from this Qdrant server")
+    source.add_argument(
+        "--from-path", type=Path, metavar="PATH", help="copy from this embedded (Edge) store"
+    )
+    source.add_argument(
+        "--from-legacy",
+        type=Path,
+        nargs="?",
+        const=_LEGACY_DEFAULT,
+        metavar="PATH",
+        help="copy from the previous version's store (default: $BOOK_PIPELINE_DATA_DIR/qdrant)",
+    )
+    target = migrate.add_mutually_exclusive_group()
     target.add_argument("--to-url", metavar="URL", help="a Qdrant server, e.g. http://host:6333")
-    target.add_argument("--to-path", type=Path, metavar="PATH", help="another embedded store")
-    migrate.add_argument(
-        "--to-api-key-env",
-        metavar="VAR",
-        help=f"the NAME of the environment variable holding the server's API key (default: "
-        f"{DEFAULT_API_KEY_ENV}, if set); never the key itself",
-    )
+    target.add_argument("--to-path", type=Path, metavar="PATH", help="an embedded (Edge) store")
+    for end in ("from", "to"):
+        migrate.add_argument(
+            f"--{end}-api-key-env",
+            metavar="VAR",
+            help=f"the NAME of the environment variable holding the {end} server's API key "
+            f"(default: {DEFAULT_API_KEY_ENV}, if set); never the key itself",
+        )
     migrate.add_argument(
         "--to-collection", metavar="NAME", help="target collection (default: the same name)"
-    )
-    migrate.add_argument(
-        "--from-path",
-        type=Path,
-        metavar="PATH",
-        help="the embedded store to copy (default: the pipeline's, $BOOK_PIPELINE_DATA_DIR/qdrant)",
     )
     migrate.add_argument(
         "--batch-size",
@@ -282,69 +290,108 @@ def _add_migrate_store_parser(subcommands: argparse._SubParsersAction) -> None:
     migrate.set_defaults(handler=run_migrate_store)
 
 
+# argparse's marker for a bare --from-legacy: the configured data folder's old store.
+_LEGACY_DEFAULT = Path("\0legacy")
+
+
 def run_migrate_store(args: argparse.Namespace) -> int:
     from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-    from book_pipeline.migration import MigrationError, copy_collection
-    from book_pipeline.resources import resources_outside_dagster
-    from book_pipeline.vector_store import (
-        CollectionMismatchError,
-        StoreLockedError,
-        StoreUnreachableError,
-        open_vector_store,
+    from book_pipeline.edge_store import EdgeStore
+    from book_pipeline.migration import (
+        copy_collection,
+        local_mode_has_collection,
+        upgrade_local_mode_store,
     )
+    from book_pipeline.resources import resources_outside_dagster
+    from book_pipeline.vector_store import open_vector_store
 
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
-    api_key = _api_key_from_environment(args.to_api_key_env) if args.to_url else None
     qdrant = resources_outside_dagster()["qdrant"]
-    source_path = (args.from_path or Path(qdrant.local_path)).expanduser().resolve()
-    if not source_path.is_dir():
-        raise CliError(f"no embedded Qdrant store at {source_path}")
+    edge_path = Path(qdrant.local_path).expanduser().resolve()
+    to_path = args.to_path.expanduser().resolve() if args.to_path else None
     target_collection = args.to_collection or qdrant.collection
-    if args.to_path is not None and args.to_path.expanduser().resolve() == source_path:
-        raise CliError(f"--to-path is the store being copied ({source_path})")
-    target_name = args.to_url or str(args.to_path.expanduser().resolve())
+    server_name = args.to_url or args.from_url or qdrant.url
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr)
 
     def progress(copied: int) -> None:
         if copied % MIGRATE_PROGRESS_EVERY < args.batch_size:
-            print(f"  {copied:,} points copied", file=sys.stderr)
+            say(f"  {copied:,} points copied")
+
+    def open_target(url: str | None, path: Path) -> AbstractContextManager[BookVectorStore]:
+        return open_vector_store(
+            target_collection,
+            path,
+            url=url,
+            api_key=_api_key_from_environment(args.to_api_key_env) if url else None,
+            lock_wait_seconds=qdrant.lock_wait_seconds,
+            on_wait=say,
+            settings=qdrant.collection_settings,
+        )
 
     try:
-        with (
-            open_vector_store(
-                qdrant.collection,
-                source_path,
-                lock_wait_seconds=qdrant.lock_wait_seconds,
-                on_wait=lambda message: print(message, file=sys.stderr),
-            ) as source,
-            open_vector_store(
-                target_collection,
-                args.to_path.expanduser().resolve() if args.to_path else source_path,
-                url=args.to_url,
-                api_key=api_key,
-                settings=qdrant.collection_settings,
-            ) as target,
-        ):
-            print(
-                f"copying collection {qdrant.collection!r} ({source.count():,} points) of the "
-                f"embedded store {source_path} to collection {target_collection!r} at {target_name}"
-            )
-            copied = copy_collection(source, target, args.batch_size, on_batch=progress)
-            target_count = target.count()
-    except (
-        MigrationError,
-        CollectionMismatchError,
-        StoreLockedError,
-        StoreUnreachableError,
-    ) as error:
+        if args.from_legacy is not None:
+            legacy = args.from_legacy
+            if legacy == _LEGACY_DEFAULT:
+                legacy = Path(qdrant.legacy_path or "")
+            legacy = legacy.expanduser().resolve()
+            if not local_mode_has_collection(legacy, qdrant.collection):
+                raise CliError(
+                    f"no collection {qdrant.collection!r} in a previous version's store at {legacy}"
+                )
+            target_url = args.to_url or (None if to_path else qdrant.url)
+            with open_target(target_url, to_path or edge_path) as target:
+                target_name = target.location
+                if isinstance(target, EdgeStore) and not target.collection_exists():
+                    copied = upgrade_local_mode_store(legacy, target, say, args.batch_size)
+                else:
+                    from book_pipeline.server_store import open_local_mode_store
+
+                    source = open_local_mode_store(legacy, qdrant.collection)
+                    try:
+                        copied = copy_collection(source, target, args.batch_size, progress)
+                    finally:
+                        source.close()
+                target_count = target.count()
+        else:
+            if args.to_url is None and to_path is None:
+                raise CliError("say where to copy to: --to-url URL or --to-path PATH")
+            from_url = args.from_url or (None if args.from_path else qdrant.url)
+            from_path = (args.from_path or Path(qdrant.local_path)).expanduser().resolve()
+            if from_url is None and not (from_path / qdrant.collection).is_dir():
+                raise CliError(f"no embedded Qdrant store at {from_path}")
+            if to_path is not None and from_url is None and to_path == from_path:
+                raise CliError(f"--to-path is the store being copied ({from_path})")
+            with (
+                open_vector_store(
+                    qdrant.collection,
+                    from_path,
+                    url=from_url,
+                    api_key=_api_key_from_environment(args.from_api_key_env) if from_url else None,
+                    lock_wait_seconds=qdrant.lock_wait_seconds,
+                    on_wait=say,
+                ) as source,
+                open_target(args.to_url, to_path or edge_path) as target,
+            ):
+                target_name = target.location
+                print(
+                    f"copying collection {qdrant.collection!r} ({source.count():,} points) of "
+                    f"{source.engine} {source.location} to collection {target_collection!r} at "
+                    f"{target_name}"
+                )
+                copied = copy_collection(source, target, args.batch_size, on_batch=progress)
+                target_count = target.count()
+    except _store_errors() as error:
         raise CliError(str(error)) from None
     except UnexpectedResponse as error:
         # Its text is the server's answer (status and body); the request and its key are not in it.
-        raise CliError(f"the Qdrant server at {target_name} refused: {error}") from None
+        raise CliError(f"the Qdrant server at {server_name} refused: {error}") from None
     except ResponseHandlingException as error:
         raise CliError(
-            f"lost the Qdrant server at {target_name} ({error}); run the command again, "
+            f"lost the Qdrant server at {server_name} ({error}); run the command again, "
             "it is safe to repeat"
         ) from None
     print(
@@ -354,6 +401,66 @@ def run_migrate_store(args: argparse.Namespace) -> int:
     if args.to_url:
         print(f"to use it: export QDRANT_URL={args.to_url} (and QDRANT_API_KEY if it needs one)")
     return EXIT_OK
+
+
+def _add_info_parser(subcommands: argparse._SubParsersAction) -> None:
+    info = subcommands.add_parser(
+        "info",
+        help="which Qdrant store the pipeline uses, and what it holds",
+        description="The configured store (the embedded Qdrant Edge store, or $QDRANT_URL): "
+        "engine, location, collection, exact point count, embedding model and dimension. Waits "
+        "like a search while a load holds the embedded store.",
+    )
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(handler=run_info)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from book_pipeline.resources import resources_outside_dagster
+
+    qdrant = resources_outside_dagster()["qdrant"]
+    try:
+        with qdrant.open(on_wait=lambda message: print(message, file=sys.stderr)) as store:
+            model: str | None = None
+            dimension: int | None = None
+            if store.collection_exists():
+                dimension, model = store.collection_model()
+            info = {
+                "engine": store.engine,
+                "location": store.location,
+                "collection": store.collection,
+                "points": store.count(),
+                "model": model,
+                "dimension": dimension,
+            }
+    except _store_errors() as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False))
+    else:
+        width = max(len(key) for key in info)
+        for key, value in info.items():
+            print(f"{key + ':':<{width + 1}} {'-' if value is None else value}")
+    return EXIT_OK
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    """What opening, reading or copying a store refuses with, each message naming the store."""
+    from book_pipeline.migration import MigrationError
+    from book_pipeline.vector_store import (
+        CollectionMismatchError,
+        StoreDamagedError,
+        StoreLockedError,
+        StoreUnreachableError,
+    )
+
+    return (
+        MigrationError,
+        CollectionMismatchError,
+        StoreLockedError,
+        StoreDamagedError,
+        StoreUnreachableError,
+    )
 
 
 def _api_key_from_environment(variable: str | None) -> str | None:

@@ -290,9 +290,6 @@ def load_embeddings_to_vector_db(
             dimension = embedded_files[0].vectors.shape[1]
         elif collection_size:
             dimension, _ = store.collection_model()
-        store_warning = store.size_warning(collection_size)
-    if store_warning:
-        context.log.warning(store_warning)
     summary = {
         "files_processed": len(embedded_files),
         "books_loaded": books_loaded,
@@ -319,7 +316,6 @@ def load_embeddings_to_vector_db(
             **summary,
             "qdrant_collection": qdrant.collection,
             "qdrant_location": qdrant.location,
-            **({"qdrant_store_warning": store_warning} if store_warning else {}),
             "files": dg.MetadataValue.json(
                 sorted(e.file.file_name for e in embedded_files)[:_LISTED_FILES_LIMIT]
             ),

@@ -21,7 +21,13 @@ from book_pipeline.embedding import (
 from book_pipeline.embedding_cache import open_embedding_cache
 from book_pipeline.folders import BOOKS_DIR_ENV, DEFAULT_DATA_DIR, default_books_dir
 from book_pipeline.ledger import LoadLedger
-from book_pipeline.vector_store import BookVectorStore, CollectionSettings, open_vector_store
+from book_pipeline.vector_store import (
+    EDGE_FOLDER_NAME,
+    LEGACY_FOLDER_NAME,
+    BookVectorStore,
+    CollectionSettings,
+    open_vector_store,
+)
 
 # Local models named by BOOK_PIPELINE_EMBEDDING_MODEL are downloaded here, in the data dir.
 MODEL_CACHE_FOLDER = "models"
@@ -151,12 +157,17 @@ class PipelineStateResource(dg.ConfigurableResource):
 
 
 class QdrantResource(dg.ConfigurableResource):
-    """Qdrant: a server when `url` is set (`QDRANT_URL`), else an embedded store on disk."""
+    """Qdrant: a server when `url` is set (`QDRANT_URL`), else an embedded Qdrant Edge store."""
 
     collection: str = DEFAULT_COLLECTION
     local_path: str = Field(
-        default=str(Path(DEFAULT_DATA_DIR) / "qdrant"),
-        description="Folder of the embedded store, used when no url is set",
+        default=str(Path(DEFAULT_DATA_DIR) / EDGE_FOLDER_NAME),
+        description="Folder of the embedded Qdrant Edge store, used when no url is set",
+    )
+    legacy_path: str | None = Field(
+        default=str(Path(DEFAULT_DATA_DIR) / LEGACY_FOLDER_NAME),
+        description="The previous version's embedded store (qdrant-client local mode): its "
+        "collection is copied into the Edge store on the first open, then never touched",
     )
     url: str | None = None
     api_key: str | None = Field(default=None, description="Set from QDRANT_API_KEY")
@@ -222,8 +233,17 @@ class QdrantResource(dg.ConfigurableResource):
             lock_wait_seconds=self.lock_wait_seconds,
             on_wait=on_wait,
             settings=self.collection_settings,
+            legacy_path=Path(self.legacy_path).expanduser().resolve() if self.legacy_path else None,
         ) as store:
             yield store
+
+
+def embedded_store_paths(data_dir: Path) -> dict[str, str]:
+    """QdrantResource's folders in a data folder: the Edge store and the previous version's."""
+    return {
+        "local_path": str(data_dir / EDGE_FOLDER_NAME),
+        "legacy_path": str(data_dir / LEGACY_FOLDER_NAME),
+    }
 
 
 def folders_run_config(books_dir: Path, data_dir: Path) -> dict[str, Any]:
@@ -231,7 +251,7 @@ def folders_run_config(books_dir: Path, data_dir: Path) -> dict[str, Any]:
     return {
         "books_folder": {"config": {"path": str(books_dir)}},
         "embedder": {"config": {"model_cache_dir": str(data_dir / MODEL_CACHE_FOLDER)}},
-        "qdrant": {"config": {"local_path": str(data_dir / "qdrant")}},
+        "qdrant": {"config": embedded_store_paths(data_dir)},
         "pipeline_state": {"config": {"data_dir": str(data_dir)}},
     }
 
@@ -265,7 +285,7 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
         ),
         "qdrant": QdrantResource(
             collection=env_or_default("BOOK_PIPELINE_COLLECTION", DEFAULT_COLLECTION),
-            local_path=str(Path(data_dir) / "qdrant"),
+            **embedded_store_paths(Path(data_dir)),
             url=env_or_default("QDRANT_URL", None),
             api_key=env_or_default("QDRANT_API_KEY", None),
             shard_number=env_optional_int("QDRANT_SHARD_NUMBER"),

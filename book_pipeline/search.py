@@ -10,11 +10,9 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qdrant_client import models
-
 from book_pipeline.embedding import Embedder
 from book_pipeline.parsing import format_year
-from book_pipeline.vector_store import BookVectorStore
+from book_pipeline.vector_store import BookFilter, BookVectorStore, ScoredPoint
 
 TABLE_DESCRIPTION_CHARS = 60
 MARKDOWN_DESCRIPTION_CHARS = 120
@@ -72,14 +70,8 @@ def search_books(
             f"{embedder.model_name!r} made a {len(vector)}-dimensional query vector, but "
             f"collection {store.collection!r} holds {dimension}-dimensional vectors"
         )
-    response = store.client.query_points(
-        store.collection,
-        query=vector.tolist(),
-        query_filter=book_filter(author, year_from, year_to),
-        limit=limit,
-        with_payload=True,
-    )
-    return [_hit(rank, point) for rank, point in enumerate(response.points, start=1)]
+    points = store.search(vector.tolist(), limit, book_filter(author, year_from, year_to))
+    return [_hit(rank, point) for rank, point in enumerate(points, start=1)]
 
 
 def check_collection_model(store: BookVectorStore, embedder: Embedder) -> int:
@@ -88,7 +80,7 @@ def check_collection_model(store: BookVectorStore, embedder: Embedder) -> int:
     Vectors of two models live in unrelated spaces: the nearest books would be noise, not wrong
     enough to notice. A collection that recorded no model is judged by its vector size alone.
     """
-    if not store.client.collection_exists(store.collection):
+    if not store.collection_exists():
         raise NothingLoadedError(
             f"nothing loaded yet: Qdrant collection {store.collection!r} does not exist; "
             "run fetch_data first"
@@ -105,18 +97,11 @@ def check_collection_model(store: BookVectorStore, embedder: Embedder) -> int:
 
 def book_filter(
     author: str | None, year_from: int | None, year_to: int | None
-) -> models.Filter | None:
-    """Exact author, inclusive year range; a Qdrant server answers both from payload indexes."""
-    conditions: list[models.Condition] = []
-    if author is not None:
-        conditions.append(
-            models.FieldCondition(key="author", match=models.MatchValue(value=author))
-        )
-    if year_from is not None or year_to is not None:
-        conditions.append(
-            models.FieldCondition(key="year", range=models.Range(gte=year_from, lte=year_to))
-        )
-    return models.Filter(must=conditions) if conditions else None
+) -> BookFilter | None:
+    """Exact author, inclusive year range; both engines answer them from payload indexes."""
+    if author is None and year_from is None and year_to is None:
+        return None
+    return BookFilter(author=author, year_from=year_from, year_to=year_to)
 
 
 def format_hits_table(hits: list[SearchHit]) -> str:
@@ -143,8 +128,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def _hit(rank: int, point: models.ScoredPoint) -> SearchHit:
-    payload = point.payload or {}
+def _hit(rank: int, point: ScoredPoint) -> SearchHit:
+    payload = point.payload
     return SearchHit(
         rank=rank,
         score=point.score,

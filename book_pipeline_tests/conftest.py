@@ -13,7 +13,7 @@ import pytest
 
 from book_pipeline.definitions import defs
 from book_pipeline.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.resources import QdrantResource, folders_run_config
+from book_pipeline.resources import QdrantResource, embedded_store_paths, folders_run_config
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def fetch_data_job() -> dg.JobDefinition:
 
 def qdrant_in(data_dir: Path) -> QdrantResource:
     """The embedded store a run with `fetch_data_run_config(..., data_dir)` writes to."""
-    return QdrantResource(local_path=str(data_dir / "qdrant"))
+    return QdrantResource(**embedded_store_paths(data_dir))
 
 
 def point_count(data_dir: Path) -> int:
@@ -92,11 +92,11 @@ def sample_load(tmp_path_factory: pytest.TempPathFactory) -> SampleLoad:
 
 HOLD_STORE = """
 import sys, time
-from qdrant_client import QdrantClient
-client = QdrantClient(path=sys.argv[1])
-print("open", flush=True)
-time.sleep(float(sys.argv[2]))
-client.close()
+from pathlib import Path
+from book_pipeline.vector_store import open_vector_store
+with open_vector_store("books", Path(sys.argv[1])):
+    print("open", flush=True)
+    time.sleep(float(sys.argv[2]))
 """
 
 

@@ -1,6 +1,5 @@
 """book_embeddings end to end: real Dagster runs, the real local model, a real embedded Qdrant."""
 
-import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,7 +7,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from book_pipeline import vector_store
 from book_pipeline.assets import book_embeddings, book_embeddings_kinds
 from book_pipeline.book_files import mapping_key_for
 from book_pipeline.cli import main
@@ -122,7 +120,7 @@ def test_points_carry_the_book_payload(instance: dg.DagsterInstance, data_dir: P
     first_file = sorted(SAMPLE_BOOKS_DIR.glob("*.txt"))[0]
     first_book = parse_book_file(first_file).books[0]
     with qdrant_in(data_dir).open() as store:
-        points, _ = store.client.scroll(store.collection, limit=1000, with_vectors=True)
+        points, _ = store.scroll(1000, with_vectors=True)
     [point] = [
         p
         for p in points
@@ -444,7 +442,7 @@ def test_editing_one_line_reembeds_exactly_one_book(
     assert (metadata["embedding_cache_hits"], metadata["embedding_cache_misses"]) == (3, 1)
     assert point_count(data_dir) == 4
     with qdrant_in(data_dir).open() as store:
-        points, _ = store.client.scroll(store.collection, limit=10)
+        points, _ = store.scroll(10)
     descriptions = {point.payload["line_number"]: point.payload["description"] for point in points}
     assert descriptions[3].endswith("Now with an epilogue.")
     assert sorted(descriptions) == [1, 2, 3, 4]
@@ -473,7 +471,7 @@ def test_deleted_file_books_are_removed_or_kept(
     assert result.success
     assert materialization_metadata(instance)["files_removed"] == 1
     with qdrant_in(data_dir).open() as store:
-        points, _ = store.client.scroll(store.collection, limit=10)
+        points, _ = store.scroll(10)
     sources = sorted(point.payload["source_file"] for point in points)
     expected = [kept.name] * 3 + ([] if remove_books else [deleted.name] * 3)
     assert sources == sorted(expected)
@@ -502,31 +500,6 @@ def test_a_failed_file_does_not_block_later_runs(
     broken.write_text("99 ::: Fixed At Last (2024) ::: Someone ::: Text\n")
     assert run_fetch_data(instance, books_dir, data_dir).success
     assert point_count(data_dir) == 5
-
-
-def test_embedded_store_past_its_limit_is_warned_about(
-    instance: dg.DagsterInstance,
-    books_dir: Path,
-    data_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    write_synthetic_books(books_dir, files=1, books_per_file=3)
-    assert run_fetch_data(instance, books_dir, data_dir).success
-    assert "qdrant_store_warning" not in materialization_metadata(instance)
-    monkeypatch.setattr(vector_store, "EMBEDDED_STORE_POINT_LIMIT", 4)
-    write_synthetic_books(books_dir, files=1, books_per_file=3, first_file=1)
-
-    result = run_fetch_data(instance, books_dir, data_dir)
-
-    assert result.success
-    warning = materialization_metadata(instance)["qdrant_store_warning"]
-    assert "holds 6 points, more than the 4 it suits" in warning and "QDRANT_URL" in warning
-    logged = [
-        entry.user_message
-        for entry in instance.all_logs(result.run_id)
-        if entry.level == logging.WARNING
-    ]
-    assert warning in logged
 
 
 def test_kinds_name_the_local_model_by_default_and_openai_only_when_configured() -> None:

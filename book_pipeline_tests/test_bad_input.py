@@ -307,7 +307,7 @@ class CatalogueRun:
 
     def titles_by_file(self) -> dict[str, list[str]]:
         with qdrant_in(self.data_dir).open() as store:
-            points, _ = store.client.scroll(store.collection, limit=1000)
+            points, _ = store.scroll(1000)
         titles: dict[str, list[str]] = {}
         for point in sorted(points, key=lambda point: point.payload["book_index"]):
             titles.setdefault(point.payload["source_file"], []).append(point.payload["title"])
@@ -403,7 +403,7 @@ def test_duplicate_books_across_files_are_both_loaded(catalogue: CatalogueRun) -
     titles = catalogue.titles_by_file()
     assert titles["duplicate a.txt"] == titles["duplicate b.txt"] == ["Emma", "Persuasion"]
     with qdrant_in(catalogue.data_dir).open() as store:
-        points, _ = store.client.scroll(store.collection, limit=1000)
+        points, _ = store.scroll(1000)
     emma_ids = {
         point.id
         for point in points

@@ -37,7 +37,7 @@ def load(
     model_name: str = LOCAL_MODEL_NAME,
 ) -> None:
     """The load step's writes without Dagster, with vectors of the test's choosing."""
-    with open_vector_store(DEFAULT_COLLECTION, data_dir / "qdrant") as store:
+    with open_vector_store(DEFAULT_COLLECTION, data_dir / "qdrant-edge") as store:
         store.ensure_collection(LOCAL_MODEL_DIMENSION, model_name)
         for path in paths:
             parsed = parse_book_file(path)
@@ -45,7 +45,7 @@ def load(
 
 
 def evaluate(data_dir: Path) -> RetrievalReport:
-    with open_vector_store(DEFAULT_COLLECTION, data_dir / "qdrant") as store:
+    with open_vector_store(DEFAULT_COLLECTION, data_dir / "qdrant-edge") as store:
         return evaluate_retrieval(store, shared_local_embedder())
 
 

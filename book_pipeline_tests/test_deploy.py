@@ -138,7 +138,7 @@ def test_fetch_data_and_the_sensor_on_a_postgres_instance(
 
 def point_ids_and_vectors(data_dir: Path) -> dict[str, np.ndarray]:
     with qdrant_in(data_dir).open() as store:
-        points, _ = store.client.scroll(store.collection, limit=10_000, with_vectors=True)
+        points, _ = store.scroll(10_000, with_vectors=True)
     return {str(point.id): np.asarray(point.vector) for point in points}
 
 

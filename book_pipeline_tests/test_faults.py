@@ -52,7 +52,7 @@ def wait_for_the_load_to_start(process: subprocess.Popen) -> None:
 
 def assert_exactly_one_point_per_book(data_dir: Path, books: int) -> None:
     with qdrant_in(data_dir).open() as store:
-        points, _ = store.client.scroll(store.collection, limit=books + 100)
+        points, _ = store.scroll(books + 100)
     identities = [(p.payload["source_file"], p.payload["book_index"]) for p in points]
     assert len(identities) == books
     assert len(set(identities)) == books

@@ -1,10 +1,11 @@
 """Copying the loaded sample collection to another store: same points, no re-embedding.
 
-The targets are embedded stores: qdrant-client's local mode has the server's API, and no Qdrant
-server can be installed here. `--to-url` runs the same `copy_collection` with a server client;
-only its refusals (unreachable server, key handling) are tested without a server.
+The targets are embedded Qdrant Edge stores; `--to-url` runs the same `copy_collection` with a
+server client (test_qdrant_server.py runs it against the REST stand-in), and a foreign server
+collection is refused here through the same stand-in.
 """
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,20 +16,18 @@ from qdrant_client import models
 
 from book_pipeline import cli
 from book_pipeline.embedding import shared_local_embedder
-from book_pipeline.migration import MigrationError, copy_collection
+from book_pipeline.migration import VECTOR_TOLERANCE, MigrationError, copy_collection
 from book_pipeline.resources import DEFAULT_COLLECTION
 from book_pipeline.search import search_books
 from book_pipeline.vector_store import (
     BookVectorStore,
     CollectionMismatchError,
     CollectionSettings,
+    StoredPoint,
     open_vector_store,
 )
 from book_pipeline_tests.conftest import SampleLoad
-
-# Qdrant normalises every vector it stores for cosine distance, so a stored vector copied into
-# another collection is normalised again: float32 rounding moves some components by 1-2 ulp.
-VECTOR_TOLERANCE = 1e-7
+from book_pipeline_tests.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
 
 
 class CountingEmbedder:
@@ -45,17 +44,20 @@ class CountingEmbedder:
         return self._model.embed(texts)
 
 
-def all_points(store: BookVectorStore) -> dict[str, models.Record]:
-    points, offset = store.client.scroll(
-        store.collection, limit=10_000, with_payload=True, with_vectors=True
-    )
+def all_points(store: BookVectorStore) -> dict[str, StoredPoint]:
+    points, offset = store.scroll(10_000, with_vectors=True)
     assert offset is None
     return {str(point.id): point for point in points}
 
 
+def edge_config_of(shard: Path) -> dict:
+    """The layout the Edge shard was created with, as it keeps it beside its segments."""
+    return json.loads((shard / "edge_config.json").read_text())
+
+
 @pytest.fixture
 def source(sample_load: SampleLoad) -> Iterator[BookVectorStore]:
-    with open_vector_store(DEFAULT_COLLECTION, sample_load.data_dir / "qdrant") as store:
+    with open_vector_store(DEFAULT_COLLECTION, sample_load.data_dir / "qdrant-edge") as store:
         yield store
 
 
@@ -130,20 +132,21 @@ def test_the_target_gets_the_configured_layout(source: BookVectorStore, tmp_path
     settings = CollectionSettings(on_disk_vectors=True, int8_quantization=True, shard_number=4)
     with open_vector_store("books", tmp_path / "copy", settings=settings) as target:
         copy_collection(source, target)
-        vectors = target.client.get_collection("books").config.params.vectors
+    config = edge_config_of(tmp_path / "copy" / "books")
 
-    assert isinstance(vectors, models.VectorParams)
-    assert vectors.on_disk is True and vectors.quantization_config is not None
+    assert config["vectors"][""]["on_disk"] is True and config["quantization_config"] is not None
 
 
 def test_a_missing_or_foreign_source_is_refused(tmp_path: Path) -> None:
+    state = QdrantStubState()
     with (
-        open_vector_store("books", tmp_path / "source") as source,
+        qdrant_rest_stub(state) as url,
+        open_vector_store("books", tmp_path / "unused", url=url) as source,
         open_vector_store("books", tmp_path / "copy") as target,
     ):
         with pytest.raises(MigrationError, match="nothing to copy"):
             copy_collection(source, target)
-        source.client.create_collection(
+        state.local.create_collection(
             "books", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE)
         )
         with pytest.raises(CollectionMismatchError, match="not made by book_pipeline"):
@@ -168,8 +171,7 @@ def test_cli_copies_to_a_path_and_prints_the_counts(
     assert "holds 45 points" in out
     with open_vector_store("books_backup", target) as copy:
         assert copy.count() == 45
-        vectors = copy.client.get_collection("books_backup").config.params.vectors
-        assert isinstance(vectors, models.VectorParams) and vectors.on_disk is True
+    assert edge_config_of(target / "books_backup")["vectors"][""]["on_disk"] is True
 
 
 def test_cli_refuses_to_copy_a_store_onto_itself_or_from_nowhere(
@@ -178,7 +180,7 @@ def test_cli_refuses_to_copy_a_store_onto_itself_or_from_nowhere(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    same = ["migrate-store", "--to-path", str(sample_load.data_dir / "qdrant")]
+    same = ["migrate-store", "--to-path", str(sample_load.data_dir / "qdrant-edge")]
     assert cli.main(same) == cli.EXIT_REFUSED
     assert "is the store being copied" in capsys.readouterr().err
 

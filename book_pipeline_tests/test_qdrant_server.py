@@ -5,6 +5,7 @@ stub checks them against qdrant-client's REST models and answers from its local 
 server does with shards, replicas and indexes is not tested here.
 """
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from book_pipeline import cli, vector_store
 from book_pipeline.resources import DEFAULT_COLLECTION
 from book_pipeline.synthetic_books import write_synthetic_books
+from book_pipeline.vector_store import open_vector_store
 from book_pipeline_tests.conftest import SampleLoad, fetch_data_job, fetch_data_run_config
 from book_pipeline_tests.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
 
@@ -51,8 +53,6 @@ def server_run_config(books_dir: Path, data_dir: Path, url: str) -> dict[str, An
 def test_fetch_data_against_a_server(
     books_dir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A server is never the embedded store: no size warning, however many points.
-    monkeypatch.setattr(vector_store, "EMBEDDED_STORE_POINT_LIMIT", 1)
     _, second = write_synthetic_books(books_dir, files=2, books_per_file=3)
     state = QdrantStubState(api_key=API_KEY)
 
@@ -92,11 +92,11 @@ def test_fetch_data_against_a_server(
     assert event is not None and event.asset_materialization is not None
     assert "qdrant_store_warning" not in event.asset_materialization.metadata
     # A server connection locks nothing: the embedded store's folder was never even created.
-    assert not (data_dir / "qdrant").exists()
+    assert not (data_dir / "qdrant-edge").exists()
 
 
 def test_migrate_store_to_a_server_then_search_it(
-    server_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    server_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server_env.setenv("MY_QDRANT_KEY", API_KEY)
     server_env.setenv("QDRANT_SHARD_NUMBER", "4")
@@ -110,8 +110,24 @@ def test_migrate_store_to_a_server_then_search_it(
         server_env.setenv("QDRANT_API_KEY", API_KEY)
         assert cli.main(["search", "a creepy mansion with ghosts", "--limit", "3"]) == 0
         points = state.local.count(DEFAULT_COLLECTION).count
+        migrated_and_searched = capsys.readouterr()
+        assert cli.main(["info", "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        # server -> Edge: a second embedded copy, beside the sample load's
+        back = ["migrate-store", "--to-path", str(tmp_path / "back"), "--to-collection", "back"]
+        assert cli.main(back) == cli.EXIT_OK
 
-    captured = capsys.readouterr()
+    assert info == {
+        "engine": "qdrant-server",
+        "location": url,
+        "collection": DEFAULT_COLLECTION,
+        "points": 45,
+        "model": "all-MiniLM-L6-v2-onnx-int8",
+        "dimension": 384,
+    }
+    with open_vector_store("back", tmp_path / "back") as copy:
+        assert copy.count() == 45 and copy.engine == "qdrant-edge"
+    captured = migrated_and_searched
     assert points == 45
     assert captured.out.count(f"copied 45 points; collection 'books' at {url} holds 45") == 2
     assert f"export QDRANT_URL={url}" in captured.out

@@ -32,7 +32,8 @@ def test_defaults_without_any_variable(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert Path(resources["embedder"].model_cache_dir) == Path("data") / "models"
     assert resources["qdrant"].url is None
     assert resources["qdrant"].collection == "books"
-    assert Path(resources["qdrant"].local_path) == Path("data") / "qdrant"
+    assert Path(resources["qdrant"].local_path) == Path("data") / "qdrant-edge"
+    assert Path(resources["qdrant"].legacy_path) == Path("data") / "qdrant"
     assert resources["pipeline_state"].data_dir == "data"
 
 
@@ -72,7 +73,8 @@ def test_every_variable_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         "qdrant-secret",
         "books_test",
     )
-    assert qdrant.local_path == str(tmp_path / "state" / "qdrant")
+    assert qdrant.local_path == str(tmp_path / "state" / "qdrant-edge")
+    assert qdrant.legacy_path == str(tmp_path / "state" / "qdrant")
     assert state.data_dir == variables["BOOK_PIPELINE_DATA_DIR"]
     assert embedder.model_cache_dir == str(tmp_path / "state" / "models")
 

@@ -83,7 +83,7 @@ def closed_loopback_url() -> str:
 def stored_points(data_dir: Path) -> dict[str, tuple[str, str]]:
     """Every point of the collection: id -> (source file, content hash)."""
     with qdrant_in(data_dir).open() as store:
-        points, _ = store.client.scroll(store.collection, limit=1000)
+        points, _ = store.scroll(1000)
     return {
         str(point.id): (point.payload["source_file"], point.payload["content_hash"])
         for point in points

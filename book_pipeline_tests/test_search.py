@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from book_pipeline import cli, vector_store
+from book_pipeline import cli
 from book_pipeline.definitions import defs
 from book_pipeline.embedding import LOCAL_MODEL_DIMENSION, shared_local_embedder
 from book_pipeline.folders import SAMPLE_BOOKS_DIR
@@ -52,7 +52,7 @@ QUERIES = [
 
 
 def search(data_dir: Path, query: str, limit: int = 3, **filters: int | str) -> list[SearchHit]:
-    with open_vector_store(DEFAULT_COLLECTION, data_dir / "qdrant") as store:
+    with open_vector_store(DEFAULT_COLLECTION, data_dir / "qdrant-edge") as store:
         return search_books(store, shared_local_embedder(), query, limit, **filters)
 
 
@@ -147,7 +147,7 @@ def test_cli_json_parses(
 def test_cli_refuses_a_collection_of_another_model(
     tmp_path: Path, search_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with open_vector_store(DEFAULT_COLLECTION, tmp_path / "qdrant") as store:
+    with open_vector_store(DEFAULT_COLLECTION, tmp_path / "qdrant-edge") as store:
         store.ensure_collection(LOCAL_MODEL_DIMENSION, "some-other-model")
     search_env.setenv("BOOK_PIPELINE_DATA_DIR", str(tmp_path))
 
@@ -171,9 +171,9 @@ def test_cli_refuses_when_nothing_is_loaded(
 def test_cli_waits_for_a_locked_store_then_fails_clearly(
     tmp_path: Path, search_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "qdrant").mkdir()
+    (tmp_path / "qdrant-edge").mkdir()
     search_env.setenv("BOOK_PIPELINE_DATA_DIR", str(tmp_path))
-    holder = hold_store_open(tmp_path / "qdrant", seconds=30)
+    holder = hold_store_open(tmp_path / "qdrant-edge", seconds=30)
     try:
         code = cli.main(["search", "ghosts", "--lock-wait", "1"])
     finally:
@@ -236,22 +236,6 @@ def test_markdown_escapes_pipes_and_the_table_aligns_columns() -> None:
     assert first.index("Either") == second.index("Fear") == header.index("title")
     assert first.index("1843") == header.index("year")
     assert "..." in first and "Choices. " * 30 not in first
-
-
-def test_cli_hints_at_a_server_past_the_embedded_store_limit(
-    sample_load: SampleLoad, search_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    search_env.setenv("BOOK_PIPELINE_DATA_DIR", str(sample_load.data_dir))
-    assert cli.main(["search", "ghosts", "--limit", "1"]) == 0
-    assert "hint" not in capsys.readouterr().err
-
-    search_env.setattr(vector_store, "EMBEDDED_STORE_POINT_LIMIT", 10)
-    assert cli.main(["search", "ghosts", "--limit", "1"]) == 0
-
-    captured = capsys.readouterr()
-    assert "hint: the embedded Qdrant store holds 45 points, more than the 10" in captured.err
-    assert "migrate-store --to-url" in captured.err
-    assert "hint" not in captured.out  # the results stay clean for a pipe
 
 
 ANCIENT_BOOKS = (

@@ -1,3 +1,4 @@
+import json
 import socket
 import time
 from pathlib import Path
@@ -5,8 +6,8 @@ from pathlib import Path
 import pytest
 from qdrant_client import models
 
-from book_pipeline import vector_store
 from book_pipeline.parsing import parse_book_text
+from book_pipeline.server_store import vector_params
 from book_pipeline.vector_store import (
     CollectionMismatchError,
     CollectionSettings,
@@ -110,44 +111,24 @@ def test_embedded_store_keeps_vector_settings_and_ignores_cluster_ones(tmp_path:
     with open_vector_store("books", tmp_path / "qdrant", settings=settings) as store:
         store.ensure_collection(4, "model-a")
         store.upsert_books(BOOKS, unit_vectors(2, 4), "sha")
-        params = store.client.get_collection("books").config.params
-        [nearest] = store.client.query_points("books", query=unit_vectors(1, 4)[0], limit=1).points
+        [nearest] = store.search(unit_vectors(1, 4)[0].tolist(), limit=1)
+    # Edge keeps the shard's layout beside its segments.
+    config = json.loads((tmp_path / "qdrant" / "books" / "edge_config.json").read_text())
 
-    # What the server would get for the vectors is kept in the collection's config...
-    assert isinstance(params.vectors, models.VectorParams)
-    assert params.vectors.on_disk is True
-    assert params.vectors.hnsw_config is not None
-    assert (params.vectors.hnsw_config.m, params.vectors.hnsw_config.ef_construct) == (32, 200)
-    assert params.vectors.quantization_config == models.ScalarQuantization(
-        scalar=models.ScalarQuantizationConfig(
-            type=models.ScalarType.INT8, quantile=0.99, always_ram=True
-        )
-    )
+    # What the server would get for the vectors is kept in the shard's config...
+    vectors = config["vectors"][""]
+    assert vectors["on_disk"] is True
+    assert (config["hnsw_config"]["m"], config["hnsw_config"]["ef_construct"]) == (32, 200)
+    assert config["quantization_config"] == {
+        "scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}
+    }
     # ...the cluster layout is accepted and dropped: one process has no shards or replicas.
-    assert params.shard_number is None and params.replication_factor is None
-    assert params.write_consistency_factor is None and params.on_disk_payload is None
+    assert not {"shard_number", "replication_factor", "write_consistency_factor"} & set(config)
+    assert config["on_disk_payload"] is True
     assert nearest.id in {book_point_id("classics.txt", 1), book_point_id("classics.txt", 2)}
 
 
 def test_default_settings_send_only_size_and_distance() -> None:
-    assert CollectionSettings().vector_params(384) == models.VectorParams(
+    assert vector_params(CollectionSettings(), 384) == models.VectorParams(
         size=384, distance=models.Distance.COSINE
     )
-
-
-def test_embedded_store_past_its_limit_advises_a_server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(vector_store, "EMBEDDED_STORE_POINT_LIMIT", 1)
-    with open_vector_store("books", tmp_path / "qdrant") as store:
-        store.ensure_collection(4, "model-a")
-        store.upsert_books(BOOKS[:1], unit_vectors(1, 4), "sha")
-        assert store.size_warning() is None
-        store.upsert_books(BOOKS, unit_vectors(2, 4), "sha")
-        warning = store.size_warning()
-        server = vector_store.BookVectorStore(store.client, "books", is_server=True)
-        assert server.size_warning(10**9) is None
-
-    assert warning is not None
-    assert "holds 2 points, more than the 1 it suits" in warning
-    assert "migrate-store --to-url" in warning and "QDRANT_URL" in warning
