@@ -65,8 +65,8 @@ def checks_evaluated(instance: dg.DagsterInstance, run_id: str) -> dict[str, boo
 
 def stored_points(data_dir: Path) -> dict[str, dict]:
     with qdrant_in(data_dir).open() as store:
-        points, _ = store.client.scroll(store.collection, limit=1000)
-    return {str(point.id): point.payload for point in points}
+        points, _ = store.scroll(limit=1000)
+    return {point.id: point.payload for point in points}
 
 
 # The steps of a run whatever its files: the listing, the load and the refusal fan-out with the
