@@ -65,7 +65,7 @@ def checks_evaluated(instance: dg.DagsterInstance, run_id: str) -> dict[str, boo
 
 def stored_points(data_dir: Path) -> dict[str, dict]:
     with qdrant_in(data_dir).open() as store:
-        points, _ = store.client.scroll(store.collection, limit=1000)
+        points, _ = store.scroll(1000)
     return {str(point.id): point.payload for point in points}
 
 
