@@ -18,12 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from book_pipeline.core.book_files import (
-    BOOK_FILE_SUFFIX,
-    is_book_file_name,
-    max_file_bytes_from_environment,
-    too_big,
-)
+from book_pipeline.core.book_files import BOOK_FILE_SUFFIX, is_book_file_name, too_big
 from book_pipeline.core.folders import (
     BOOKS_DIR_ENV,
     DEFAULT_BOOKS_DIR,
@@ -33,10 +28,11 @@ from book_pipeline.core.folders import (
     is_sample_folder,
 )
 from book_pipeline.core.parsing import BookFileError, parse_book_bytes, parse_year
+from book_pipeline.core.settings import QDRANT_API_KEY_ENV, Settings, SettingsError
 
 if TYPE_CHECKING:
     from book_pipeline.core.vector_store import BookVectorStore
-DEFAULT_API_KEY_ENV = "QDRANT_API_KEY"
+DEFAULT_API_KEY_ENV = QDRANT_API_KEY_ENV
 MIGRATE_BATCH_SIZE = 256
 MIGRATE_PROGRESS_EVERY = 10_000
 EXIT_OK = 0
@@ -57,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except CliError as error:
+    except (CliError, SettingsError) as error:
         print(f"{parser.prog} {args.command}: error: {error}", file=sys.stderr)
         return EXIT_REFUSED
     except OSError as error:
@@ -121,7 +117,7 @@ def run_add_books(args: argparse.Namespace) -> int:
     lines = [line.rstrip(b"\r") for line in raw.split(b"\n") if line.strip()]
     data = b"".join(line + b"\n" for line in lines)
     # The pipeline would refuse a bigger file unread: better not to write it.
-    if len(data) > (max_bytes := max_file_bytes_from_environment()):
+    if len(data) > (max_bytes := Settings.from_environment().max_file_bytes):
         raise CliError(str(too_big(file_name, len(data), max_bytes)))
     try:
         books = parse_book_bytes(data, file_name)
@@ -166,19 +162,23 @@ def _add_search_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    # Imported here: Dagster, Qdrant and the model take seconds that add-books need not pay.
-    from book_pipeline.core.embedding import EmbeddingModelError
+    # Imported here: the model and Qdrant take time that add-books and status need not pay.
+    from book_pipeline.core.embedding import EmbeddingModelError, configured_embedder
     from book_pipeline.core.search import SearchRefusedError, format_hits_table, search_books
-    from book_pipeline.defs.resources import resources_outside_dagster
+    from book_pipeline.core.vector_store import open_configured_store
 
-    resources = resources_outside_dagster()
-    qdrant = resources["qdrant"]
-    if args.lock_wait is not None:
-        qdrant = qdrant.model_copy(update={"lock_wait_seconds": args.lock_wait})
+    settings = Settings.from_environment()
     try:
-        embedder = resources["embedder"].get_embedder()
+        embedder = configured_embedder(
+            settings.embedder,
+            settings.embedding_model,
+            settings.model_cache_dir,
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            on_error_response=_say,
+        )
         # The store is opened for this one query only: a load waiting for it is held up briefly.
-        with qdrant.open(on_wait=lambda message: print(message, file=sys.stderr)) as store:
+        with open_configured_store(settings, _say, args.lock_wait) as store:
             hits = search_books(
                 store,
                 embedder,
@@ -211,13 +211,12 @@ def _add_status_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from book_pipeline.core.ledger import LoadLedger, review_books_folder
     from book_pipeline.core.status import folder_status, format_status_table
-    from book_pipeline.defs.ops import review_books_folder
-    from book_pipeline.defs.resources import resources_outside_dagster
 
-    resources = resources_outside_dagster()
-    books_folder = resources["books_folder"]
-    ledger = resources["pipeline_state"].ledger()
+    settings = Settings.from_environment()
+    books_folder = settings.books_folder
+    ledger = LoadLedger(settings.ledger_path)
     try:
         review = review_books_folder(books_folder, ledger)
     except FileNotFoundError as error:
@@ -226,7 +225,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([asdict(row) for row in rows], ensure_ascii=False, indent=2))
     else:
-        print(f"books folder: {_describe_books_folder(books_folder.folder)}")
+        print(f"books folder: {_describe_books_folder(books_folder)}")
         print(format_status_table(rows))
     return EXIT_OK
 
@@ -304,18 +303,16 @@ def run_migrate_store(args: argparse.Namespace) -> int:
         upgrade_local_mode_store,
     )
     from book_pipeline.core.vector_store import open_vector_store
-    from book_pipeline.defs.resources import resources_outside_dagster
 
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
-    qdrant = resources_outside_dagster()["qdrant"]
-    edge_path = Path(qdrant.local_path).expanduser().resolve()
+    settings = Settings.from_environment()
+    collection = settings.collection
+    edge_path = settings.edge_path.expanduser().resolve()
     to_path = args.to_path.expanduser().resolve() if args.to_path else None
-    target_collection = args.to_collection or qdrant.collection
-    server_name = args.to_url or args.from_url or qdrant.url
-
-    def say(message: str) -> None:
-        print(message, file=sys.stderr)
+    target_collection = args.to_collection or collection
+    server_name = args.to_url or args.from_url or settings.qdrant_url
+    say = _say
 
     def progress(copied: int) -> None:
         if copied % MIGRATE_PROGRESS_EVERY < args.batch_size:
@@ -327,22 +324,22 @@ def run_migrate_store(args: argparse.Namespace) -> int:
             path,
             url=url,
             api_key=_api_key_from_environment(args.to_api_key_env) if url else None,
-            lock_wait_seconds=qdrant.lock_wait_seconds,
+            lock_wait_seconds=settings.lock_wait_seconds,
             on_wait=say,
-            settings=qdrant.collection_settings,
+            settings=settings.collection_settings,
         )
 
     try:
         if args.from_legacy is not None:
             legacy = args.from_legacy
             if legacy == _LEGACY_DEFAULT:
-                legacy = Path(qdrant.legacy_path or "")
+                legacy = settings.legacy_path
             legacy = legacy.expanduser().resolve()
-            if not local_mode_has_collection(legacy, qdrant.collection):
+            if not local_mode_has_collection(legacy, collection):
                 raise CliError(
-                    f"no collection {qdrant.collection!r} in a previous version's store at {legacy}"
+                    f"no collection {collection!r} in a previous version's store at {legacy}"
                 )
-            target_url = args.to_url or (None if to_path else qdrant.url)
+            target_url = args.to_url or (None if to_path else settings.qdrant_url)
             with open_target(target_url, to_path or edge_path) as target:
                 target_name = target.location
                 if isinstance(target, EdgeStore) and not target.collection_exists():
@@ -350,7 +347,7 @@ def run_migrate_store(args: argparse.Namespace) -> int:
                 else:
                     from book_pipeline.core.server_store import open_local_mode_store
 
-                    source = open_local_mode_store(legacy, qdrant.collection)
+                    source = open_local_mode_store(legacy, collection)
                     try:
                         copied = copy_collection(source, target, args.batch_size, progress)
                     finally:
@@ -359,26 +356,26 @@ def run_migrate_store(args: argparse.Namespace) -> int:
         else:
             if args.to_url is None and to_path is None:
                 raise CliError("say where to copy to: --to-url URL or --to-path PATH")
-            from_url = args.from_url or (None if args.from_path else qdrant.url)
-            from_path = (args.from_path or Path(qdrant.local_path)).expanduser().resolve()
-            if from_url is None and not (from_path / qdrant.collection).is_dir():
+            from_url = args.from_url or (None if args.from_path else settings.qdrant_url)
+            from_path = (args.from_path or settings.edge_path).expanduser().resolve()
+            if from_url is None and not (from_path / collection).is_dir():
                 raise CliError(f"no embedded Qdrant store at {from_path}")
             if to_path is not None and from_url is None and to_path == from_path:
                 raise CliError(f"--to-path is the store being copied ({from_path})")
             with (
                 open_vector_store(
-                    qdrant.collection,
+                    collection,
                     from_path,
                     url=from_url,
                     api_key=_api_key_from_environment(args.from_api_key_env) if from_url else None,
-                    lock_wait_seconds=qdrant.lock_wait_seconds,
+                    lock_wait_seconds=settings.lock_wait_seconds,
                     on_wait=say,
                 ) as source,
                 open_target(args.to_url, to_path or edge_path) as target,
             ):
                 target_name = target.location
                 print(
-                    f"copying collection {qdrant.collection!r} ({source.count():,} points) of "
+                    f"copying collection {collection!r} ({source.count():,} points) of "
                     f"{source.engine} {source.location} to collection {target_collection!r} at "
                     f"{target_name}"
                 )
@@ -416,11 +413,10 @@ def _add_info_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from book_pipeline.defs.resources import resources_outside_dagster
+    from book_pipeline.core.vector_store import open_configured_store
 
-    qdrant = resources_outside_dagster()["qdrant"]
     try:
-        with qdrant.open(on_wait=lambda message: print(message, file=sys.stderr)) as store:
+        with open_configured_store(Settings.from_environment(), _say) as store:
             model: str | None = None
             dimension: int | None = None
             if store.collection_exists():
@@ -442,6 +438,11 @@ def run_info(args: argparse.Namespace) -> int:
         for key, value in info.items():
             print(f"{key + ':':<{width + 1}} {'-' if value is None else value}")
     return EXIT_OK
+
+
+def _say(message: str) -> None:
+    """Progress and waits go to stderr: stdout holds the answer, which --json keeps parseable."""
+    print(message, file=sys.stderr)
 
 
 def _store_errors() -> tuple[type[Exception], ...]:

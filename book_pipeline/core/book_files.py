@@ -187,11 +187,6 @@ def _open_no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
 
 
-def max_file_bytes_from_environment() -> int:
-    """The size limit as the pipeline's resources read it, for code that runs without Dagster."""
-    return int(os.environ.get(MAX_FILE_MB_VARIABLE) or DEFAULT_MAX_FILE_MB) * BYTES_PER_MB
-
-
 def too_big(file_name: str, size: int, max_bytes: int) -> BookFileError:
     return BookFileError(
         file_name,

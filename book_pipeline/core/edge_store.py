@@ -33,13 +33,13 @@ from typing import Any
 
 import qdrant_edge as edge
 
+from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.core.vector_store import (
     EDGE_ENGINE,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     BookFilter,
     BookVectorStore,
-    CollectionSettings,
     ScoredPoint,
     StoreDamagedError,
     StoredPoint,

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from book_pipeline.core.settings import DEFAULT_OPENAI_MAX_RETRIES
+
 if TYPE_CHECKING:
     import fastembed
     import openai
@@ -141,6 +143,30 @@ def shared_local_embedder(
         from fastembed.common.utils import define_cache_dir
 
         return _named_model(model, define_cache_dir(str(cache_dir) if cache_dir else None))
+
+
+def configured_embedder(
+    provider: str,
+    model: str | None,
+    model_cache_dir: Path,
+    *,
+    dimensions: int | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    max_retries: int = DEFAULT_OPENAI_MAX_RETRIES,
+    on_error_response: Callable[[str], None] | None = None,
+) -> Embedder:
+    """The embedder a configuration names (`Settings`, or the Dagster resource's fields)."""
+    if provider == "openai":
+        return OpenAIEmbedder(
+            model=model or OPENAI_DEFAULT_MODEL,
+            dimensions=dimensions,
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=max_retries,
+            on_error_response=on_error_response,
+        )
+    return shared_local_embedder(model, model_cache_dir.expanduser())
 
 
 _BUNDLED_WAY_OUT = (

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from book_pipeline.core.book_files import FileSnapshot
+from book_pipeline.core.book_files import FileSnapshot, file_sha256, snapshot_book_files
 from book_pipeline.core.parsing import ParsedBookFile
 
 
@@ -183,6 +183,15 @@ def review_folder(
         key=lambda entry: entry.file_name,
     )
     return FolderReview(pending, failed_unchanged, removed, up_to_date)
+
+
+def review_books_folder(folder: Path, ledger: LoadLedger) -> FolderReview:
+    """The books folder as it is now, against what the ledger says was loaded."""
+    return review_folder(
+        snapshot_book_files(folder),
+        ledger.entries(),
+        lambda snapshot: file_sha256(snapshot.path, books_folder=folder),
+    )
 
 
 def _same_content(

@@ -12,6 +12,7 @@ from pathlib import Path
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
 
+from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.core.vector_store import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
@@ -19,7 +20,6 @@ from book_pipeline.core.vector_store import (
     BookFilter,
     BookVectorStore,
     CollectionMismatchError,
-    CollectionSettings,
     ScoredPoint,
     StoredPoint,
     StoreLockedError,

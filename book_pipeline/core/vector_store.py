@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from book_pipeline.core.parsing import BookRecord
+from book_pipeline.core.settings import CollectionSettings, Settings
 
 # Fixed forever: point ids derive from it, and changing it would duplicate every book.
 _BOOK_ID_NAMESPACE = uuid.UUID("6f1d2a8e-3c55-4c1e-9a51-0b9d7f4e2c10")
@@ -27,9 +28,6 @@ UPSERT_BATCH_SIZE = 256
 KEYWORD_FIELDS = ("author", "source_file")
 INTEGER_FIELDS = ("year",)
 EDGE_ENGINE = "qdrant-edge"
-# Inside BOOK_PIPELINE_DATA_DIR: the Edge store, and the previous version's (local mode) store.
-EDGE_FOLDER_NAME = "qdrant-edge"
-LEGACY_FOLDER_NAME = "qdrant"
 SERVER_ENGINE = "qdrant-server"
 
 
@@ -105,25 +103,6 @@ class BookFilter:
     author: str | None = None
     year_from: int | None = None
     year_to: int | None = None
-
-
-@dataclass(frozen=True)
-class CollectionSettings:
-    """How a new collection is laid out; None leaves the engine's default.
-
-    Applied only when the collection is created. A server takes all of them; the embedded Edge
-    shard takes the vector ones (on-disk vectors and payloads, HNSW, int8 quantization) and has
-    no use for the cluster ones (shards, replicas, write consistency).
-    """
-
-    shard_number: int | None = None
-    replication_factor: int | None = None
-    write_consistency_factor: int | None = None
-    on_disk_vectors: bool = False
-    on_disk_payload: bool | None = None
-    hnsw_m: int | None = None
-    hnsw_ef_construct: int | None = None
-    int8_quantization: bool = False
 
 
 class BookVectorStore(ABC):
@@ -264,3 +243,23 @@ def open_vector_store(
         yield store
     finally:
         store.close()
+
+
+def open_configured_store(
+    settings: Settings,
+    on_wait: Callable[[str], None] | None = None,
+    lock_wait_seconds: float | None = None,
+) -> AbstractContextManager[BookVectorStore]:
+    """The store the settings name, opened as the pipeline opens it (`open_vector_store`)."""
+    return open_vector_store(
+        settings.collection,
+        settings.edge_path.expanduser().resolve(),
+        settings.qdrant_url,
+        settings.qdrant_api_key,
+        lock_wait_seconds=(
+            settings.lock_wait_seconds if lock_wait_seconds is None else lock_wait_seconds
+        ),
+        on_wait=on_wait,
+        settings=settings.collection_settings,
+        legacy_path=settings.legacy_path.expanduser().resolve(),
+    )

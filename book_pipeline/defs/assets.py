@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from book_pipeline.core.settings import configured_embedder_provider
 from book_pipeline.defs.ops import (
     check_every_file_accepted,
     create_vector_embeddings,
@@ -11,7 +12,6 @@ from book_pipeline.defs.ops import (
     refuse_book_description_file,
     transform_book_description_file,
 )
-from book_pipeline.defs.resources import configured_embedder_provider
 
 BOOKS_GROUP = "books"
 

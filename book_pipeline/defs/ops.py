@@ -17,15 +17,13 @@ from pydantic import Field
 from book_pipeline.core.book_files import (
     UNREAD_SHA256,
     FileSnapshot,
-    file_sha256,
     mapping_key_for,
     read_book_file,
     snapshot_book_file,
-    snapshot_book_files,
 )
 from book_pipeline.core.embedding import EmbeddingModelError
 from book_pipeline.core.embedding_cache import embed_with_cache
-from book_pipeline.core.ledger import FolderReview, LoadLedger, review_folder
+from book_pipeline.core.ledger import review_books_folder
 from book_pipeline.core.parsing import BookFileError, ParsedBookFile, parse_book_data
 from book_pipeline.core.vector_store import CollectionMismatchError, book_point_id
 from book_pipeline.defs.resources import (
@@ -67,15 +65,6 @@ class LoadConfig(dg.Config):
     )
 
 
-def review_books_folder(books_folder: BooksFolder, ledger: LoadLedger) -> FolderReview:
-    folder = books_folder.folder
-    return review_folder(
-        snapshot_book_files(folder),
-        ledger.entries(),
-        lambda snapshot: file_sha256(snapshot.path, books_folder=folder),
-    )
-
-
 @dg.op(out=dg.DynamicOut(str))
 def list_book_description_files(
     context: dg.OpExecutionContext,
@@ -84,7 +73,7 @@ def list_book_description_files(
     pipeline_state: PipelineStateResource,
 ):
     """One dynamic output per pending file; with none, nothing downstream is mapped."""
-    review = review_books_folder(books_folder, pipeline_state.ledger())
+    review = review_books_folder(books_folder.folder, pipeline_state.ledger())
     pending = review.pending
     if config.only_files is not None:
         requested = set(config.only_files)
@@ -278,7 +267,7 @@ def load_embeddings_to_vector_db(
             ],
         )
         ledger.record_loaded(embedded.file for embedded in embedded_files)
-        review = review_books_folder(books_folder, ledger)
+        review = review_books_folder(books_folder.folder, ledger)
         if config.remove_books_of_deleted_files:
             store.remove_books([entry.file_name for entry in review.removed])
         for entry in review.removed:

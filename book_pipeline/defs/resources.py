@@ -1,4 +1,8 @@
-"""Dagster resources for the outside world: the books folder, the embedding model, Qdrant."""
+"""Dagster resources for the outside world: the books folder, the embedding model, Qdrant.
+
+Each wraps the core (`book_pipeline.core`); their values come from `Settings.from_environment()`,
+the configuration the `book-pipeline` command reads too.
+"""
 
 import os
 from collections.abc import Callable, Iterator
@@ -15,26 +19,34 @@ from book_pipeline.core.embedding import (
     LOCAL_MODEL_NAME,
     OPENAI_DEFAULT_MODEL,
     Embedder,
-    OpenAIEmbedder,
-    shared_local_embedder,
+    configured_embedder,
 )
 from book_pipeline.core.embedding_cache import open_embedding_cache
 from book_pipeline.core.folders import BOOKS_DIR_ENV, DEFAULT_DATA_DIR, default_books_dir
 from book_pipeline.core.ledger import LoadLedger
-from book_pipeline.core.vector_store import (
+from book_pipeline.core.settings import (
+    COLLECTION_ENV,
+    DEFAULT_COLLECTION,
+    DEFAULT_LOCK_WAIT_SECONDS,
+    DEFAULT_MAX_FILES_PER_RUN,
+    DEFAULT_OPENAI_MAX_RETRIES,
+    DEFAULT_SETTLE_SECONDS,
     EDGE_FOLDER_NAME,
+    EMBEDDING_CACHE_FOLDER,
+    EMBEDDING_MODEL_ENV,
+    LEDGER_FILE_NAME,
     LEGACY_FOLDER_NAME,
-    BookVectorStore,
+    MAX_FILES_PER_RUN_ENV,
+    MODEL_CACHE_FOLDER,
+    OPENAI_API_KEY_ENV,
+    OPENAI_BASE_URL_ENV,
+    QDRANT_API_KEY_ENV,
+    QDRANT_URL_ENV,
+    SETTLE_SECONDS_ENV,
     CollectionSettings,
-    open_vector_store,
+    Settings,
 )
-
-# Local models named by BOOK_PIPELINE_EMBEDDING_MODEL are downloaded here, in the data dir.
-MODEL_CACHE_FOLDER = "models"
-DEFAULT_COLLECTION = "books"
-DEFAULT_SETTLE_SECONDS = 30
-DEFAULT_MAX_FILES_PER_RUN = 100
-DEFAULT_OPENAI_MAX_RETRIES = 2
+from book_pipeline.core.vector_store import BookVectorStore, open_vector_store
 
 
 def env_or_default(name: str, default: str | None) -> str | dg.EnvVar | None:
@@ -42,30 +54,9 @@ def env_or_default(name: str, default: str | None) -> str | dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
-def env_int_or_default(name: str, default: int) -> int | dg.EnvVar:
+def env_int_or_default(name: str, default: int | None) -> int | dg.EnvVar | None:
+    """The same for a number; `Settings` has already checked that it is one."""
     return dg.EnvVar.int(name) if os.environ.get(name) else default
-
-
-def env_optional_int(name: str) -> int | dg.EnvVar | None:
-    return dg.EnvVar.int(name) if os.environ.get(name) else None
-
-
-_TRUE_WORDS = ("1", "true", "yes", "on")
-_FALSE_WORDS = ("0", "false", "no", "off")
-
-
-def env_bool(name: str, default: bool | None) -> bool | None:
-    """Read now, not as an EnvVar: Dagster has no boolean EnvVar, and a typo must fail loudly."""
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in _TRUE_WORDS:
-        return True
-    if value in _FALSE_WORDS:
-        return False
-    raise ValueError(
-        f"{name} must be one of {', '.join(_TRUE_WORDS + _FALSE_WORDS)}, got {value!r}"
-    )
 
 
 class BooksFolder(dg.ConfigurableResource):
@@ -126,17 +117,17 @@ class EmbedderResource(dg.ConfigurableResource):
     )
 
     def get_embedder(self) -> Embedder:
-        if self.provider == "openai":
-            return OpenAIEmbedder(
-                model=self.model or OPENAI_DEFAULT_MODEL,
-                dimensions=self.dimensions,
-                api_key=self.openai_api_key,
-                base_url=self.openai_base_url,
-                max_retries=self.openai_max_retries,
-                # Inside a run, Dagster captures this logger: every error answer is in the log.
-                on_error_response=dg.get_dagster_logger("book_pipeline.core.embedding").warning,
-            )
-        return shared_local_embedder(self.model, Path(self.model_cache_dir).expanduser())
+        return configured_embedder(
+            self.provider,
+            self.model,
+            Path(self.model_cache_dir),
+            dimensions=self.dimensions,
+            api_key=self.openai_api_key,
+            base_url=self.openai_base_url,
+            max_retries=self.openai_max_retries,
+            # Inside a run, Dagster captures this logger: every error answer is in the log.
+            on_error_response=dg.get_dagster_logger("book_pipeline.core.embedding").warning,
+        )
 
 
 class PipelineStateResource(dg.ConfigurableResource):
@@ -150,10 +141,10 @@ class PipelineStateResource(dg.ConfigurableResource):
         return Path(self.data_dir).expanduser().resolve()
 
     def ledger(self) -> LoadLedger:
-        return LoadLedger(self.folder / "ledger.sqlite")
+        return LoadLedger(self.folder / LEDGER_FILE_NAME)
 
     def embedding_cache(self) -> diskcache.Cache:
-        return open_embedding_cache(self.folder / "embedding_cache")
+        return open_embedding_cache(self.folder / EMBEDDING_CACHE_FOLDER)
 
 
 class QdrantResource(dg.ConfigurableResource):
@@ -172,7 +163,7 @@ class QdrantResource(dg.ConfigurableResource):
     url: str | None = None
     api_key: str | None = Field(default=None, description="Set from QDRANT_API_KEY")
     lock_wait_seconds: float = Field(
-        default=120.0,
+        default=DEFAULT_LOCK_WAIT_SECONDS,
         description="How long to wait for the embedded store while another process has it open",
     )
     # How a new collection is laid out on a server (docs/qdrant.md); unset: the server's default.
@@ -256,57 +247,46 @@ def folders_run_config(books_dir: Path, data_dir: Path) -> dict[str, Any]:
     }
 
 
-def configured_embedder_provider() -> str:
-    """`BOOK_PIPELINE_EMBEDDER`: "local" (the default) or "openai"."""
-    return os.environ.get("BOOK_PIPELINE_EMBEDDER") or "local"
-
-
 def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
-    # A plain path, not an EnvVar: the Qdrant folder is derived from it, and it is no secret.
-    data_dir = os.environ.get("BOOK_PIPELINE_DATA_DIR") or DEFAULT_DATA_DIR
+    """The code location's resources: `Settings.from_environment()`, with every variable that is
+    set passed as an `EnvVar`, so the UI shows its name rather than its value."""
+    settings = Settings.from_environment()
+    layout = settings.collection_settings
     return {
         "books_folder": BooksFolder(
             path=env_or_default(BOOKS_DIR_ENV, None),
-            settle_seconds=env_int_or_default(
-                "BOOK_PIPELINE_SETTLE_SECONDS", DEFAULT_SETTLE_SECONDS
-            ),
-            max_files_per_run=env_int_or_default(
-                "BOOK_PIPELINE_MAX_FILES_PER_RUN", DEFAULT_MAX_FILES_PER_RUN
-            ),
-            max_file_mb=env_int_or_default(MAX_FILE_MB_VARIABLE, DEFAULT_MAX_FILE_MB),
+            settle_seconds=env_int_or_default(SETTLE_SECONDS_ENV, settings.settle_seconds),
+            max_files_per_run=env_int_or_default(MAX_FILES_PER_RUN_ENV, settings.max_files_per_run),
+            max_file_mb=env_int_or_default(MAX_FILE_MB_VARIABLE, settings.max_file_mb),
         ),
         "embedder": EmbedderResource(
-            # Read now, not as an EnvVar: the field is a choice of two, checked when this loads.
-            provider=configured_embedder_provider(),
-            model=env_or_default("BOOK_PIPELINE_EMBEDDING_MODEL", None),
-            model_cache_dir=str(Path(data_dir) / MODEL_CACHE_FOLDER),
-            openai_api_key=env_or_default("OPENAI_API_KEY", None),
-            openai_base_url=env_or_default("OPENAI_BASE_URL", None),
+            # A plain value, not an EnvVar: the field is a choice of two, checked when this loads.
+            provider=settings.embedder,
+            model=env_or_default(EMBEDDING_MODEL_ENV, None),
+            model_cache_dir=str(settings.model_cache_dir),
+            openai_api_key=env_or_default(OPENAI_API_KEY_ENV, None),
+            openai_base_url=env_or_default(OPENAI_BASE_URL_ENV, None),
         ),
         "qdrant": QdrantResource(
-            collection=env_or_default("BOOK_PIPELINE_COLLECTION", DEFAULT_COLLECTION),
-            **embedded_store_paths(Path(data_dir)),
-            url=env_or_default("QDRANT_URL", None),
-            api_key=env_or_default("QDRANT_API_KEY", None),
-            shard_number=env_optional_int("QDRANT_SHARD_NUMBER"),
-            replication_factor=env_optional_int("QDRANT_REPLICATION_FACTOR"),
-            write_consistency_factor=env_optional_int("QDRANT_WRITE_CONSISTENCY_FACTOR"),
-            on_disk_vectors=env_bool("QDRANT_ON_DISK_VECTORS", False),
-            on_disk_payload=env_bool("QDRANT_ON_DISK_PAYLOAD", None),
-            hnsw_m=env_optional_int("QDRANT_HNSW_M"),
-            hnsw_ef_construct=env_optional_int("QDRANT_HNSW_EF_CONSTRUCT"),
-            int8_quantization=env_bool("QDRANT_INT8_QUANTIZATION", False),
+            collection=env_or_default(COLLECTION_ENV, DEFAULT_COLLECTION),
+            # Plain paths, not EnvVars: derived from the data folder, and no secret.
+            **embedded_store_paths(settings.data_dir),
+            url=env_or_default(QDRANT_URL_ENV, None),
+            api_key=env_or_default(QDRANT_API_KEY_ENV, None),
+            shard_number=env_int_or_default("QDRANT_SHARD_NUMBER", layout.shard_number),
+            replication_factor=env_int_or_default(
+                "QDRANT_REPLICATION_FACTOR", layout.replication_factor
+            ),
+            write_consistency_factor=env_int_or_default(
+                "QDRANT_WRITE_CONSISTENCY_FACTOR", layout.write_consistency_factor
+            ),
+            on_disk_vectors=layout.on_disk_vectors,
+            on_disk_payload=layout.on_disk_payload,
+            hnsw_m=env_int_or_default("QDRANT_HNSW_M", layout.hnsw_m),
+            hnsw_ef_construct=env_int_or_default(
+                "QDRANT_HNSW_EF_CONSTRUCT", layout.hnsw_ef_construct
+            ),
+            int8_quantization=layout.int8_quantization,
         ),
-        "pipeline_state": PipelineStateResource(data_dir=data_dir),
-    }
-
-
-def resources_outside_dagster() -> dict[str, dg.ConfigurableResource]:
-    """The same resources with the variables read now, for code that runs without Dagster (CLI).
-
-    Outside a run an `EnvVar` field holds the variable's name, not its value.
-    """
-    return {
-        name: resource.process_config_and_initialize()
-        for name, resource in resources_from_environment().items()
+        "pipeline_state": PipelineStateResource(data_dir=str(settings.data_dir)),
     }

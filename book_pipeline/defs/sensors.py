@@ -12,8 +12,8 @@ from typing import Any
 import dagster as dg
 
 from book_pipeline.core.arrivals import PlannedBatch, SeenFiles, plan_tick
+from book_pipeline.core.ledger import review_books_folder
 from book_pipeline.defs.jobs import fetch_data
-from book_pipeline.defs.ops import review_books_folder
 from book_pipeline.defs.resources import BooksFolder, PipelineStateResource
 
 BATCH_TAG = "book_pipeline/batch"
@@ -89,7 +89,7 @@ def new_book_files_sensor(
             return dg.SkipReason(f"run {run.run_id} is loading every pending file")
         in_flight.update(files)
 
-    review = review_books_folder(books_folder, pipeline_state.ledger())
+    review = review_books_folder(books_folder.folder, pipeline_state.ledger())
     plan = plan_tick(
         review,
         seen=_decode_cursor(context.cursor),

@@ -15,6 +15,7 @@ from book_pipeline import cli
 from book_pipeline.core.edge_store import MANIFEST_NAME
 from book_pipeline.core.migration import LEGACY_UPGRADE_COMMAND, MigrationError
 from book_pipeline.core.parsing import parse_book_text
+from book_pipeline.core.settings import DEFAULT_COLLECTION
 from book_pipeline.core.vector_store import (
     CollectionMismatchError,
     StoreDamagedError,
@@ -22,7 +23,7 @@ from book_pipeline.core.vector_store import (
     book_point_id,
     open_vector_store,
 )
-from book_pipeline.defs.resources import DEFAULT_COLLECTION, QdrantResource, embedded_store_paths
+from book_pipeline.defs.resources import QdrantResource, embedded_store_paths
 from book_pipeline_tests.conftest import unit_vectors
 
 MODEL = "model-a"

@@ -18,14 +18,13 @@ from book_pipeline import cli
 from book_pipeline.core.embedding import shared_local_embedder
 from book_pipeline.core.migration import VECTOR_TOLERANCE, MigrationError, copy_collection
 from book_pipeline.core.search import search_books
+from book_pipeline.core.settings import DEFAULT_COLLECTION, CollectionSettings
 from book_pipeline.core.vector_store import (
     BookVectorStore,
     CollectionMismatchError,
-    CollectionSettings,
     StoredPoint,
     open_vector_store,
 )
-from book_pipeline.defs.resources import DEFAULT_COLLECTION
 from book_pipeline_tests.conftest import SampleLoad
 from book_pipeline_tests.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
 

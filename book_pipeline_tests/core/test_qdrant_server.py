@@ -13,10 +13,9 @@ import dagster as dg
 import pytest
 
 from book_pipeline import cli
-from book_pipeline.core import vector_store
+from book_pipeline.core.settings import DEFAULT_COLLECTION, CollectionSettings
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.core.vector_store import open_vector_store
-from book_pipeline.defs.resources import DEFAULT_COLLECTION
 from book_pipeline_tests.conftest import SampleLoad, fetch_data_job, fetch_data_run_config
 from book_pipeline_tests.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
 
@@ -38,7 +37,7 @@ def server_env(sample_load: SampleLoad, monkeypatch: pytest.MonkeyPatch) -> pyte
     """The pipeline's configured embedded store is the sample load's; no developer settings."""
     for name in ("QDRANT_URL", "QDRANT_API_KEY", "BOOK_PIPELINE_EMBEDDER"):
         monkeypatch.delenv(name, raising=False)
-    for name in vector_store.CollectionSettings.__dataclass_fields__:
+    for name in CollectionSettings.__dataclass_fields__:
         monkeypatch.delenv(f"QDRANT_{name.upper()}", raising=False)
     monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(sample_load.data_dir))
     monkeypatch.setenv("BOOK_PIPELINE_COLLECTION", DEFAULT_COLLECTION)

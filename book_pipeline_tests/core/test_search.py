@@ -17,9 +17,9 @@ from book_pipeline.core.search import (
     hits_markdown,
     search_books,
 )
+from book_pipeline.core.settings import DEFAULT_COLLECTION
 from book_pipeline.core.vector_store import open_vector_store
 from book_pipeline.definitions import defs
-from book_pipeline.defs.resources import DEFAULT_COLLECTION
 from book_pipeline_tests.conftest import (
     SampleLoad,
     fetch_data_job,

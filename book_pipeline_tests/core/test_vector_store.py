@@ -8,9 +8,9 @@ from qdrant_client import models
 
 from book_pipeline.core.parsing import parse_book_text
 from book_pipeline.core.server_store import vector_params
+from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.core.vector_store import (
     CollectionMismatchError,
-    CollectionSettings,
     StoreLockedError,
     StoreUnreachableError,
     book_point_id,

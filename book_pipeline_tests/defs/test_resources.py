@@ -1,12 +1,21 @@
-"""Resources built from the environment, as the code location and the CLI build them."""
+"""Resources built from the environment, as the code location builds them and a run sees them."""
 
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.core.vector_store import CollectionSettings
-from book_pipeline.defs.resources import BooksFolder, resources_outside_dagster
+from book_pipeline.core.settings import CollectionSettings
+from book_pipeline.defs.resources import BooksFolder, resources_from_environment
+
+
+def resources_outside_dagster() -> dict[str, dg.ConfigurableResource]:
+    """As a run sees them: every `EnvVar` field holds the variable's value, not its name."""
+    return {
+        name: resource.process_config_and_initialize()
+        for name, resource in resources_from_environment().items()
+    }
 
 
 def test_defaults_without_any_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
