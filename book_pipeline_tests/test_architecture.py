@@ -98,7 +98,8 @@ def test_the_blocker_does_block_dagster() -> None:
 
 
 def test_core_and_cli_import_parse_embed_and_search_without_dagster(tmp_path: Path) -> None:
-    modules = submodules(book_pipeline.core) + [
+    modules = [
+        *submodules(book_pipeline.core),
         book_pipeline.cli.__name__,
         *submodules(book_pipeline.cli),
     ]
