@@ -7,6 +7,11 @@ a temporary data folder. Then the installed `book-pipeline` command is run `--ru
 subcommand, each run a fresh process, and the median wall time is printed. Nothing is kept
 between runs but what the pipeline keeps on disk anyway (the Qdrant store, the ledger).
 
+`--breakdown` also times the search command's phases, each in a fresh process as the command
+runs them: the interpreter's start, importing the CLI, importing fastembed (with numpy and
+onnxruntime), loading the model (onnxruntime's session), embedding the query, opening the Edge
+store, the query itself.
+
 `--baseline-src` runs the same commands a second time with another checkout's package first on
 PYTHONPATH (e.g. a `git worktree` of main), interleaved run by run with this one, so a busy
 moment of the machine hits both; the ratio of the medians is printed too.
@@ -50,6 +55,51 @@ def load_samples(data_dir: Path) -> None:
         raise SystemExit("fetch_data failed on the sample books")
 
 
+# The search command's steps, timed one by one (`run_search` does the same, in one go).
+PHASES = """
+import json, sys, time
+started = time.perf_counter()
+marks = {}
+def mark(name):
+    global started
+    now = time.perf_counter()
+    marks[name] = now - started
+    started = now
+from book_pipeline.cli import main
+from book_pipeline.core.settings import Settings
+mark("import the CLI")
+import fastembed
+mark("import fastembed (numpy, onnxruntime, huggingface_hub)")
+from book_pipeline.core.embedding import configured_embedder
+settings = Settings.from_environment()
+model = settings.embedding_model
+embedder = configured_embedder(settings.embedder, model, settings.model_cache_dir)
+mark("load the model (onnxruntime session)")
+from book_pipeline.core.search import search_books
+from book_pipeline.core.vector_store import open_configured_store
+with open_configured_store(settings) as store:
+    mark("open the Edge store")
+    hits = search_books(store, embedder, sys.argv[1], 5)
+    mark("embed the query and search")
+print(json.dumps(marks))
+"""
+
+
+def time_phases(environment: dict[str, str], cwd: Path) -> dict[str, float]:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], env=environment, cwd=cwd, check=True)
+    phases = {"start the interpreter": time.perf_counter() - started}
+    completed = subprocess.run(
+        [sys.executable, "-c", PHASES, QUERY],
+        env=environment,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return phases | json.loads(completed.stdout)
+
+
 def time_command(arguments: list[str], environment: dict[str, str], cwd: Path) -> float:
     started = time.perf_counter()
     completed = subprocess.run(
@@ -66,6 +116,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10, help="runs per command (default: 10)")
     parser.add_argument(
         "--baseline-src", type=Path, help="another checkout to time the same way, interleaved"
+    )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time the search command's phases"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
@@ -96,12 +149,22 @@ def main() -> None:
                     timings[variant][name].append(
                         time_command(arguments, variant_environment, root)
                     )
+        phases: dict[str, list[float]] = {}
+        for _ in range(args.runs if args.breakdown else 0):
+            for phase, seconds in time_phases(environment, root).items():
+                phases.setdefault(phase, []).append(seconds)
 
     medians = {
         variant: {name: statistics.median(seconds) for name, seconds in by_command.items()}
         for variant, by_command in timings.items()
     }
-    report = {"runs": args.runs, "median_seconds": medians, "seconds": timings}
+    phase_medians = {phase: statistics.median(seconds) for phase, seconds in phases.items()}
+    report = {
+        "runs": args.runs,
+        "median_seconds": medians,
+        "search_phases_median_seconds": phase_medians,
+        "seconds": timings,
+    }
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -113,6 +176,8 @@ def main() -> None:
                 f"; baseline {baseline:.3f} s, {baseline / medians['this'][name]:.1f}x faster now"
             )
         print(line)
+    for phase, seconds in phase_medians.items():
+        print(f"  search phase: {phase:<56} median {seconds:.3f} s")
 
 
 if __name__ == "__main__":

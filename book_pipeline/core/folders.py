@@ -2,8 +2,8 @@
 directory. The bundled samples stand in for `books/` until it exists; the package itself is
 never written to.
 
-No Dagster here: the `book-pipeline` command decides the books folder exactly as the Dagster
-resources do, without paying for Dagster's import.
+Decided here for everyone: `Settings.books_folder` (the `book-pipeline` command) and the Dagster
+resource `BooksFolder` both fall back on `default_books_dir`.
 """
 
 from __future__ import annotations
