@@ -16,16 +16,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from book_pipeline.book_files import list_book_files
+from book_pipeline.core.book_files import list_book_files
+from book_pipeline.core.parsing import parse_book_file
+from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.definitions import defs
-from book_pipeline.parsing import parse_book_file
-from book_pipeline.resources import (
+from book_pipeline.defs.resources import (
     EmbedderResource,
     QdrantResource,
     embedded_store_paths,
     folders_run_config,
 )
-from book_pipeline.synthetic_books import write_synthetic_books
 
 # The instance configuration the README recommends for one machine.
 LOCAL_INSTANCE_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "local" / "dagster.yaml"

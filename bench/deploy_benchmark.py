@@ -33,8 +33,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the servers' helpers live with the tests
 
-from book_pipeline.resources import folders_run_config  # noqa: E402
-from book_pipeline.synthetic_books import write_synthetic_books  # noqa: E402
+from book_pipeline.core.synthetic_books import write_synthetic_books  # noqa: E402
+from book_pipeline.defs.resources import folders_run_config  # noqa: E402
 from book_pipeline_tests.services import (  # noqa: E402
     celery_worker,
     missing_postgres,

@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))  # the server helpers live with the tests
 
 from deploy_benchmark import last_run_seconds, run_command  # noqa: E402
 
-from book_pipeline.resources import folders_run_config  # noqa: E402
-from book_pipeline.synthetic_books import write_synthetic_books  # noqa: E402
+from book_pipeline.core.synthetic_books import write_synthetic_books  # noqa: E402
+from book_pipeline.defs.resources import folders_run_config  # noqa: E402
 from book_pipeline_tests.services import (  # noqa: E402
     free_port,
     stop_process_group,

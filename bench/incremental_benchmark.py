@@ -20,18 +20,18 @@ from pathlib import Path
 import dagster as dg
 from benchmark import run_fetch_data
 
+from book_pipeline.core.embedding_cache import embed_with_cache
+from book_pipeline.core.parsing import parse_book_file
+from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.definitions import defs
-from book_pipeline.embedding_cache import embed_with_cache
-from book_pipeline.parsing import parse_book_file
-from book_pipeline.resources import (
+from book_pipeline.defs.resources import (
     BooksFolder,
     EmbedderResource,
     PipelineStateResource,
     QdrantResource,
     embedded_store_paths,
 )
-from book_pipeline.sensors import new_book_files_sensor
-from book_pipeline.synthetic_books import write_synthetic_books
+from book_pipeline.defs.sensors import new_book_files_sensor
 
 BOOKS_PER_FILE = 10
 

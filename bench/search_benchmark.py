@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from book_pipeline.book_files import list_book_files
-from book_pipeline.embedding import shared_local_embedder
-from book_pipeline.parsing import parse_book_file
-from book_pipeline.search import book_filter, search_books
-from book_pipeline.synthetic_books import write_synthetic_books
-from book_pipeline.vector_store import (
-    EDGE_FOLDER_NAME,
+from book_pipeline.core.book_files import list_book_files
+from book_pipeline.core.embedding import shared_local_embedder
+from book_pipeline.core.parsing import parse_book_file
+from book_pipeline.core.search import book_filter, search_books
+from book_pipeline.core.settings import EDGE_FOLDER_NAME
+from book_pipeline.core.synthetic_books import write_synthetic_books
+from book_pipeline.core.vector_store import (
     BookFilter,
     BookVectorStore,
     open_vector_store,

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from book_pipeline.parsing import BookRecord
-from book_pipeline.vector_store import (
+from book_pipeline.core.parsing import BookRecord
+from book_pipeline.core.vector_store import (
     UPSERT_BATCH_SIZE,
     BookFilter,
     StoredPoint,

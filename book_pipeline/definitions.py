@@ -2,15 +2,15 @@
 
 import dagster as dg
 
-from book_pipeline.alerts import alert_sensors
-from book_pipeline.assets import book_embeddings
-from book_pipeline.checks import book_embeddings_retrieval_sanity
-from book_pipeline.deploy_jobs import deploy_jobs
-from book_pipeline.executors import in_process_unless_configured_executor
-from book_pipeline.jobs import fetch_data, query_data
-from book_pipeline.resources import resources_from_environment
-from book_pipeline.sensors import new_book_files_sensor
-from book_pipeline.simple_mapping import simple_mapping
+from book_pipeline.defs.alerts import alert_sensors
+from book_pipeline.defs.assets import book_embeddings
+from book_pipeline.defs.checks import book_embeddings_retrieval_sanity
+from book_pipeline.defs.deploy_jobs import deploy_jobs
+from book_pipeline.defs.executors import in_process_unless_configured_executor
+from book_pipeline.defs.jobs import fetch_data, query_data
+from book_pipeline.defs.resources import resources_from_environment
+from book_pipeline.defs.sensors import new_book_files_sensor
+from book_pipeline.defs.simple_mapping import simple_mapping
 
 defs = dg.Definitions(
     assets=[book_embeddings],

@@ -11,9 +11,9 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.definitions import defs
-from book_pipeline.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.resources import QdrantResource, embedded_store_paths, folders_run_config
+from book_pipeline.defs.resources import QdrantResource, embedded_store_paths, folders_run_config
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def sample_load(tmp_path_factory: pytest.TempPathFactory) -> SampleLoad:
 HOLD_STORE = """
 import sys, time
 from pathlib import Path
-from book_pipeline.vector_store import open_vector_store
+from book_pipeline.core.vector_store import open_vector_store
 with open_vector_store("books", Path(sys.argv[1])):
     print("open", flush=True)
     time.sleep(float(sys.argv[2]))

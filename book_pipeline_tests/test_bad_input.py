@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from book_pipeline.book_files import (
+from book_pipeline.core.book_files import (
     BYTES_PER_MB,
     DEFAULT_MAX_FILE_MB,
     UNREAD_SHA256,
@@ -28,15 +28,15 @@ from book_pipeline.book_files import (
     read_book_file,
     snapshot_book_files,
 )
-from book_pipeline.ledger import FileState, LedgerEntry
-from book_pipeline.parsing import (
+from book_pipeline.core.ledger import FileState, LedgerEntry
+from book_pipeline.core.parsing import (
     MAX_INDEX,
     MAX_LINE_CHARS,
     parse_book_bytes,
     parse_book_file,
     parse_book_text,
 )
-from book_pipeline.resources import PipelineStateResource, resources_from_environment
+from book_pipeline.defs.resources import PipelineStateResource, resources_from_environment
 from book_pipeline_tests.conftest import (
     fetch_data_job,
     fetch_data_run_config,

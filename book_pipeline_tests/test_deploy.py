@@ -14,13 +14,14 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from book_pipeline.synthetic_books import write_synthetic_books
+from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline_tests.conftest import (
     dagster_job_execute,
     fetch_data_job,
     fetch_data_run_config,
     qdrant_in,
 )
+from book_pipeline_tests.defs.test_sensors import age, requested_files, tick
 from book_pipeline_tests.services import (
     PostgresServer,
     celery_worker,
@@ -30,7 +31,6 @@ from book_pipeline_tests.services import (
     process_ancestors,
     redis_server,
 )
-from book_pipeline_tests.test_sensors import age, requested_files, tick
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 RUN_TIMEOUT_SECONDS = 240

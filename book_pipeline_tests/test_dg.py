@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from book_pipeline.synthetic_books import write_synthetic_books
+from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline_tests.conftest import point_count, run_project_command
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from book_pipeline.resources import PipelineStateResource
-from book_pipeline.synthetic_books import write_synthetic_books
+from book_pipeline.core.synthetic_books import write_synthetic_books
+from book_pipeline.defs.resources import PipelineStateResource
 from book_pipeline_tests.conftest import dagster_job_execute, point_count, qdrant_in
 from book_pipeline_tests.openai_compatible_server import EmbeddingsServerState, embeddings_server
 

@@ -14,7 +14,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_readme_documents_every_environment_variable() -> None:
     readme = (ROOT / "README.md").read_text()
-    sources = "\n".join(path.read_text() for path in (ROOT / "book_pipeline").glob("*.py"))
+    sources = "\n".join(path.read_text() for path in (ROOT / "book_pipeline").rglob("*.py"))
     for variable in (
         "BOOK_PIPELINE_BOOKS_DIR",
         "BOOK_PIPELINE_DATA_DIR",

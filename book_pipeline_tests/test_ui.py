@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from book_pipeline.book_files import mapping_key_for
-from book_pipeline.synthetic_books import write_synthetic_books
+from book_pipeline.core.book_files import mapping_key_for
+from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline_tests.conftest import point_count
 from book_pipeline_tests.services import free_port, stop_process_group, wait_until
 

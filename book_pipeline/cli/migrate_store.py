@@ -1,0 +1,200 @@
+"""`book-pipeline migrate-store`: copy the collection between the embedded store, a server and
+another folder, verified; nothing is re-embedded."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from book_pipeline.cli.common import EXIT_OK, CliError, say, store_errors
+from book_pipeline.core.settings import QDRANT_API_KEY_ENV, Settings
+
+if TYPE_CHECKING:
+    from book_pipeline.core.vector_store import BookVectorStore
+
+
+DEFAULT_API_KEY_ENV = QDRANT_API_KEY_ENV
+
+
+MIGRATE_BATCH_SIZE = 256
+
+
+MIGRATE_PROGRESS_EVERY = 10_000
+
+
+def add_parser(subcommands: argparse._SubParsersAction) -> None:
+    migrate = subcommands.add_parser(
+        "migrate-store",
+        help="copy the Qdrant collection between the embedded store, a server, another folder",
+        description="Copy the configured collection, vectors and payloads, from the configured "
+        "store (the embedded Qdrant Edge store, or $QDRANT_URL when set) or the one named by "
+        "--from-*, to a Qdrant server (--to-url) or an embedded folder (--to-path: Edge, e.g. "
+        "a server's collection brought home, or a backup). --from-legacy copies the previous "
+        "version's embedded store (qdrant-client local mode, $BOOK_PIPELINE_DATA_DIR/qdrant) into "
+        "the configured store, as the first run does. Nothing is re-embedded; the copy is checked "
+        "by count and sampled vectors. A new target collection gets the same dimension and model "
+        "and the configured QDRANT_* layout (shards, replicas, on-disk vectors, ...); an existing "
+        "one must be for the same model. Safe to run again.",
+    )
+    source = migrate.add_mutually_exclusive_group()
+    source.add_argument("--from-url", metavar="URL", help="copy from this Qdrant server")
+    source.add_argument(
+        "--from-path", type=Path, metavar="PATH", help="copy from this embedded (Edge) store"
+    )
+    source.add_argument(
+        "--from-legacy",
+        type=Path,
+        nargs="?",
+        const=_LEGACY_DEFAULT,
+        metavar="PATH",
+        help="copy from the previous version's store (default: $BOOK_PIPELINE_DATA_DIR/qdrant)",
+    )
+    target = migrate.add_mutually_exclusive_group()
+    target.add_argument("--to-url", metavar="URL", help="a Qdrant server, e.g. http://host:6333")
+    target.add_argument("--to-path", type=Path, metavar="PATH", help="an embedded (Edge) store")
+    for end in ("from", "to"):
+        migrate.add_argument(
+            f"--{end}-api-key-env",
+            metavar="VAR",
+            help=f"the NAME of the environment variable holding the {end} server's API key "
+            f"(default: {DEFAULT_API_KEY_ENV}, if set); never the key itself",
+        )
+    migrate.add_argument(
+        "--to-collection", metavar="NAME", help="target collection (default: the same name)"
+    )
+    migrate.add_argument(
+        "--batch-size",
+        type=int,
+        default=MIGRATE_BATCH_SIZE,
+        metavar="N",
+        help=f"points per request (default: {MIGRATE_BATCH_SIZE})",
+    )
+    migrate.set_defaults(handler=run_migrate_store)
+
+
+# argparse's marker for a bare --from-legacy: the configured data folder's old store.
+_LEGACY_DEFAULT = Path("\0legacy")
+
+
+def run_migrate_store(args: argparse.Namespace) -> int:
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    from book_pipeline.core.edge_store import EdgeStore
+    from book_pipeline.core.migration import (
+        copy_collection,
+        local_mode_has_collection,
+        upgrade_local_mode_store,
+    )
+    from book_pipeline.core.vector_store import open_vector_store
+
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
+    settings = Settings.from_environment()
+    collection = settings.collection
+    edge_path = settings.edge_path.expanduser().resolve()
+    to_path = args.to_path.expanduser().resolve() if args.to_path else None
+    target_collection = args.to_collection or collection
+    server_name = args.to_url or args.from_url or settings.qdrant_url
+
+    def progress(copied: int) -> None:
+        if copied % MIGRATE_PROGRESS_EVERY < args.batch_size:
+            say(f"  {copied:,} points copied")
+
+    def open_target(url: str | None, path: Path) -> AbstractContextManager[BookVectorStore]:
+        return open_vector_store(
+            target_collection,
+            path,
+            url=url,
+            api_key=_api_key_from_environment(args.to_api_key_env) if url else None,
+            lock_wait_seconds=settings.lock_wait_seconds,
+            on_wait=say,
+            settings=settings.collection_settings,
+        )
+
+    try:
+        if args.from_legacy is not None:
+            legacy = args.from_legacy
+            if legacy == _LEGACY_DEFAULT:
+                legacy = settings.legacy_path
+            legacy = legacy.expanduser().resolve()
+            if not local_mode_has_collection(legacy, collection):
+                raise CliError(
+                    f"no collection {collection!r} in a previous version's store at {legacy}"
+                )
+            target_url = args.to_url or (None if to_path else settings.qdrant_url)
+            with open_target(target_url, to_path or edge_path) as target:
+                target_name = target.location
+                if isinstance(target, EdgeStore) and not target.collection_exists():
+                    copied = upgrade_local_mode_store(legacy, target, say, args.batch_size)
+                else:
+                    from book_pipeline.core.server_store import open_local_mode_store
+
+                    source = open_local_mode_store(legacy, collection)
+                    try:
+                        copied = copy_collection(source, target, args.batch_size, progress)
+                    finally:
+                        source.close()
+                target_count = target.count()
+        else:
+            if args.to_url is None and to_path is None:
+                raise CliError("say where to copy to: --to-url URL or --to-path PATH")
+            from_url = args.from_url or (None if args.from_path else settings.qdrant_url)
+            from_path = (args.from_path or settings.edge_path).expanduser().resolve()
+            if from_url is None and not (from_path / collection).is_dir():
+                raise CliError(f"no embedded Qdrant store at {from_path}")
+            if to_path is not None and from_url is None and to_path == from_path:
+                raise CliError(f"--to-path is the store being copied ({from_path})")
+            with (
+                open_vector_store(
+                    collection,
+                    from_path,
+                    url=from_url,
+                    api_key=_api_key_from_environment(args.from_api_key_env) if from_url else None,
+                    lock_wait_seconds=settings.lock_wait_seconds,
+                    on_wait=say,
+                ) as source,
+                open_target(args.to_url, to_path or edge_path) as target,
+            ):
+                target_name = target.location
+                print(
+                    f"copying collection {collection!r} ({source.count():,} points) of "
+                    f"{source.engine} {source.location} to collection {target_collection!r} at "
+                    f"{target_name}"
+                )
+                copied = copy_collection(source, target, args.batch_size, on_batch=progress)
+                target_count = target.count()
+    except store_errors() as error:
+        raise CliError(str(error)) from None
+    except UnexpectedResponse as error:
+        # Its text is the server's answer (status and body); the request and its key are not in it.
+        raise CliError(f"the Qdrant server at {server_name} refused: {error}") from None
+    except ResponseHandlingException as error:
+        raise CliError(
+            f"lost the Qdrant server at {server_name} ({error}); run the command again, "
+            "it is safe to repeat"
+        ) from None
+    print(
+        f"copied {copied:,} points; collection {target_collection!r} at {target_name} "
+        f"holds {target_count:,} points"
+    )
+    if args.to_url:
+        print(f"to use it: export QDRANT_URL={args.to_url} (and QDRANT_API_KEY if it needs one)")
+    return EXIT_OK
+
+
+def _api_key_from_environment(variable: str | None) -> str | None:
+    """The key is read from a variable named on the command line: argv is visible to every user."""
+    name = variable or DEFAULT_API_KEY_ENV
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise CliError(
+            "--to-api-key-env takes the name of an environment variable that holds the key, "
+            "not the key itself"
+        )
+    key = os.environ.get(name)
+    if variable is not None and not key:
+        raise CliError(f"the environment variable {name} is not set")
+    return key or None

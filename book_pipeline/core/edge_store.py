@@ -1,0 +1,378 @@
+"""The embedded default: a Qdrant Edge shard per collection, in-process, under the data folder.
+
+Layout of the store folder (`$BOOK_PIPELINE_DATA_DIR/qdrant-edge`):
+
+    .lock                       held (flock) by the one process that has the store open
+    <collection>/               the Edge shard: WAL, segments, edge_config.json
+    <collection>/book_pipeline.json   what the shard was made for (model, dimension)
+
+A shard is created, or copied from the previous version's store, in a `.<collection>.partial-*`
+folder that is renamed into place only once complete (and, for a copy, verified): a
+`<collection>` folder is therefore always a whole shard. One without its `book_pipeline.json`, or
+one Edge cannot load, is reported and left alone, never replaced by an empty one.
+
+When HNSW builds happen: Edge builds nothing on its own. Closing a store that was written to runs
+`EdgeShard.optimize()`, which indexes a segment only once its unindexed part passes Edge's
+indexing threshold (about 6,500 384-d vectors), merging it into the indexed segment; below that
+it returns at once. So a load of a few files pays nothing, one load in a few hundred pays seconds,
+and searches full-scan at most that small unindexed tail (docs/qdrant.md has the figures).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as edge
+
+from book_pipeline.core.settings import CollectionSettings
+from book_pipeline.core.vector_store import (
+    EDGE_ENGINE,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    BookFilter,
+    BookVectorStore,
+    ScoredPoint,
+    StoreDamagedError,
+    StoredPoint,
+    StoreLockedError,
+)
+
+MANIFEST_NAME = "book_pipeline.json"
+LOCK_NAME = ".lock"
+_PARTIAL_PREFIX = "."
+_PARTIAL_MARK = ".partial-"
+_LOCK_POLL_SECONDS = 0.2
+# Edge's own defaults, spelled out because HnswIndexConfig takes all three or none.
+_DEFAULT_HNSW_M = 16
+_DEFAULT_HNSW_EF_CONSTRUCT = 100
+_DEFAULT_FULL_SCAN_THRESHOLD_KB = 10_000
+
+
+def edge_config(settings: CollectionSettings, dimension: int) -> edge.EdgeConfig:
+    """The shard's layout: cosine vectors, plus the settings that mean something in-process."""
+    hnsw = None
+    if settings.hnsw_m is not None or settings.hnsw_ef_construct is not None:
+        hnsw = edge.HnswIndexConfig(
+            m=settings.hnsw_m or _DEFAULT_HNSW_M,
+            ef_construct=settings.hnsw_ef_construct or _DEFAULT_HNSW_EF_CONSTRUCT,
+            full_scan_threshold=_DEFAULT_FULL_SCAN_THRESHOLD_KB,
+        )
+    quantization = None
+    if settings.int8_quantization:
+        quantization = edge.ScalarQuantizationConfig(
+            type=edge.ScalarType.Int8, quantile=0.99, always_ram=True
+        )
+    return edge.EdgeConfig(
+        vectors=edge.EdgeVectorParams(
+            size=dimension,
+            distance=edge.Distance.Cosine,
+            on_disk=settings.on_disk_vectors or None,
+        ),
+        on_disk_payload=settings.on_disk_payload,
+        hnsw_config=hnsw,
+        quantization_config=quantization,
+    )
+
+
+def edge_filter(
+    book_filter: BookFilter | None = None,
+    source_files: Sequence[str] = (),
+    except_ids: Sequence[str] = (),
+) -> edge.Filter | None:
+    conditions: list[Any] = []
+    if book_filter is not None and book_filter.author is not None:
+        conditions.append(
+            edge.FieldCondition(key="author", match=edge.MatchValue(book_filter.author))
+        )
+    if book_filter is not None and (
+        book_filter.year_from is not None or book_filter.year_to is not None
+    ):
+        conditions.append(
+            edge.FieldCondition(
+                key="year",
+                range=edge.RangeFloat(gte=book_filter.year_from, lte=book_filter.year_to),
+            )
+        )
+    if source_files:
+        conditions.append(
+            edge.FieldCondition(key="source_file", match=edge.MatchAny(list(source_files)))
+        )
+    must_not = [edge.HasIdCondition(set(except_ids))] if except_ids else None
+    if not conditions and not must_not:
+        return None
+    return edge.Filter(must=conditions or None, must_not=must_not)
+
+
+class EdgeStore(BookVectorStore):
+    engine = EDGE_ENGINE
+
+    def __init__(
+        self,
+        folder: Path,
+        collection: str,
+        lock_handle: Any | None,
+        settings: CollectionSettings | None = None,
+        shard_path: Path | None = None,
+    ) -> None:
+        self.folder = folder
+        self.collection = collection
+        self.shard_path = shard_path or folder / collection
+        self.location = str(self.shard_path)
+        self.settings = settings or CollectionSettings()
+        self._lock_handle = lock_handle
+        self._shard: edge.EdgeShard | None = None
+        self._manifest: dict[str, Any] | None = None
+        self._written = False
+        if self.shard_path.exists():
+            self._shard, self._manifest = _load_shard(self.shard_path)
+
+    def collection_exists(self) -> bool:
+        return self._shard is not None
+
+    def _create_collection(self, dimension: int, model_name: str) -> None:
+        partial = _partial_folder(self.folder, self.collection)
+        _build_empty_shard(partial, self.settings, dimension, model_name)
+        self._move_into_place(partial)
+
+    @contextmanager
+    def staging_collection(self, dimension: int, model_name: str) -> Iterator[EdgeStore]:
+        """A new collection built beside this missing one, moved into place if the block ends
+        without an error, else deleted: the collection appears whole or not at all."""
+        partial = _partial_folder(self.folder, self.collection)
+        _build_empty_shard(partial, self.settings, dimension, model_name)
+        staging = EdgeStore(self.folder, self.collection, None, self.settings, partial)
+        try:
+            yield staging
+        except BaseException:
+            staging._written = False  # no index build for a copy that is thrown away
+            staging.close()
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        staging.close()
+        self._move_into_place(partial)
+
+    def _move_into_place(self, partial: Path) -> None:
+        os.replace(partial, self.shard_path)
+        self._shard, self._manifest = _load_shard(self.shard_path)
+
+    def collection_model(self) -> tuple[int, str | None]:
+        assert self._manifest is not None, "no collection"
+        return int(self._manifest["dimension"]), self._manifest.get("embedding_model")
+
+    def upsert_points(self, points: Sequence[StoredPoint]) -> None:
+        shard = self._require_shard()
+        shard.update(
+            edge.UpdateOperation.upsert_points(
+                [edge.Point(point.id, point.vector, point.payload) for point in points]
+            )
+        )
+        self._written = True
+
+    def remove_books(self, source_files: Sequence[str], keep_ids: Sequence[str] = ()) -> None:
+        if not source_files or self._shard is None:
+            return
+        points_filter = edge_filter(source_files=source_files, except_ids=keep_ids)
+        self._shard.update(edge.UpdateOperation.delete_points_by_filter(points_filter))
+        self._written = True
+
+    def count(self) -> int:
+        if self._shard is None:
+            return 0
+        return self._shard.count(edge.CountRequest(exact=True))
+
+    def search(
+        self, vector: Sequence[float], limit: int, book_filter: BookFilter | None = None
+    ) -> list[ScoredPoint]:
+        points = self._require_shard().query(
+            edge.QueryRequest(
+                limit=limit,
+                query=edge.Query.Nearest(list(vector)),
+                filter=edge_filter(book_filter),
+                with_payload=True,
+            )
+        )
+        return [ScoredPoint(str(point.id), point.score, point.payload or {}) for point in points]
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        records = self._require_shard().retrieve(
+            list(ids), with_payload=True, with_vector=with_vectors
+        )
+        return [_stored(record) for record in records]
+
+    def scroll(
+        self, limit: int, offset: str | None = None, with_vectors: bool = False
+    ) -> tuple[list[StoredPoint], str | None]:
+        records, next_offset = self._require_shard().scroll(
+            edge.ScrollRequest(
+                offset=offset, limit=limit, with_payload=True, with_vector=with_vectors
+            )
+        )
+        return [_stored(record) for record in records], (
+            None if next_offset is None else str(next_offset)
+        )
+
+    def indexing_status(self) -> tuple[int, int]:
+        if self._shard is None:
+            return 0, 0
+        info = self._shard.info()
+        return info.points_count, info.indexed_vectors_count
+
+    def build_index(self) -> bool:
+        """Index what passed Edge's indexing threshold now; False when nothing needed it."""
+        if self._shard is None:
+            return False
+        return self._shard.optimize()
+
+    def close(self) -> None:
+        try:
+            if self._shard is not None:
+                if self._written:
+                    self._shard.optimize()
+                self._shard.flush()
+                self._shard.close()
+                self._shard = None
+        finally:
+            if self._lock_handle is not None:
+                self._lock_handle.close()
+
+    def _require_shard(self) -> edge.EdgeShard:
+        if self._shard is None:
+            raise RuntimeError(
+                f"Qdrant collection {self.collection!r} does not exist yet in {self.folder}: "
+                "ensure_collection() creates it"
+            )
+        return self._shard
+
+
+def _stored(record: Any) -> StoredPoint:
+    vector = record.vector
+    return StoredPoint(
+        id=str(record.id),
+        payload=record.payload or {},
+        vector=list(vector) if isinstance(vector, list) else None,
+    )
+
+
+def _partial_folder(folder: Path, collection: str) -> Path:
+    return Path(
+        tempfile.mkdtemp(prefix=f"{_PARTIAL_PREFIX}{collection}{_PARTIAL_MARK}", dir=folder)
+    )
+
+
+def _build_empty_shard(
+    path: Path, settings: CollectionSettings, dimension: int, model_name: str
+) -> None:
+    """A closed, empty shard with the payload indexes and, written last, its manifest."""
+    shard = edge.EdgeShard.create(str(path), edge_config(settings, dimension))
+    schemas = {
+        **dict.fromkeys(KEYWORD_FIELDS, edge.PayloadSchemaType.Keyword),
+        **dict.fromkeys(INTEGER_FIELDS, edge.PayloadSchemaType.Integer),
+    }
+    for field, schema in schemas.items():
+        shard.update(edge.UpdateOperation.create_field_index(field, schema))
+    shard.flush()
+    shard.close()
+    manifest = {"embedding_model": model_name, "dimension": dimension}
+    manifest_path = path / MANIFEST_NAME
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    with manifest_path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _load_shard(path: Path) -> tuple[edge.EdgeShard, dict[str, Any]]:
+    """Open a shard and its manifest, or say what is wrong with the folder (never repair it)."""
+    manifest_path = path / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        int(manifest["dimension"])
+    except FileNotFoundError:
+        raise StoreDamagedError(
+            f"{path} is not a complete book_pipeline shard (no {MANIFEST_NAME}): it was partly "
+            "written or made by something else. It is left as it is; move it away to start an "
+            "empty collection, or restore it from a backup."
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise StoreDamagedError(
+            f"{manifest_path} cannot be read ({error}); the shard in {path} is left as it is"
+        ) from None
+    try:
+        shard = edge.EdgeShard.load(str(path))
+    except Exception as error:  # qdrant-edge raises bare Exception for everything
+        if "WouldBlock" in str(error):
+            raise StoreLockedError(
+                f"the Qdrant Edge shard {path} is open in another process"
+            ) from None
+        raise StoreDamagedError(
+            f"the Qdrant Edge shard {path} cannot be loaded ({error}); it is left as it is. "
+            "Restore it from a backup or move it away to start an empty collection."
+        ) from None
+    return shard, manifest
+
+
+def _lock(folder: Path, wait_seconds: float, on_wait: Callable[[str], None] | None) -> Any:
+    """Hold the store's lock file, waiting a bounded time while another process has it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = (folder / LOCK_NAME).open("a")
+    deadline = time.monotonic() + wait_seconds
+    announced = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise StoreLockedError(
+                    f"the embedded Qdrant store {folder} is still in use by another process "
+                    f"after {wait_seconds:.0f} s (a running load?). Try again when it has "
+                    "finished, or use a Qdrant server (QDRANT_URL) for concurrent access."
+                ) from None
+            if on_wait is not None and not announced:
+                on_wait(
+                    f"the embedded Qdrant store {folder} is in use by another process; "
+                    f"waiting up to {wait_seconds:.0f} s"
+                )
+                announced = True
+            time.sleep(_LOCK_POLL_SECONDS)
+
+
+def _remove_partial_folders(folder: Path, collection: str) -> None:
+    """Leftovers of a create or copy that died before its rename: never a complete shard."""
+    for leftover in folder.glob(f"{_PARTIAL_PREFIX}{collection}{_PARTIAL_MARK}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def open_edge_store(
+    collection: str,
+    folder: Path,
+    lock_wait_seconds: float,
+    on_wait: Callable[[str], None] | None,
+    settings: CollectionSettings | None,
+    legacy_path: Path | None,
+) -> EdgeStore:
+    folder = folder.expanduser().resolve()
+    lock_handle = _lock(folder, lock_wait_seconds, on_wait)
+    try:
+        _remove_partial_folders(folder, collection)
+        store = EdgeStore(folder, collection, lock_handle, settings)
+    except BaseException:
+        lock_handle.close()
+        raise
+    if not store.collection_exists() and legacy_path is not None:
+        from book_pipeline.core.migration import upgrade_local_mode_store
+
+        try:
+            upgrade_local_mode_store(legacy_path, store, on_wait)
+        except BaseException:
+            store.close()
+            raise
+    return store

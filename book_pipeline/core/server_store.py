@@ -1,0 +1,241 @@
+"""A Qdrant server (`QDRANT_URL`) through qdrant-client, behind the `BookVectorStore` interface.
+
+The same class reads the previous version's embedded store (qdrant-client's local mode, which
+has the server's API) when it is copied into an Edge shard: see `open_local_mode_store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException
+
+from book_pipeline.core.settings import CollectionSettings
+from book_pipeline.core.vector_store import (
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    SERVER_ENGINE,
+    BookFilter,
+    BookVectorStore,
+    CollectionMismatchError,
+    ScoredPoint,
+    StoredPoint,
+    StoreLockedError,
+)
+
+_SERVER_TIMEOUT_SECONDS = 30
+LOCAL_MODE_ENGINE = "qdrant-client-local"
+
+
+def vector_params(settings: CollectionSettings, dimension: int) -> models.VectorParams:
+    """The vectors of a new collection: cosine, plus what the settings ask for (else the server's
+    defaults)."""
+    hnsw = None
+    if settings.hnsw_m is not None or settings.hnsw_ef_construct is not None:
+        hnsw = models.HnswConfigDiff(m=settings.hnsw_m, ef_construct=settings.hnsw_ef_construct)
+    quantization = None
+    if settings.int8_quantization:
+        # A quarter of the float32 size, kept in RAM while the originals may stay on disk;
+        # the 0.99 quantile keeps rare extreme components from widening the int8 range.
+        quantization = models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, quantile=0.99, always_ram=True
+            )
+        )
+    return models.VectorParams(
+        size=dimension,
+        distance=models.Distance.COSINE,
+        # `on_disk` rather than the newer `memory` tier: every server version accepts it.
+        on_disk=settings.on_disk_vectors or None,
+        hnsw_config=hnsw,
+        quantization_config=quantization,
+    )
+
+
+def qdrant_filter(book_filter: BookFilter | None) -> models.Filter | None:
+    if book_filter is None:
+        return None
+    conditions: list[models.Condition] = []
+    if book_filter.author is not None:
+        conditions.append(
+            models.FieldCondition(key="author", match=models.MatchValue(value=book_filter.author))
+        )
+    if book_filter.year_from is not None or book_filter.year_to is not None:
+        conditions.append(
+            models.FieldCondition(
+                key="year", range=models.Range(gte=book_filter.year_from, lte=book_filter.year_to)
+            )
+        )
+    return models.Filter(must=conditions) if conditions else None
+
+
+class QdrantClientStore(BookVectorStore):
+    engine = SERVER_ENGINE
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        location: str,
+        settings: CollectionSettings | None = None,
+        engine: str = SERVER_ENGINE,
+    ) -> None:
+        self.client = client
+        self.collection = collection
+        self.location = location
+        self.settings = settings or CollectionSettings()
+        self.engine = engine
+
+    def collection_exists(self) -> bool:
+        return self.client.collection_exists(self.collection)
+
+    def _create_collection(self, dimension: int, model_name: str) -> None:
+        settings = self.settings
+        self.client.create_collection(
+            self.collection,
+            vectors_config=vector_params(settings, dimension),
+            shard_number=settings.shard_number,
+            replication_factor=settings.replication_factor,
+            write_consistency_factor=settings.write_consistency_factor,
+            on_disk_payload=settings.on_disk_payload,
+            metadata={"embedding_model": model_name, "dimension": dimension},
+        )
+        schemas = {
+            **dict.fromkeys(KEYWORD_FIELDS, models.PayloadSchemaType.KEYWORD),
+            **dict.fromkeys(INTEGER_FIELDS, models.PayloadSchemaType.INTEGER),
+        }
+        for field, schema in schemas.items():
+            self.client.create_payload_index(self.collection, field, field_schema=schema)
+
+    def collection_model(self) -> tuple[int, str | None]:
+        info = self.client.get_collection(self.collection)
+        vectors = info.config.params.vectors
+        if not isinstance(vectors, models.VectorParams) or (
+            vectors.distance != models.Distance.COSINE
+        ):
+            raise CollectionMismatchError(
+                f"Qdrant collection {self.collection!r} at {self.location} was not made by "
+                "book_pipeline (named vectors, or a distance other than cosine)"
+            )
+        metadata = info.config.metadata or {}
+        return vectors.size, metadata.get("embedding_model")
+
+    def upsert_points(self, points: Sequence[StoredPoint]) -> None:
+        self.client.upsert(
+            self.collection,
+            points=[
+                models.PointStruct(id=point.id, vector=point.vector, payload=point.payload)
+                for point in points
+            ],
+            wait=True,
+        )
+
+    def remove_books(self, source_files: Sequence[str], keep_ids: Sequence[str] = ()) -> None:
+        if not source_files or not self.collection_exists():
+            return
+        self.client.delete(
+            self.collection,
+            points_selector=models.Filter(
+                must=[
+                    models.FieldCondition(
+                        key="source_file", match=models.MatchAny(any=list(source_files))
+                    )
+                ],
+                must_not=[models.HasIdCondition(has_id=list(keep_ids))] if keep_ids else None,
+            ),
+            wait=True,
+        )
+
+    def count(self) -> int:
+        if not self.collection_exists():
+            return 0
+        return self.client.count(self.collection, exact=True).count
+
+    def search(
+        self, vector: Sequence[float], limit: int, book_filter: BookFilter | None = None
+    ) -> list[ScoredPoint]:
+        response = self.client.query_points(
+            self.collection,
+            query=list(vector),
+            query_filter=qdrant_filter(book_filter),
+            limit=limit,
+            with_payload=True,
+        )
+        return [
+            ScoredPoint(str(point.id), point.score, point.payload or {})
+            for point in response.points
+        ]
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        records = self.client.retrieve(
+            self.collection, ids=list(ids), with_payload=True, with_vectors=with_vectors
+        )
+        return [_stored(record) for record in records]
+
+    def scroll(
+        self, limit: int, offset: str | None = None, with_vectors: bool = False
+    ) -> tuple[list[StoredPoint], str | None]:
+        records, next_offset = self.client.scroll(
+            self.collection,
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+        return [_stored(record) for record in records], (
+            None if next_offset is None else str(next_offset)
+        )
+
+    def indexing_status(self) -> tuple[int, int]:
+        info = self.client.get_collection(self.collection)
+        return info.points_count or 0, info.indexed_vectors_count or 0
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _stored(record: models.Record) -> StoredPoint:
+    vector = record.vector
+    return StoredPoint(
+        id=str(record.id),
+        payload=record.payload or {},
+        vector=list(vector) if isinstance(vector, list) else None,
+    )
+
+
+def open_server_store(
+    collection: str, url: str, api_key: str | None, settings: CollectionSettings | None
+) -> QdrantClientStore:
+    """Connect and ask one cheap question, so an unreachable server fails here, by its URL."""
+    from book_pipeline.core.vector_store import StoreUnreachableError
+
+    # No background version check: it races the first request from a thread of its own, so a
+    # refused key is sent twice and reported as "Failed to obtain server version".
+    client = QdrantClient(
+        url=url, api_key=api_key, timeout=_SERVER_TIMEOUT_SECONDS, check_compatibility=False
+    )
+    try:
+        client.get_collections()
+    except ResponseHandlingException as error:
+        client.close()
+        raise StoreUnreachableError(
+            f"the Qdrant server at {url} is unreachable ({error}); check QDRANT_URL and that "
+            "the server is running"
+        ) from None
+    return QdrantClientStore(client, collection, url, settings)
+
+
+def open_local_mode_store(path: Path, collection: str) -> QdrantClientStore:
+    """The previous version's embedded store, opened to be copied (it is never written to)."""
+    try:
+        client = QdrantClient(path=str(path))
+    except RuntimeError as error:
+        if "already accessed by another instance" not in str(error):
+            raise
+        raise StoreLockedError(
+            f"the previous version's Qdrant store {path} is in use by another process (a "
+            "pipeline of the previous version still running?); stop it and try again"
+        ) from None
+    return QdrantClientStore(client, collection, str(path), engine=LOCAL_MODE_ENGINE)

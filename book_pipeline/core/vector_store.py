@@ -1,0 +1,265 @@
+"""The collection of books in Qdrant, whichever engine holds it: one interface, two engines.
+
+The embedded default is a Qdrant Edge shard in a folder (`edge_store`); with a URL it is a Qdrant
+server through qdrant-client (`server_store`). The ops, the retrieval check, search, `info` and
+`migrate-store` only see `BookVectorStore`. Neither engine's library is imported here: the
+embedded path never pays for qdrant-client, and the server path never needs qdrant-edge.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from book_pipeline.core.parsing import BookRecord
+from book_pipeline.core.settings import CollectionSettings, Settings
+
+# Fixed forever: point ids derive from it, and changing it would duplicate every book.
+_BOOK_ID_NAMESPACE = uuid.UUID("6f1d2a8e-3c55-4c1e-9a51-0b9d7f4e2c10")
+UPSERT_BATCH_SIZE = 256
+# What the pipeline filters by: the source file (loads and deletes), author and year (search).
+KEYWORD_FIELDS = ("author", "source_file")
+INTEGER_FIELDS = ("year",)
+EDGE_ENGINE = "qdrant-edge"
+SERVER_ENGINE = "qdrant-server"
+
+
+class StoreLockedError(RuntimeError):
+    """Another process kept the embedded store open for longer than the configured wait."""
+
+
+class StoreUnreachableError(RuntimeError):
+    """The Qdrant server did not answer; the message names the URL, never the API key."""
+
+
+class CollectionMismatchError(RuntimeError):
+    """The existing collection was built for other vectors; writing into it would corrupt search."""
+
+
+class StoreDamagedError(RuntimeError):
+    """The store's folder cannot be read as a book collection; it is left exactly as it is."""
+
+
+def book_point_id(source_file: str, index: int) -> str:
+    """A book is its file and its index there: a re-run overwrites its point, never adds one."""
+    return str(uuid.uuid5(_BOOK_ID_NAMESPACE, f"{source_file}\x1f{index}"))
+
+
+def book_payload(book: BookRecord, file_sha256: str) -> dict[str, Any]:
+    return {
+        "title": book.title,
+        "author": book.author,
+        "year": book.year,
+        "description": book.description,
+        "book_index": book.index,
+        "source_file": book.source_file,
+        "line_number": book.line_number,
+        "content_hash": book.content_hash,
+        "file_sha256": file_sha256,
+    }
+
+
+def book_from_payload(payload: dict[str, Any]) -> BookRecord:
+    """The book a point was made from (the inverse of `book_payload`)."""
+    return BookRecord(
+        index=payload["book_index"],
+        title=payload["title"],
+        year=payload["year"],
+        author=payload["author"],
+        description=payload["description"],
+        source_file=payload["source_file"],
+        line_number=payload["line_number"],
+    )
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """A point as either engine gives it back; `vector` only when asked for."""
+
+    id: str
+    payload: dict[str, Any]
+    vector: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class ScoredPoint:
+    id: str
+    # Cosine similarity: 1 is the same direction, around 0 unrelated.
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BookFilter:
+    """Exact author, inclusive year range; both engines answer it from payload indexes."""
+
+    author: str | None = None
+    year_from: int | None = None
+    year_to: int | None = None
+
+
+class BookVectorStore(ABC):
+    """One collection of book points in one engine, open until `close`."""
+
+    engine: str
+    collection: str
+    # Where it lives: the shard's folder, or the server's URL (never its API key).
+    location: str
+
+    def ensure_collection(self, dimension: int, model_name: str) -> None:
+        """Create the collection for this model, or check that the existing one was made for it.
+
+        The store's settings shape a new collection only: an existing one keeps its layout.
+        """
+        if not self.collection_exists():
+            self._create_collection(dimension, model_name)
+            return
+        existing_dimension, existing_model = self.collection_model()
+        if existing_dimension != dimension:
+            raise CollectionMismatchError(
+                f"Qdrant collection {self.collection!r} at {self.location} holds "
+                f"{existing_dimension}-dimensional vectors ({existing_model or 'unknown model'}), "
+                f"but the embedder {model_name!r} makes {dimension}-dimensional ones. Use another "
+                "collection (BOOK_PIPELINE_COLLECTION) or the collection's model."
+            )
+        if existing_model is not None and existing_model != model_name:
+            raise CollectionMismatchError(
+                f"Qdrant collection {self.collection!r} at {self.location} was built with "
+                f"{existing_model!r}, not {model_name!r}: vectors of two models in one "
+                "collection cannot be compared. Use another collection (BOOK_PIPELINE_COLLECTION) "
+                "or the collection's model."
+            )
+
+    def upsert_books(
+        self, books: Sequence[BookRecord], vectors: np.ndarray, file_sha256: str
+    ) -> int:
+        points = [
+            StoredPoint(
+                id=book_point_id(book.source_file, book.index),
+                payload=book_payload(book, file_sha256),
+                vector=vector.tolist(),
+            )
+            for book, vector in zip(books, vectors, strict=True)
+        ]
+        for start in range(0, len(points), UPSERT_BATCH_SIZE):
+            self.upsert_points(points[start : start + UPSERT_BATCH_SIZE])
+        return len(points)
+
+    @abstractmethod
+    def collection_exists(self) -> bool: ...
+
+    @abstractmethod
+    def _create_collection(self, dimension: int, model_name: str) -> None:
+        """A new cosine collection with the payload indexes, recording model and dimension."""
+
+    @abstractmethod
+    def collection_model(self) -> tuple[int, str | None]:
+        """The vector size and the embedding model recorded when the collection was created."""
+
+    @abstractmethod
+    def upsert_points(self, points: Sequence[StoredPoint]) -> None:
+        """Write points with their vectors, replacing those with the same ids; durable on return."""
+
+    @abstractmethod
+    def remove_books(self, source_files: Sequence[str], keep_ids: Sequence[str] = ()) -> None:
+        """Delete the files' points except `keep_ids`, in one request however many files.
+
+        After upserting files, this removes the books no longer in them; with no `keep_ids`,
+        every book of the files (deleted files).
+        """
+
+    @abstractmethod
+    def count(self) -> int:
+        """The exact number of points; 0 when the collection does not exist."""
+
+    @abstractmethod
+    def search(
+        self, vector: Sequence[float], limit: int, book_filter: BookFilter | None = None
+    ) -> list[ScoredPoint]:
+        """The `limit` points nearest to `vector`, best first, with their payloads."""
+
+    @abstractmethod
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        """The points among `ids` that exist, with payloads."""
+
+    @abstractmethod
+    def scroll(
+        self, limit: int, offset: str | None = None, with_vectors: bool = False
+    ) -> tuple[list[StoredPoint], str | None]:
+        """A page of points in id order and the offset of the next page (None after the last)."""
+
+    @abstractmethod
+    def indexing_status(self) -> tuple[int, int]:
+        """(points, points already in an HNSW index): the rest are searched by full scan."""
+
+    def build_index(self) -> bool:
+        """Build the HNSW index of whatever waits for one now; False when nothing did.
+
+        A server indexes in the background by itself; the Edge engine only when asked.
+        """
+        return False
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+@contextmanager
+def open_vector_store(
+    collection: str,
+    local_path: Path,
+    url: str | None = None,
+    api_key: str | None = None,
+    lock_wait_seconds: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+    settings: CollectionSettings | None = None,
+    legacy_path: Path | None = None,
+) -> Iterator[BookVectorStore]:
+    """A server when a URL is given, else the Edge shard under `local_path` (locked until closed).
+
+    A server connection locks nothing: loads and searches in other processes run side by side.
+    `legacy_path` is the previous version's embedded store (qdrant-client local mode): a
+    collection found there and not yet in `local_path` is copied over first (`edge_store`).
+    `on_wait` is told why the open takes time: a lock held elsewhere, or that copy.
+    """
+    store: BookVectorStore
+    if url:
+        from book_pipeline.core.server_store import open_server_store
+
+        store = open_server_store(collection, url, api_key, settings)
+    else:
+        from book_pipeline.core.edge_store import open_edge_store
+
+        store = open_edge_store(
+            collection, local_path, lock_wait_seconds, on_wait, settings, legacy_path
+        )
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def open_configured_store(
+    settings: Settings,
+    on_wait: Callable[[str], None] | None = None,
+    lock_wait_seconds: float | None = None,
+) -> AbstractContextManager[BookVectorStore]:
+    """The store the settings name, opened as the pipeline opens it (`open_vector_store`)."""
+    return open_vector_store(
+        settings.collection,
+        settings.edge_path.expanduser().resolve(),
+        settings.qdrant_url,
+        settings.qdrant_api_key,
+        lock_wait_seconds=(
+            settings.lock_wait_seconds if lock_wait_seconds is None else lock_wait_seconds
+        ),
+        on_wait=on_wait,
+        settings=settings.collection_settings,
+        legacy_path=settings.legacy_path.expanduser().resolve(),
+    )

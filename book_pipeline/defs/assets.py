@@ -1,0 +1,50 @@
+"""The book_embeddings asset: the Qdrant collection, built by the per-file fetch_data graph."""
+
+import dagster as dg
+
+from book_pipeline.core.settings import configured_embedder_provider
+from book_pipeline.defs.ops import (
+    check_every_file_accepted,
+    create_vector_embeddings,
+    list_book_description_files,
+    list_refused_book_files,
+    load_embeddings_to_vector_db,
+    refuse_book_description_file,
+    transform_book_description_file,
+)
+
+BOOKS_GROUP = "books"
+
+
+def book_embeddings_kinds(embedder_provider: str) -> set[str]:
+    """What the UI shows the asset runs on: Qdrant, and the embedder configured at load time
+    (the local model is an ONNX model whichever runtime runs it)."""
+    return {"qdrant", "openai" if embedder_provider == "openai" else "onnx"}
+
+
+EVERY_FILE_ACCEPTED = dg.AssetCheckSpec(
+    "every_file_accepted",
+    asset="book_embeddings",
+    description="No file of the run was refused. After a refusal (each refused file fails its "
+    "own refuse_book_description_file step) it does not run: the UI shows it failed to execute",
+)
+
+
+@dg.graph_asset(
+    group_name=BOOKS_GROUP,
+    kinds=book_embeddings_kinds(configured_embedder_provider()),
+    check_specs=[EVERY_FILE_ACCEPTED],
+)
+def book_embeddings():
+    """Every book of the description files, embedded and searchable in Qdrant.
+
+    One transform and one embed copy per file (`.map()`), collected into a single load. A
+    refused file goes the other way, to its own failing step, so the load does not wait for it
+    (Airflow's `trigger_rule="all_done"`): the good files load and the run still fails.
+    """
+    books, refusals = list_book_description_files().map(transform_book_description_file)
+    refused = list_refused_book_files(refusals.collect()).map(refuse_book_description_file)
+    return {
+        "result": load_embeddings_to_vector_db(books.map(create_vector_embeddings).collect()),
+        "book_embeddings_every_file_accepted": check_every_file_accepted(refused.collect()),
+    }

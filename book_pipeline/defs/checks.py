@@ -1,0 +1,183 @@
+"""Retrieval sanity of book_embeddings: queries written for known books must find them.
+
+A wrong model, vectors that were not normalised, a broken pooling or an empty collection all still
+"load" without an error; only searching shows them, so the check searches.
+"""
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from book_pipeline.core.embedding import Embedder
+from book_pipeline.core.search import (
+    SearchHit,
+    SearchRefusedError,
+    check_collection_model,
+    markdown_table,
+    search_books,
+)
+from book_pipeline.core.vector_store import BookVectorStore, book_from_payload, book_point_id
+from book_pipeline.defs.assets import book_embeddings
+from book_pipeline.defs.resources import EmbedderResource, QdrantResource
+
+PROBE_TOP_K = 3
+SELF_PROBE_COUNT = 5
+
+
+@dataclass(frozen=True)
+class RetrievalProbe:
+    query: str
+    title: str
+    source_file: str
+    book_index: int
+
+
+# One book per sample file, in words that are not the description's own; each ranks first with
+# a clear margin under the local model, so a failure means something broke, not bad luck.
+SAMPLE_PROBES = (
+    RetrievalProbe(
+        "a detective solves a murder on a snowbound train",
+        "Murder on the Midnight Express",
+        "classic_mysteries.txt",
+        100,
+    ),
+    RetrievalProbe(
+        "goblins in the mines want to kidnap a little princess",
+        "The Princess and the Goblin",
+        "fantasy_epics.txt",
+        205,
+    ),
+    RetrievalProbe("a vampire count travels to England", "Dracula", "gothic_horror.txt", 501),
+    RetrievalProbe(
+        "the fall of ancient Rome",
+        "The History of the Decline and Fall of the Roman Empire",
+        "history_and_ideas.txt",
+        600,
+    ),
+    RetrievalProbe(
+        "lovers separated by war write letters to each other",
+        "Across the Winter Sea",
+        "romance.txt",
+        400,
+    ),
+    RetrievalProbe("Martians invade England", "The War of the Worlds", "science_fiction.txt", 302),
+)
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    probe: RetrievalProbe
+    hits: list[SearchHit]
+
+    @property
+    def rank(self) -> int | None:
+        """Where the expected book came, or None when it is not in the top hits."""
+        for hit in self.hits:
+            if (hit.title, hit.source_file) == (self.probe.title, self.probe.source_file):
+                return hit.rank
+        return None
+
+
+@dataclass(frozen=True)
+class RetrievalReport:
+    passed: bool
+    description: str
+    # "sample" (hand-written queries), "self" (books' own texts), or "none" when nothing ran.
+    probe_kind: str
+    outcomes: list[ProbeOutcome]
+
+    def markdown(self) -> str:
+        rows = [
+            [
+                outcome.probe.query,
+                f"{outcome.probe.title} ({outcome.probe.source_file})",
+                str(outcome.rank) if outcome.rank else f"not in top {PROBE_TOP_K}",
+                outcome.hits[0].title if outcome.hits else "",
+                f"{outcome.hits[0].score:.3f}" if outcome.hits else "",
+            ]
+            for outcome in self.outcomes
+        ]
+        header = ["query", "expected book", "rank", "top hit", "top score"]
+        return markdown_table(header, rows)
+
+
+def evaluate_retrieval(store: BookVectorStore, embedder: Embedder) -> RetrievalReport:
+    """Run the probes that fit the loaded books; pass when every expected book is in the top 3.
+
+    The sample probes only mean something when their books are loaded, so the ones whose book is
+    missing are skipped. When none is loaded (another books folder), each of a few loaded books
+    is searched with its own embedded text instead: it must come back near the top. That proves
+    less about meaning, but still catches the failures this check exists for: a model other than
+    the one that made the vectors, unnormalised or garbage vectors. An empty or missing
+    collection fails: a search there can only come back empty.
+    """
+    book_count = store.count()
+    if book_count == 0:
+        return RetrievalReport(
+            False, f"collection {store.collection!r} is empty or missing", "none", []
+        )
+    try:
+        check_collection_model(store, embedder)
+    except SearchRefusedError as error:
+        return RetrievalReport(False, str(error), "none", [])
+    probes = _loaded_probes(store, SAMPLE_PROBES)
+    probe_kind = "sample"
+    if not probes:
+        probes, probe_kind = _self_probes(store), "self"
+    outcomes = [
+        ProbeOutcome(probe, search_books(store, embedder, probe.query, PROBE_TOP_K))
+        for probe in probes
+    ]
+    missed = [outcome for outcome in outcomes if outcome.rank is None]
+    found = len(outcomes) - len(missed)
+    description = (
+        f"{found} of {len(outcomes)} {probe_kind} probe(s) found their book in the top "
+        f"{PROBE_TOP_K} among {book_count} book(s)"
+    )
+    if missed:
+        description += "; missed: " + ", ".join(repr(o.probe.title) for o in missed)
+    return RetrievalReport(not missed, description, probe_kind, outcomes)
+
+
+def _loaded_probes(
+    store: BookVectorStore, probes: tuple[RetrievalProbe, ...]
+) -> list[RetrievalProbe]:
+    """The probes whose book is in the collection, looked up by point id (no payload scan)."""
+    ids = {book_point_id(probe.source_file, probe.book_index): probe for probe in probes}
+    points = store.retrieve(list(ids))
+    loaded = {point.id for point in points if point.payload.get("title") == ids[point.id].title}
+    return [probe for point_id, probe in ids.items() if point_id in loaded]
+
+
+def _self_probes(store: BookVectorStore) -> list[RetrievalProbe]:
+    """A few loaded books, each queried with exactly the text its vector was made from."""
+    points, _ = store.scroll(SELF_PROBE_COUNT)
+    probes = []
+    for point in points:
+        book = book_from_payload(point.payload)
+        probes.append(RetrievalProbe(book.embedding_text, book.title, book.source_file, book.index))
+    return probes
+
+
+@dg.asset_check(
+    asset=book_embeddings,
+    name="retrieval_sanity",
+    description=f"Queries written for known books find them in the top {PROBE_TOP_K}: a wrong "
+    "model, broken vectors or an empty collection fails here instead of in a user's search.",
+)
+def book_embeddings_retrieval_sanity(
+    context: dg.AssetCheckExecutionContext, embedder: EmbedderResource, qdrant: QdrantResource
+) -> dg.AssetCheckResult:
+    model = embedder.get_embedder()
+    with qdrant.open(on_wait=context.log.warning) as store:
+        report = evaluate_retrieval(store, model)
+    context.log.info(report.description)
+    return dg.AssetCheckResult(
+        passed=report.passed,
+        description=report.description,
+        metadata={
+            "probe_kind": report.probe_kind,
+            "probes": dg.MetadataValue.md(report.markdown()),
+            "embedding_model": model.model_name,
+        },
+    )

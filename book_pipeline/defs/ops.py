@@ -1,0 +1,333 @@
+"""The fetch_data ops: list files, then one transform and one embed copy per file, then one load.
+
+Names follow the Airflow lesson's `fetch_data` DAG so its readers find their way around. Only
+pending files (new, or changed since they were loaded) get a copy: the load ledger says which.
+"""
+
+import hashlib
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from book_pipeline.core.book_files import (
+    UNREAD_SHA256,
+    FileSnapshot,
+    mapping_key_for,
+    read_book_file,
+    snapshot_book_file,
+)
+from book_pipeline.core.embedding import EmbeddingModelError
+from book_pipeline.core.embedding_cache import embed_with_cache
+from book_pipeline.core.ledger import review_books_folder
+from book_pipeline.core.parsing import BookFileError, ParsedBookFile, parse_book_data
+from book_pipeline.core.vector_store import CollectionMismatchError, book_point_id
+from book_pipeline.defs.resources import (
+    BooksFolder,
+    EmbedderResource,
+    PipelineStateResource,
+    QdrantResource,
+)
+from book_pipeline.defs.retries import EXTERNAL_STEP_RETRY_POLICY
+
+# Asset metadata lists at most this many file names; the counts are always complete.
+_LISTED_FILES_LIMIT = 100
+# The query the load's last log line suggests trying next: it makes sense for any books.
+SEARCH_EXAMPLE = "a detective on a train"
+
+
+@dataclass(frozen=True)
+class EmbeddedBookFile:
+    file: ParsedBookFile
+    # float32, one row per book: a quarter of the pickle size of a list of Python floats.
+    vectors: np.ndarray
+    model_name: str
+    cache_hits: int
+    cache_misses: int
+
+
+class ListFilesConfig(dg.Config):
+    only_files: list[str] | None = Field(
+        default=None,
+        description="Restrict the run to these file names (the sensor's batch); "
+        "unset: every pending file",
+    )
+
+
+class LoadConfig(dg.Config):
+    remove_books_of_deleted_files: bool = Field(
+        default=True,
+        description="When a loaded file disappears from the folder, delete its books from Qdrant",
+    )
+
+
+@dg.op(out=dg.DynamicOut(str))
+def list_book_description_files(
+    context: dg.OpExecutionContext,
+    config: ListFilesConfig,
+    books_folder: BooksFolder,
+    pipeline_state: PipelineStateResource,
+):
+    """One dynamic output per pending file; with none, nothing downstream is mapped."""
+    review = review_books_folder(books_folder.folder, pipeline_state.ledger())
+    pending = review.pending
+    if config.only_files is not None:
+        requested = set(config.only_files)
+        pending = [snapshot for snapshot in pending if snapshot.name in requested]
+    for entry in review.failed_unchanged:
+        context.log.warning(
+            f"skipping {entry.file_name}: it failed before and has not changed ({entry.error})"
+        )
+    context.log.info(
+        f"{len(pending)} pending file(s) in {books_folder.folder}; "
+        f"{review.up_to_date} already loaded, {len(review.failed_unchanged)} failed and unchanged"
+    )
+    for snapshot in pending:
+        yield dg.DynamicOutput(str(snapshot.path), mapping_key=mapping_key_for(snapshot.name))
+
+
+@dataclass(frozen=True)
+class RefusedBookFile:
+    """A file the transform refused: the file as it was read, and why (names file and line)."""
+
+    snapshot: FileSnapshot
+    error: str
+    line_number: int | None
+    problem: str
+
+
+@dg.op(
+    out={
+        "books": dg.Out(ParsedBookFile, is_required=False, description="The file's books"),
+        # Yielded for every file (None: accepted), so that the refusal fan-out and the
+        # every_file_accepted check run in every run, not only in runs that refuse a file.
+        "refusal": dg.Out(
+            RefusedBookFile | None, description="Why the file was refused; None: accepted"
+        ),
+    }
+)
+def transform_book_description_file(
+    context: dg.OpExecutionContext,
+    books_folder: BooksFolder,
+    pipeline_state: PipelineStateResource,
+    file_path: str,
+):
+    """Parse one file into book records, or refuse it: exactly one of the two outputs.
+
+    A refusal is not raised here: a failed copy would make Dagster skip the load of every other
+    file (`.collect()` waits for all copies). The refusal goes to the file's own
+    `refuse_book_description_file` step, which fails instead. Refused before reading: a file
+    over `max_file_mb`, a symlink that leads outside the folder.
+    """
+    path = Path(file_path)
+    data: bytes | None = None
+    try:
+        snapshot, data = read_book_file(path, books_folder.folder, books_folder.max_file_bytes)
+        parsed = parse_book_data(snapshot, data)
+    except BookFileError as error:
+        if data is None:  # refused unread: recorded as the listing saw it, so it stays skipped
+            snapshot, sha256 = snapshot_book_file(path, books_folder.folder), UNREAD_SHA256
+        else:
+            sha256 = hashlib.sha256(data).hexdigest()
+        pipeline_state.ledger().record_failed(snapshot, sha256, str(error), error.line_number)
+        context.log.warning(f"refused: {error}")
+        yield dg.Output(
+            RefusedBookFile(snapshot, str(error), error.line_number, error.problem), "refusal"
+        )
+        return
+    yield dg.Output(parsed, "books")
+    yield dg.Output(None, "refusal")
+
+
+@dg.op(out=dg.DynamicOut(RefusedBookFile))
+def list_refused_book_files(refusals: list[RefusedBookFile | None]):
+    """One dynamic output per refused file, under the file's own mapping key.
+
+    Gathered and mapped again, rather than mapped straight from the transform, so that a run of
+    good files has no extra (skipped) step per file in the UI.
+    """
+    for refusal in refusals:
+        if refusal is not None:
+            yield dg.DynamicOutput(refusal, mapping_key=mapping_key_for(refusal.snapshot.name))
+
+
+@dg.op(out=dg.Out(dg.Nothing))
+def refuse_book_description_file(books_folder: BooksFolder, refusal: RefusedBookFile) -> None:
+    """Fail this file's own step, with the error naming the file, the line and the problem.
+
+    Run again by a re-execution from failure, it reads nothing but the file's stat: it fails
+    the same way, and says so when the file has changed since, because only a new run (the
+    sensor, Materialize) reads and loads the new version.
+    """
+    description = refusal.error
+    if _changed_since(refusal.snapshot, books_folder.folder):
+        description += (
+            f" ({refusal.snapshot.name} has changed since it was refused: a re-execution reuses "
+            "this run's parsed files, so start a new run, or let the sensor, to load it)"
+        )
+    raise dg.Failure(
+        description=description,
+        metadata={
+            "file": dg.MetadataValue.path(str(refusal.snapshot.path)),
+            "line": refusal.line_number or 0,
+            "problem": refusal.problem,
+        },
+        # A malformed file stays malformed: retrying cannot help, fixing the file does.
+        allow_retries=False,
+    )
+
+
+# No return annotation: Dagster would type-check the check's output, which it stores as None.
+@dg.op(ins={"refused": dg.In(dg.Nothing)})
+def check_every_file_accepted():
+    """Reached only when no copy was refused: a refusal step fails, and Dagster runs nothing
+    after a failed step. Dagster asks for it too: every step of a graph-backed asset must lead
+    to the asset or one of its checks, and the refusal steps cannot lead to the load."""
+    return dg.AssetCheckResult(passed=True, description="no file of this run was refused")
+
+
+def _changed_since(snapshot: FileSnapshot, books_folder: Path) -> bool:
+    try:
+        current = snapshot_book_file(snapshot.path, books_folder)
+    except OSError:  # deleted or renamed since
+        return True
+    return (current.size, current.mtime_ns) != (snapshot.size, snapshot.mtime_ns)
+
+
+def _cannot_heal(error: Exception) -> dg.Failure:
+    """A failure that the step retries would only repeat: fail at once, naming the cause."""
+    return dg.Failure(description=str(error), allow_retries=False)
+
+
+@dg.op(retry_policy=EXTERNAL_STEP_RETRY_POLICY)
+def create_vector_embeddings(
+    embedder: EmbedderResource, pipeline_state: PipelineStateResource, book_file: ParsedBookFile
+) -> EmbeddedBookFile:
+    """Embed one file's books in batches, paying only for texts this model has never seen.
+
+    An endpoint that is down, busy or failing is retried (book_pipeline.defs.retries); an answer
+    that cannot change (a bad request or key, a damaged local model) fails at once.
+    """
+    try:
+        model = embedder.get_embedder()
+        texts = [book.embedding_text for book in book_file.books]
+        embedded = embed_with_cache(model, pipeline_state.embedding_cache(), texts)
+    except EmbeddingModelError as error:
+        if error.retryable:
+            raise
+        raise _cannot_heal(error) from error
+    return EmbeddedBookFile(
+        file=book_file,
+        vectors=embedded.vectors,
+        model_name=model.model_name,
+        cache_hits=embedded.cache_hits,
+        cache_misses=embedded.cache_misses,
+    )
+
+
+@dg.op(retry_policy=EXTERNAL_STEP_RETRY_POLICY)
+def load_embeddings_to_vector_db(
+    context: dg.OpExecutionContext,
+    config: LoadConfig,
+    embedder: EmbedderResource,
+    qdrant: QdrantResource,
+    books_folder: BooksFolder,
+    pipeline_state: PipelineStateResource,
+    embedded_files: list[EmbeddedBookFile],
+) -> dg.Output[dict]:
+    """Make Qdrant match the files: each file's books replaced, deleted files' books removed.
+
+    The store is opened only for the time this takes (the embedded store locks its folder).
+    """
+    started = time.perf_counter()
+    model = embedder.get_embedder()
+    ledger = pipeline_state.ledger()
+    books_loaded = 0
+    with qdrant.open(on_wait=context.log.warning) as store:
+        if embedded_files:
+            try:
+                store.ensure_collection(embedded_files[0].vectors.shape[1], model.model_name)
+            except CollectionMismatchError as error:
+                raise _cannot_heal(error) from error
+        # Upsert every file first, then delete what they no longer hold: a crash in between
+        # leaves stale books for the next run to remove, never a file without its books.
+        for embedded in embedded_files:
+            parsed = embedded.file
+            books_loaded += store.upsert_books(parsed.books, embedded.vectors, parsed.sha256)
+        store.remove_books(
+            [embedded.file.file_name for embedded in embedded_files],
+            keep_ids=[
+                book_point_id(book.source_file, book.index)
+                for embedded in embedded_files
+                for book in embedded.file.books
+            ],
+        )
+        ledger.record_loaded(embedded.file for embedded in embedded_files)
+        review = review_books_folder(books_folder.folder, ledger)
+        if config.remove_books_of_deleted_files:
+            store.remove_books([entry.file_name for entry in review.removed])
+        for entry in review.removed:
+            ledger.record_removed(entry, books_kept=not config.remove_books_of_deleted_files)
+        collection_size = store.count()
+        # From the vectors or the collection, not the model: asking a remote one costs a request.
+        dimension: int | None = None
+        if embedded_files:
+            dimension = embedded_files[0].vectors.shape[1]
+        elif collection_size:
+            dimension, _ = store.collection_model()
+    summary = {
+        "files_processed": len(embedded_files),
+        "books_loaded": books_loaded,
+        "files_removed": len(review.removed),
+        "failed_files_skipped": len(review.failed_unchanged),
+        "collection_size": collection_size,
+        "embedding_model": model.model_name,
+        "embedding_dimension": dimension,
+        "embedding_cache_hits": sum(e.cache_hits for e in embedded_files),
+        "embedding_cache_misses": sum(e.cache_misses for e in embedded_files),
+    }
+    context.log.info(
+        f"loaded {books_loaded} book(s) from {len(embedded_files)} file(s) into the Qdrant "
+        f"collection {qdrant.collection!r} at {qdrant.location} ({collection_size} in all), "
+        f"removed the books of {len(review.removed)} deleted file(s)"
+    )
+    if collection_size:
+        context.log.info(f'search them: book-pipeline search "{SEARCH_EXAMPLE}" --limit 5')
+    stage_seconds = _stage_seconds(context)
+    stage_seconds["load_embeddings_to_vector_db"] = time.perf_counter() - started
+    return dg.Output(
+        summary,
+        metadata={
+            **summary,
+            "qdrant_collection": qdrant.collection,
+            "qdrant_location": qdrant.location,
+            "files": dg.MetadataValue.json(
+                sorted(e.file.file_name for e in embedded_files)[:_LISTED_FILES_LIMIT]
+            ),
+            "failed_files": dg.MetadataValue.json(
+                {e.file_name: e.error for e in review.failed_unchanged[:_LISTED_FILES_LIMIT]}
+            ),
+            **{
+                f"seconds_{stage}": dg.MetadataValue.float(round(seconds, 3))
+                for stage, seconds in stage_seconds.items()
+            },
+        },
+    )
+
+
+def _stage_seconds(context: dg.OpExecutionContext) -> dict[str, float]:
+    """Time spent in each op of this run so far, summed over its mapped copies."""
+    totals: dict[str, float] = defaultdict(float)
+    for entry in context.instance.all_logs(
+        context.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS
+    ):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        op_name = event.step_key.split("[")[0].rsplit(".", 1)[-1]
+        totals[op_name] += event.event_specific_data.duration_ms / 1000
+    return dict(totals)

@@ -1,0 +1,60 @@
+"""The query_data op: the CLI's `search`, launchable from the UI with the query in run config."""
+
+from dataclasses import asdict
+
+import dagster as dg
+from pydantic import Field
+
+from book_pipeline.core.search import (
+    SearchRefusedError,
+    format_hits_table,
+    hits_markdown,
+    search_books,
+)
+from book_pipeline.defs.resources import EmbedderResource, QdrantResource
+
+
+class QueryConfig(dg.Config):
+    query: str = Field(description="A sentence describing the book you are looking for")
+    limit: int = Field(default=5, description="How many books to return")
+    author: str | None = Field(default=None, description="Only books by exactly this author")
+    year_from: int | None = Field(
+        default=None, description="Only books from this year on (-500 is 500 BC)"
+    )
+    year_to: int | None = Field(
+        default=None, description="Only books up to this year (-500 is 500 BC)"
+    )
+
+
+@dg.op
+def search_loaded_books(
+    context: dg.OpExecutionContext,
+    config: QueryConfig,
+    embedder: EmbedderResource,
+    qdrant: QdrantResource,
+) -> dg.Output[list[dict]]:
+    """Search book_embeddings; the results are logged and shown as a table on the run."""
+    model = embedder.get_embedder()
+    try:
+        with qdrant.open(on_wait=context.log.warning) as store:
+            hits = search_books(
+                store,
+                model,
+                config.query,
+                config.limit,
+                author=config.author,
+                year_from=config.year_from,
+                year_to=config.year_to,
+            )
+    except SearchRefusedError as error:
+        # The same query against the same collection would be refused again.
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    context.log.info(f"{len(hits)} book(s) for {config.query!r}:\n{format_hits_table(hits)}")
+    return dg.Output(
+        [asdict(hit) for hit in hits],
+        metadata={
+            "query": config.query,
+            "result_count": len(hits),
+            "results": dg.MetadataValue.md(hits_markdown(hits)),
+        },
+    )

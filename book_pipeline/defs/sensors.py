@@ -1,0 +1,112 @@
+"""new_book_files_sensor: new or changed files in the books folder start a fetch_data run.
+
+Cheap by design: it stats the folder and reads the load ledger, never the Qdrant store (which a
+running load keeps locked) and never a file's content unless its size and mtime are ambiguous.
+"""
+
+import json
+import os
+import time
+from typing import Any
+
+import dagster as dg
+
+from book_pipeline.core.arrivals import PlannedBatch, SeenFiles, plan_tick
+from book_pipeline.core.ledger import review_books_folder
+from book_pipeline.defs.jobs import fetch_data
+from book_pipeline.defs.resources import BooksFolder, PipelineStateResource
+
+BATCH_TAG = "book_pipeline/batch"
+# A batch whose runs keep failing (an embedding endpoint down for good) is not retried forever;
+# a change to its files, or a manual run, starts over.
+MAX_ATTEMPTS_PER_BATCH = 3
+SENSOR_INTERVAL_SECONDS = int(os.environ.get("BOOK_PIPELINE_SENSOR_INTERVAL_SECONDS") or 30)
+
+_IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def run_config_for(files: list[str]) -> dict[str, Any]:
+    return {
+        "ops": {
+            "book_embeddings": {
+                "ops": {"list_book_description_files": {"config": {"only_files": files}}}
+            }
+        }
+    }
+
+
+def files_of_run(run: dg.DagsterRun) -> list[str] | None:
+    """The files a fetch_data run was asked to load; None for a run over every pending file."""
+    ops = run.run_config.get("ops", {}).get("book_embeddings", {}).get("ops", {})
+    return ops.get("list_book_description_files", {}).get("config", {}).get("only_files")
+
+
+def _decode_cursor(cursor: str | None) -> SeenFiles:
+    return json.loads(cursor)["seen"] if cursor else {}
+
+
+def _run_request(context: dg.SensorEvaluationContext, batch: PlannedBatch) -> dg.RunRequest | None:
+    attempts = context.instance.get_runs_count(
+        filters=dg.RunsFilter(tags={BATCH_TAG: batch.batch_id})
+    )
+    if attempts >= MAX_ATTEMPTS_PER_BATCH:
+        context.log.warning(
+            f"not retrying {batch.files or batch.removed_files}: {attempts} runs for them failed; "
+            "change the files or materialize book_embeddings by hand"
+        )
+        return None
+    return dg.RunRequest(
+        run_key=f"{batch.batch_id}-{attempts}",
+        run_config=run_config_for(batch.files),
+        tags={BATCH_TAG: batch.batch_id, "book_pipeline/files": str(len(batch.files))},
+    )
+
+
+@dg.sensor(
+    job=fetch_data,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests fetch_data for new, changed or deleted description files once they "
+    "have stopped changing; nothing new, no run.",
+)
+def new_book_files_sensor(
+    context: dg.SensorEvaluationContext,
+    books_folder: BooksFolder,
+    pipeline_state: PipelineStateResource,
+) -> dg.SensorResult | dg.SkipReason:
+    in_progress = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=fetch_data.name, statuses=_IN_PROGRESS)
+    )
+    in_flight: set[str] = set()
+    for run in in_progress:
+        files = files_of_run(run)
+        if files is None:
+            return dg.SkipReason(f"run {run.run_id} is loading every pending file")
+        in_flight.update(files)
+
+    review = review_books_folder(books_folder.folder, pipeline_state.ledger())
+    plan = plan_tick(
+        review,
+        seen=_decode_cursor(context.cursor),
+        in_flight=in_flight,
+        now_ns=time.time_ns(),
+        settle_seconds=books_folder.settle_seconds,
+        max_files_per_run=books_folder.max_files_per_run,
+    )
+    requests = [
+        request for batch in plan.batches if (request := _run_request(context, batch)) is not None
+    ]
+    cursor = json.dumps({"seen": plan.seen}, sort_keys=True)
+    if not requests:
+        reason = (
+            f"{len(plan.still_settling)} file(s) still being written"
+            if plan.still_settling
+            else "no new, changed or deleted files"
+        )
+        return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)

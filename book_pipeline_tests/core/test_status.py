@@ -1,0 +1,58 @@
+"""`book-pipeline status` after real fetch_data runs."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from book_pipeline.cli import main
+from book_pipeline.core.synthetic_books import write_synthetic_books
+from book_pipeline_tests.conftest import fetch_data_job, fetch_data_run_config
+
+
+def status_rows(capsys: pytest.CaptureFixture[str]) -> dict[str, dict]:
+    assert main(["status", "--json"]) == 0
+    return {row["file_name"]: row for row in json.loads(capsys.readouterr().out)}
+
+
+def test_status_lists_loaded_pending_failed_and_deleted_files(
+    instance: dg.DagsterInstance,
+    books_dir: Path,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BOOK_PIPELINE_BOOKS_DIR", str(books_dir))
+    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
+    loaded, deleted = write_synthetic_books(books_dir, files=2, books_per_file=3)
+    run_config = fetch_data_run_config(books_dir, data_dir)
+    assert fetch_data_job().execute_in_process(run_config=run_config, instance=instance).success
+    (books_dir / "broken.txt").write_text("1 ::: No Year ::: A ::: B\n")
+    assert (
+        not fetch_data_job()
+        .execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+        .success
+    )
+    [pending] = write_synthetic_books(books_dir, files=1, books_per_file=1, first_file=2)
+    deleted.unlink()
+
+    rows = status_rows(capsys)
+
+    assert rows[loaded.name]["state"] == "loaded"
+    assert rows[loaded.name]["books"] == 3
+    assert rows[pending.name]["state"] == "pending"
+    assert rows["broken.txt"]["state"] == "failed"
+    assert rows["broken.txt"]["error_line"] == 1
+    assert "expected '<Title> (<Year>)'" in rows["broken.txt"]["error"]
+    assert rows[deleted.name]["state"] == "deleted, books not yet removed"
+
+    assert fetch_data_job().execute_in_process(run_config=run_config, instance=instance).success
+    rows = status_rows(capsys)
+    assert rows[pending.name]["state"] == "loaded"
+    assert (rows[deleted.name]["state"], rows[deleted.name]["books"]) == ("removed", 0)
+
+    assert main(["status"]) == 0
+    table = capsys.readouterr().out
+    assert f"books folder: {books_dir}" in table
+    assert "1 failed, 2 loaded, 1 removed" in table

@@ -1,0 +1,135 @@
+"""The retrieval sanity check: green on the sample books, red on what only a search reveals."""
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from book_pipeline.core.embedding import (
+    LOCAL_MODEL_DIMENSION,
+    LOCAL_MODEL_NAME,
+    shared_local_embedder,
+)
+from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.parsing import BookRecord, parse_book_file
+from book_pipeline.core.settings import DEFAULT_COLLECTION
+from book_pipeline.core.synthetic_books import write_synthetic_books
+from book_pipeline.core.vector_store import open_vector_store
+from book_pipeline.defs.checks import (
+    SAMPLE_PROBES,
+    SELF_PROBE_COUNT,
+    RetrievalReport,
+    evaluate_retrieval,
+)
+from book_pipeline_tests.conftest import SampleLoad, unit_vectors
+
+VectorMaker = Callable[[Sequence[BookRecord]], np.ndarray]
+
+
+def real_vectors(books: Sequence[BookRecord]) -> np.ndarray:
+    return shared_local_embedder().embed([book.embedding_text for book in books])
+
+
+def random_vectors(books: Sequence[BookRecord]) -> np.ndarray:
+    return unit_vectors(len(books), LOCAL_MODEL_DIMENSION)
+
+
+def load(
+    data_dir: Path,
+    paths: Sequence[Path],
+    make_vectors: VectorMaker,
+    model_name: str = LOCAL_MODEL_NAME,
+) -> None:
+    """The load step's writes without Dagster, with vectors of the test's choosing."""
+    with open_vector_store(DEFAULT_COLLECTION, data_dir / "qdrant-edge") as store:
+        store.ensure_collection(LOCAL_MODEL_DIMENSION, model_name)
+        for path in paths:
+            parsed = parse_book_file(path)
+            store.upsert_books(parsed.books, make_vectors(parsed.books), parsed.sha256)
+
+
+def evaluate(data_dir: Path) -> RetrievalReport:
+    with open_vector_store(DEFAULT_COLLECTION, data_dir / "qdrant-edge") as store:
+        return evaluate_retrieval(store, shared_local_embedder())
+
+
+def test_fetch_data_runs_the_check_and_it_passes_on_the_sample_books(
+    sample_load: SampleLoad,
+) -> None:
+    evaluations = {e.check_name: e for e in sample_load.result.get_asset_check_evaluations()}
+    # The other check of the run: no sample file was refused.
+    assert evaluations.keys() == {"retrieval_sanity", "every_file_accepted"}
+    assert evaluations["every_file_accepted"].passed
+    evaluation = evaluations["retrieval_sanity"]
+
+    assert evaluation.passed, evaluation.description
+    assert evaluation.description.startswith(
+        f"{len(SAMPLE_PROBES)} of {len(SAMPLE_PROBES)} sample probe(s) found their book"
+    )
+    assert evaluation.metadata["probe_kind"].value == "sample"
+    assert "| Dracula (gothic_horror.txt) | 1 |" in evaluation.metadata["probes"].value
+
+
+def test_missing_collection_fails(tmp_path: Path) -> None:
+    report = evaluate(tmp_path)
+
+    assert not report.passed
+    assert report.description == f"collection {DEFAULT_COLLECTION!r} is empty or missing"
+
+
+def test_empty_collection_fails(tmp_path: Path) -> None:
+    load(tmp_path, [], real_vectors)
+
+    report = evaluate(tmp_path)
+
+    assert not report.passed
+    assert "is empty or missing" in report.description
+
+
+def test_vectors_that_do_not_match_the_books_fail(tmp_path: Path) -> None:
+    load(tmp_path, sorted(SAMPLE_BOOKS_DIR.glob("*.txt")), random_vectors)
+
+    report = evaluate(tmp_path)
+
+    assert not report.passed
+    assert report.probe_kind == "sample"
+    assert len(report.outcomes) == len(SAMPLE_PROBES)
+    assert "missed: " in report.description
+
+
+def test_collection_of_another_model_fails(tmp_path: Path) -> None:
+    load(tmp_path, [SAMPLE_BOOKS_DIR / "romance.txt"], random_vectors, model_name="other-model")
+
+    report = evaluate(tmp_path)
+
+    assert not report.passed
+    assert "was built with 'other-model'" in report.description
+
+
+def test_only_probes_of_loaded_sample_books_run(tmp_path: Path) -> None:
+    load(tmp_path, [SAMPLE_BOOKS_DIR / "romance.txt"], real_vectors)
+
+    report = evaluate(tmp_path)
+
+    assert report.passed, report.description
+    assert [outcome.probe.title for outcome in report.outcomes] == ["Across the Winter Sea"]
+
+
+def test_other_books_are_probed_with_their_own_text(tmp_path: Path) -> None:
+    load(tmp_path, write_synthetic_books(tmp_path / "books", 2, 10), real_vectors)
+
+    report = evaluate(tmp_path)
+
+    assert report.passed, report.description
+    assert report.probe_kind == "self"
+    assert len(report.outcomes) == SELF_PROBE_COUNT
+    assert all(outcome.rank == 1 for outcome in report.outcomes)
+
+
+def test_other_books_with_vectors_that_do_not_match_fail(tmp_path: Path) -> None:
+    load(tmp_path, write_synthetic_books(tmp_path / "books", 2, 10), random_vectors)
+
+    report = evaluate(tmp_path)
+
+    assert not report.passed
+    assert report.probe_kind == "self"

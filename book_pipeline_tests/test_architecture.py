@@ -1,0 +1,164 @@
+"""The layout's promise: the core and the CLI run where Dagster cannot even be imported, and each
+CLI command loads only what it needs."""
+
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import book_pipeline.cli
+import book_pipeline.core
+from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.parsing import format_book_line
+from book_pipeline_tests.conftest import SampleLoad
+
+# Run first in each subprocess: any import of Dagster (or a dagster-* package) fails.
+BLOCK_DAGSTER = """
+import sys
+
+class BlockDagster:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "dagster" or name.startswith("dagster_"):
+            raise ImportError(f"{name} must not be imported here")
+        return None
+
+sys.meta_path.insert(0, BlockDagster())
+"""
+
+CORE_AT_WORK = """
+import importlib, json, sys
+from pathlib import Path
+
+modules = sys.argv[1].split(",")
+for module in modules:
+    importlib.import_module(module)
+
+from book_pipeline.core.book_files import list_book_files
+from book_pipeline.core.embedding import shared_local_embedder
+from book_pipeline.core.parsing import parse_book_file
+from book_pipeline.core.search import search_books
+from book_pipeline.core.vector_store import open_vector_store
+
+parsed = parse_book_file(list_book_files(Path(sys.argv[2]))[0])
+embedder = shared_local_embedder()
+vectors = embedder.embed([book.embedding_text for book in parsed.books])
+with open_vector_store("books", Path(sys.argv[3])) as store:
+    store.ensure_collection(embedder.dimension, embedder.model_name)
+    store.upsert_books(parsed.books, vectors, parsed.sha256)
+    wanted = parsed.books[-1]
+    [hit] = search_books(store, embedder, wanted.embedding_text, 1)
+print(json.dumps({
+    "books": len(parsed.books),
+    "vector_shape": list(vectors.shape),
+    "wanted": [wanted.title, wanted.source_file],
+    "hit": [hit.title, hit.source_file],
+    "dagster_loaded": sorted(name for name in sys.modules if name.startswith("dagster")),
+}))
+"""
+
+# Runs one command in process, then reports which of the heavy packages it imported.
+CLI_COMMAND = """
+import json, sys
+from book_pipeline.cli import main
+
+code = main(sys.argv[1:])
+heavy = ("dagster", "qdrant_client", "qdrant_edge", "fastembed", "onnxruntime", "openai",
+         "diskcache", "numpy", "pydantic", "huggingface_hub")
+loaded = sorted({name.split(".")[0] for name in sys.modules} & set(heavy))
+print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
+"""
+
+
+def submodules(package: object) -> list[str]:
+    return [
+        module.name for module in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+    ]
+
+
+def run_without_dagster(
+    program: str, *arguments: str, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_DAGSTER + program, *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+
+
+def test_the_blocker_does_block_dagster() -> None:
+    completed = run_without_dagster("import book_pipeline.definitions")
+    assert completed.returncode != 0
+    assert "dagster must not be imported here" in completed.stderr
+
+
+def test_core_and_cli_import_parse_embed_and_search_without_dagster(tmp_path: Path) -> None:
+    modules = [
+        *submodules(book_pipeline.core),
+        book_pipeline.cli.__name__,
+        *submodules(book_pipeline.cli),
+    ]
+    assert "book_pipeline.core.settings" in modules and "book_pipeline.core.edge_store" in modules
+
+    completed = run_without_dagster(
+        CORE_AT_WORK, ",".join(modules), str(SAMPLE_BOOKS_DIR), str(tmp_path / "edge")
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["books"] > 1
+    assert result["vector_shape"] == [result["books"], 384]
+    assert result["hit"] == result["wanted"]
+    assert result["dagster_loaded"] == []
+
+
+@pytest.fixture
+def cli_environment(sample_load: SampleLoad, tmp_path: Path) -> dict[str, str]:
+    """The sample load's data folder, a books folder of its own, no developer settings."""
+    books_dir = tmp_path / "books"
+    books_dir.mkdir()
+    kept = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("BOOK_PIPELINE_", "QDRANT_", "OPENAI_"))
+    }
+    return {
+        **kept,
+        "BOOK_PIPELINE_DATA_DIR": str(sample_load.data_dir),
+        "BOOK_PIPELINE_BOOKS_DIR": str(books_dir),
+    }
+
+
+# What each command may load: search only the embedder (fastembed on onnxruntime, numpy) and the
+# Edge store; info only the Edge store; add-books and status none of the heavy packages.
+@pytest.mark.parametrize(
+    ("arguments", "allowed"),
+    [
+        (
+            ["add-books", "new", format_book_line(1, "Emma", 1815, "Jane Austen", "Matchmaking.")],
+            set(),
+        ),
+        (["status"], set()),
+        (["info"], {"qdrant_edge", "numpy"}),
+        (
+            ["search", "a detective on a train"],
+            {"qdrant_edge", "numpy", "fastembed", "onnxruntime", "huggingface_hub"},
+        ),
+    ],
+    ids=["add-books", "status", "info", "search"],
+)
+def test_cli_commands_load_no_dagster_and_only_what_they_need(
+    cli_environment: dict[str, str], arguments: list[str], allowed: set[str]
+) -> None:
+    completed = run_without_dagster(CLI_COMMAND, *arguments, environment=cli_environment)
+
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0
+    assert set(report["loaded"]) <= allowed, report["loaded"]
+    assert "dagster" not in report["loaded"]
