@@ -8,9 +8,9 @@ subcommand, each run a fresh process, and the median wall time is printed. Nothi
 between runs but what the pipeline keeps on disk anyway (the Qdrant store, the ledger).
 
 `--breakdown` also times the search command's phases, each in a fresh process as the command
-runs them: the interpreter's start, importing the CLI, importing fastembed (with numpy and
-onnxruntime), loading the model (onnxruntime's session), embedding the query, opening the Edge
-store, the query itself.
+runs them: the interpreter's start, importing the CLI, importing the model's runtime (numpy,
+onnxruntime, tokenizers), loading the bundled model (onnxruntime's session, the tokenizer),
+opening the Edge store, embedding the query and searching.
 
 `--baseline-src` runs the same commands a second time with another checkout's package first on
 PYTHONPATH (e.g. a `git worktree` of main), interleaved run by run with this one, so a busy
@@ -68,13 +68,12 @@ def mark(name):
 from book_pipeline.cli import main
 from book_pipeline.core.settings import Settings
 mark("import the CLI")
-import fastembed
-mark("import fastembed (numpy, onnxruntime, huggingface_hub)")
-from book_pipeline.core.embedding import configured_embedder
+import numpy, onnxruntime, tokenizers
+mark("import numpy, onnxruntime, tokenizers")
+from book_pipeline.core.query_embedding import query_embedder
 settings = Settings.from_environment()
-model = settings.embedding_model
-embedder = configured_embedder(settings.embedder, model, settings.model_cache_dir)
-mark("load the model (onnxruntime session)")
+embedder = query_embedder(settings)
+mark("load the model (onnxruntime session, tokenizer)")
 from book_pipeline.core.search import search_books
 from book_pipeline.core.vector_store import open_configured_store
 with open_configured_store(settings) as store:

@@ -1,5 +1,6 @@
 """`book-pipeline search`: the loaded books closest to a sentence, with the configured embedder
-and store; loads only those two."""
+and store; loads only those two (the bundled model without fastembed, see
+`core/query_embedding.py`)."""
 
 from __future__ import annotations
 
@@ -45,20 +46,14 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     # Imported here: the model and Qdrant take time that add-books and status need not pay.
-    from book_pipeline.core.embedding import EmbeddingModelError, configured_embedder
+    from book_pipeline.core.embedding import EmbeddingModelError
+    from book_pipeline.core.query_embedding import query_embedder
     from book_pipeline.core.search import SearchRefusedError, format_hits_table, search_books
     from book_pipeline.core.vector_store import open_configured_store
 
     settings = Settings.from_environment()
     try:
-        embedder = configured_embedder(
-            settings.embedder,
-            settings.embedding_model,
-            settings.model_cache_dir,
-            api_key=settings.openai_api_key,
-            base_url=settings.openai_base_url,
-            on_error_response=say,
-        )
+        embedder = query_embedder(settings, on_error_response=say)
         # The store is opened for this one query only: a load waiting for it is held up briefly.
         with open_configured_store(settings, say, args.lock_wait) as store:
             hits = search_books(

@@ -1,0 +1,82 @@
+"""The bundled model for a search, run without fastembed: the pipeline's vectors, the same hits."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from book_pipeline.core.embedding import (
+    LOCAL_MODEL_DIMENSION,
+    LOCAL_MODEL_NAME,
+    FastEmbedEmbedder,
+    OpenAIEmbedder,
+    shared_local_embedder,
+)
+from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.parsing import parse_book_file
+from book_pipeline.core.query_embedding import BundledQueryEmbedder, query_embedder
+from book_pipeline.core.search import search_books
+from book_pipeline.core.settings import DEFAULT_COLLECTION, Settings
+from book_pipeline.core.vector_store import open_vector_store
+from book_pipeline_tests.conftest import SampleLoad
+from book_pipeline_tests.core.test_embedding import sentence_transformers_folder
+from book_pipeline_tests.core.test_search import QUERIES
+
+SAMPLE_TEXTS = [
+    book.embedding_text
+    for path in sorted(SAMPLE_BOOKS_DIR.glob("*.txt"))
+    for book in parse_book_file(path).books
+]
+# Past the model's 256 tokens, both cut at the same place.
+LONG_TEXT = " ".join(f"word{number}" for number in range(600))
+
+
+@pytest.fixture(scope="module")
+def query_model() -> BundledQueryEmbedder:
+    return BundledQueryEmbedder()
+
+
+def test_texts_get_the_vectors_the_pipeline_gives_them(query_model: BundledQueryEmbedder) -> None:
+    texts = [*SAMPLE_TEXTS, *(query for query, _ in QUERIES), "", "Ünïcödé — 書籍 🐳", LONG_TEXT]
+
+    vectors = query_model.embed(texts)
+
+    assert (query_model.model_name, query_model.dimension) == (LOCAL_MODEL_NAME, 384)
+    assert vectors.shape == (len(texts), LOCAL_MODEL_DIMENSION) and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, shared_local_embedder().embed(texts), rtol=0, atol=1e-7)
+
+
+def test_a_long_query_is_cut_at_the_models_length(query_model: BundledQueryEmbedder) -> None:
+    longer, long, short = query_model.embed([LONG_TEXT + " and more", LONG_TEXT, "word0 word1"])
+
+    np.testing.assert_array_equal(longer, long)
+    assert float(long @ short) < 0.99
+
+
+def test_searches_find_the_same_books_with_the_same_scores(
+    sample_load: SampleLoad, query_model: BundledQueryEmbedder
+) -> None:
+    with open_vector_store(DEFAULT_COLLECTION, sample_load.data_dir / "qdrant-edge") as store:
+        for query, _ in QUERIES:
+            direct = search_books(store, query_model, query, 5)
+            pipeline = search_books(store, shared_local_embedder(), query, 5)
+
+            assert [hit.title for hit in direct] == [hit.title for hit in pipeline]
+            np.testing.assert_allclose(
+                [hit.score for hit in direct], [hit.score for hit in pipeline], atol=1e-6
+            )
+
+
+def test_only_the_bundled_default_skips_fastembed(tmp_path: Path) -> None:
+    assert isinstance(query_embedder(Settings()), BundledQueryEmbedder)
+    assert isinstance(
+        query_embedder(Settings(embedding_model=LOCAL_MODEL_NAME)), BundledQueryEmbedder
+    )
+
+    folder = sentence_transformers_folder(tmp_path / "minilm-copy")
+    from_folder = query_embedder(Settings(embedding_model=str(folder)))
+    assert isinstance(from_folder, FastEmbedEmbedder)
+    assert from_folder.model_name.startswith("minilm-copy@sha256:")
+
+    remote = query_embedder(Settings(embedder="openai", openai_api_key="sk-test"))
+    assert isinstance(remote, OpenAIEmbedder)
