@@ -135,7 +135,7 @@ def cli_environment(sample_load: SampleLoad, tmp_path: Path) -> dict[str, str]:
 
 
 # What each command may load: search only the bundled model's runtime (onnxruntime, numpy; not
-# fastembed, whose import alone took ~0.35 s) and the Edge store; info only the Edge store;
+# fastembed, whose import alone took ~0.4 s) and the Edge store; info only the Edge store;
 # add-books and status none of the heavy packages.
 @pytest.mark.parametrize(
     ("arguments", "allowed"),
