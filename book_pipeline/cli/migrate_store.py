@@ -104,12 +104,15 @@ def run_migrate_store(args: argparse.Namespace) -> int:
         if copied % MIGRATE_PROGRESS_EVERY < args.batch_size:
             say(f"  {copied:,} points copied")
 
-    def open_target(url: str | None, path: Path) -> AbstractContextManager[BookVectorStore]:
+    def open_store(
+        name: str, url: str | None, path: Path, api_key_env: str | None
+    ) -> AbstractContextManager[BookVectorStore]:
+        # The collection settings apply only where the collection is created: the target.
         return open_vector_store(
-            target_collection,
+            name,
             path,
             url=url,
-            api_key=_api_key_from_environment(args.to_api_key_env) if url else None,
+            api_key=_api_key_from_environment(api_key_env) if url else None,
             lock_wait_seconds=settings.lock_wait_seconds,
             on_wait=say,
             settings=settings.collection_settings,
@@ -126,7 +129,9 @@ def run_migrate_store(args: argparse.Namespace) -> int:
                     f"no collection {collection!r} in a previous version's store at {legacy}"
                 )
             target_url = args.to_url or (None if to_path else settings.qdrant_url)
-            with open_target(target_url, to_path or edge_path) as target:
+            with open_store(
+                target_collection, target_url, to_path or edge_path, args.to_api_key_env
+            ) as target:
                 target_name = target.location
                 if isinstance(target, EdgeStore) and not target.collection_exists():
                     copied = upgrade_local_mode_store(legacy, target, say, args.batch_size)
@@ -149,15 +154,10 @@ def run_migrate_store(args: argparse.Namespace) -> int:
             if to_path is not None and from_url is None and to_path == from_path:
                 raise CliError(f"--to-path is the store being copied ({from_path})")
             with (
-                open_vector_store(
-                    collection,
-                    from_path,
-                    url=from_url,
-                    api_key=_api_key_from_environment(args.from_api_key_env) if from_url else None,
-                    lock_wait_seconds=settings.lock_wait_seconds,
-                    on_wait=say,
-                ) as source,
-                open_target(args.to_url, to_path or edge_path) as target,
+                open_store(collection, from_url, from_path, args.from_api_key_env) as source,
+                open_store(
+                    target_collection, args.to_url, to_path or edge_path, args.to_api_key_env
+                ) as target,
             ):
                 target_name = target.location
                 print(
