@@ -130,7 +130,7 @@ def shared_local_embedder(
     of books): the bundled default, a folder holding a model's files, or a fastembed model by
     name, downloaded into `cache_dir` (fastembed's own default when None) on first use."""
     with _LOADING:
-        if model is None or model == LOCAL_MODEL_NAME:
+        if is_bundled_model(model):
             return _bundled_model()
         folder = Path(model).expanduser()
         if folder.is_dir():
@@ -143,6 +143,11 @@ def shared_local_embedder(
         from fastembed.common.utils import define_cache_dir
 
         return _named_model(model, define_cache_dir(str(cache_dir) if cache_dir else None))
+
+
+def is_bundled_model(model: str | None) -> bool:
+    """Whether a configured local model (None: the default) is the bundled one."""
+    return model is None or model == LOCAL_MODEL_NAME
 
 
 def configured_embedder(

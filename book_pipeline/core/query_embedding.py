@@ -23,6 +23,7 @@ from book_pipeline.core.embedding import (
     EmbeddingModelError,
     bundled_model_files,
     configured_embedder,
+    is_bundled_model,
     normalize_rows,
 )
 from book_pipeline.core.settings import Settings
@@ -33,7 +34,7 @@ def query_embedder(
 ) -> Embedder:
     """The embedder for a search: the bundled model run directly when it is the configured one,
     any other model as the pipeline loads it."""
-    if settings.embedder == "local" and settings.embedding_model in (None, LOCAL_MODEL_NAME):
+    if settings.embedder == "local" and is_bundled_model(settings.embedding_model):
         return BundledQueryEmbedder()
     return configured_embedder(
         settings.embedder,
