@@ -56,6 +56,9 @@ def _route(state: QdrantStubState, method: str, path: str, body: Any) -> Any:
         ("GET", "/exists"): lambda: {"exists": local.collection_exists(name)},
         ("PUT", ""): lambda: _create_collection(local, name, models.CreateCollection(**body)),
         ("GET", ""): lambda: local.get_collection(name).model_dump(mode="json"),
+        ("PATCH", ""): lambda: local.update_collection(
+            name, metadata=models.UpdateCollection(**body).metadata
+        ),
         # Local mode keeps no payload indexes; the request is parsed and recorded only.
         ("PUT", "/index"): lambda: models.CreateFieldIndex(**body) and _UPDATED,
         ("PUT", "/points"): lambda: local.upsert(
@@ -68,6 +71,7 @@ def _route(state: QdrantStubState, method: str, path: str, body: Any) -> Any:
         ("POST", "/points/count"): lambda: _count(local, name, models.CountRequest(**body)),
         ("POST", "/points/scroll"): lambda: _scroll(local, name, models.ScrollRequest(**body)),
         ("POST", "/points/query"): lambda: _query(local, name, models.QueryRequest(**body)),
+        ("POST", "/facet"): lambda: _facet(local, name, models.FacetRequest(**body)),
     }
     handler = handlers.get((method, rest))
     if handler is None:
@@ -127,6 +131,17 @@ def _query(local: QdrantClient, name: str, request: models.QueryRequest) -> dict
     return {"points": [point.model_dump(mode="json") for point in response.points]}
 
 
+def _facet(local: QdrantClient, name: str, request: models.FacetRequest) -> dict:
+    response = local.facet(
+        name,
+        key=request.key,
+        facet_filter=request.filter,
+        limit=request.limit or 10,
+        exact=bool(request.exact),
+    )
+    return response.model_dump(mode="json")
+
+
 def _handler_for(state: QdrantStubState) -> type[JsonHandler]:
     class QdrantStubHandler(JsonHandler):
         def do_GET(self) -> None:
@@ -137,6 +152,9 @@ def _handler_for(state: QdrantStubState) -> type[JsonHandler]:
 
         def do_POST(self) -> None:
             self._answer("POST")
+
+        def do_PATCH(self) -> None:
+            self._answer("PATCH")
 
         def _answer(self, method: str) -> None:
             body = self.read_json() if int(self.headers.get("Content-Length") or 0) else None

@@ -1,5 +1,5 @@
 """`book-pipeline status`: every description file and its state, from the folder and the load
-ledger; reads neither Qdrant nor the model."""
+ledger, against the books the store actually holds of each; never loads the model."""
 
 from __future__ import annotations
 
@@ -8,20 +8,26 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from book_pipeline.cli.common import EXIT_OK, CliError
+from book_pipeline.cli.common import EXIT_OK, CliError, say, store_errors
 from book_pipeline.core.folders import (
     DEFAULT_BOOKS_DIR,
     is_sample_folder,
 )
 from book_pipeline.core.settings import Settings
 
+# A running load holds the embedded store for its whole write: status shows the record alone
+# rather than wait for it.
+STATUS_LOCK_WAIT_SECONDS = 0.5
+
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
     status = subcommands.add_parser(
         "status",
         help="list every description file with its state: loaded, pending, failed, removed",
-        description="Compare the books folder with the load ledger (what runs actually loaded). "
-        "Reads neither Qdrant nor Dagster, so it works while a load runs.",
+        description="Compare the books folder with the load ledger (what runs loaded) and with "
+        "the store (how many books of each file it holds), naming any file whose books the "
+        "store does not hold as recorded. While a load holds the embedded store, the record is "
+        "shown alone. Reads no model and no Dagster.",
     )
     status.add_argument("--json", action="store_true", help="print the files as JSON")
     status.set_defaults(handler=run_status)
@@ -29,21 +35,48 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 def run_status(args: argparse.Namespace) -> int:
     from book_pipeline.core.ledger import LoadLedger, review_books_folder
+    from book_pipeline.core.loading import list_files_to_load
     from book_pipeline.core.status import folder_status, format_status_table
+    from book_pipeline.core.vector_store import (
+        StoreLockedError,
+        open_configured_store,
+        read_collection_stamp,
+    )
 
     settings = Settings.from_environment()
     books_folder = settings.books_folder
     ledger = LoadLedger(settings.ledger_path)
+    stored_counts: dict[str, int] | None = None
     try:
-        review = review_books_folder(books_folder, ledger)
+        with open_configured_store(settings, lock_wait_seconds=STATUS_LOCK_WAIT_SECONDS) as store:
+            listing = list_files_to_load(store, ledger, books_folder)
+            location, collection = store.location, store.collection
+        review, stamp, stored_counts = listing.review, listing.stamp, listing.stored_counts
+    except StoreLockedError:
+        stamp = read_collection_stamp(settings.collection, settings.edge_path)
+        review = review_books_folder(books_folder, ledger, stamp)
+        location, collection = str(settings.edge_path.resolve()), settings.collection
+        say(
+            f"a running load holds the embedded store {location}: the books it holds are not "
+            "counted, the ledger's record is shown alone"
+        )
     except FileNotFoundError as error:
         raise CliError(str(error)) from None
-    rows = folder_status(review, ledger.entries())
+    except store_errors() as error:
+        raise CliError(str(error)) from None
+    rows = folder_status(review, ledger.entries(stamp), stored_counts)
     if args.json:
         print(json.dumps([asdict(row) for row in rows], ensure_ascii=False, indent=2))
     else:
         print(f"books folder: {_describe_books_folder(books_folder)}")
+        state = "does not exist yet" if stamp is None else f"load {stamp.load_sequence}"
+        print(f"store: Qdrant collection {collection!r} at {location} ({state})")
         print(format_status_table(rows))
+        if review.drifted:
+            print(
+                f"{len(review.drifted)} file(s) recorded as loaded are not held by the store as "
+                "recorded: the next run (or the sensor) loads them again"
+            )
     return EXIT_OK
 
 

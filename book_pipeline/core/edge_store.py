@@ -4,7 +4,8 @@ Layout of the store folder (`$BOOK_PIPELINE_DATA_DIR/qdrant-edge`):
 
     .lock                       held (flock) by the one process that has the store open
     <collection>/               the Edge shard: WAL, segments, edge_config.json
-    <collection>/book_pipeline.json   what the shard was made for (model, dimension)
+    <collection>/book_pipeline.json   what the shard was made for (model, dimension), its
+                                      generation and the sequence number of its last load
 
 A shard is created, or copied from the previous version's store, in a `.<collection>.partial-*`
 folder that is renamed into place only once complete (and, for a copy, verified): a
@@ -40,10 +41,12 @@ from book_pipeline.core.vector_store import (
     KEYWORD_FIELDS,
     BookFilter,
     BookVectorStore,
+    CollectionStamp,
     ScoredPoint,
     StoreDamagedError,
     StoredPoint,
     StoreLockedError,
+    new_generation,
 )
 
 MANIFEST_NAME = "book_pipeline.json"
@@ -55,6 +58,8 @@ _LOCK_POLL_SECONDS = 0.2
 _DEFAULT_HNSW_M = 16
 _DEFAULT_HNSW_EF_CONSTRUCT = 100
 _DEFAULT_FULL_SCAN_THRESHOLD_KB = 10_000
+# Larger than any books folder: a facet returns at most this many source files.
+_FACET_LIMIT = 10_000_000
 
 
 def edge_config(settings: CollectionSettings, dimension: int) -> edge.EdgeConfig:
@@ -140,15 +145,19 @@ class EdgeStore(BookVectorStore):
 
     def _create_collection(self, dimension: int, model_name: str) -> None:
         partial = _partial_folder(self.folder, self.collection)
-        _build_empty_shard(partial, self.settings, dimension, model_name)
+        _build_empty_shard(partial, self.settings, dimension, model_name, new_generation())
         self._move_into_place(partial)
 
     @contextmanager
     def staging_collection(self, dimension: int, model_name: str) -> Iterator[EdgeStore]:
         """A new collection built beside this missing one, moved into place if the block ends
-        without an error, else deleted: the collection appears whole or not at all."""
+        without an error, else deleted: the collection appears whole or not at all.
+
+        It has no generation: it holds the previous version's points, which the ledger's
+        records from that version describe (they are adopted at its first load).
+        """
         partial = _partial_folder(self.folder, self.collection)
-        _build_empty_shard(partial, self.settings, dimension, model_name)
+        _build_empty_shard(partial, self.settings, dimension, model_name, generation=None)
         staging = EdgeStore(self.folder, self.collection, None, self.settings, partial)
         try:
             yield staging
@@ -167,6 +176,31 @@ class EdgeStore(BookVectorStore):
     def collection_model(self) -> tuple[int, str | None]:
         assert self._manifest is not None, "no collection"
         return int(self._manifest["dimension"]), self._manifest.get("embedding_model")
+
+    def stamp(self) -> CollectionStamp | None:
+        return None if self._manifest is None else manifest_stamp(self._manifest)
+
+    def record_load(self, load_sequence: int) -> str:
+        shard = self._require_shard()
+        assert self._manifest is not None
+        # The points first: the manifest must never claim a load the shard could lose.
+        shard.flush()
+        manifest = {
+            **self._manifest,
+            "generation": self._manifest.get("generation") or new_generation(),
+            "load_sequence": load_sequence,
+        }
+        write_manifest(self.shard_path, manifest)
+        self._manifest = manifest
+        return manifest["generation"]
+
+    def stored_counts(self) -> dict[str, int]:
+        if self._shard is None:
+            return {}
+        response = self._shard.facet(
+            edge.FacetRequest(key="source_file", limit=_FACET_LIMIT, exact=True)
+        )
+        return {str(hit.value): hit.count for hit in response.hits}
 
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
         shard = self._require_shard()
@@ -269,7 +303,11 @@ def _partial_folder(folder: Path, collection: str) -> Path:
 
 
 def _build_empty_shard(
-    path: Path, settings: CollectionSettings, dimension: int, model_name: str
+    path: Path,
+    settings: CollectionSettings,
+    dimension: int,
+    model_name: str,
+    generation: str | None,
 ) -> None:
     """A closed, empty shard with the payload indexes and, written last, its manifest."""
     shard = edge.EdgeShard.create(str(path), edge_config(settings, dimension))
@@ -281,29 +319,45 @@ def _build_empty_shard(
         shard.update(edge.UpdateOperation.create_field_index(field, schema))
     shard.flush()
     shard.close()
-    manifest = {"embedding_model": model_name, "dimension": dimension}
-    manifest_path = path / MANIFEST_NAME
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    with manifest_path.open("rb") as handle:
+    manifest: dict[str, Any] = {"embedding_model": model_name, "dimension": dimension}
+    if generation is not None:
+        manifest["generation"] = generation
+    manifest["load_sequence"] = 0
+    write_manifest(path, manifest)
+
+
+def write_manifest(shard_path: Path, manifest: dict[str, Any]) -> None:
+    """Replace the manifest whole (a temporary file renamed over it): never half written."""
+    manifest_path = shard_path / MANIFEST_NAME
+    temporary = manifest_path.with_name(f".{MANIFEST_NAME}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=2) + "\n")
+        handle.flush()
         os.fsync(handle.fileno())
+    os.replace(temporary, manifest_path)
+    directory = os.open(shard_path, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def manifest_stamp(manifest: dict[str, Any]) -> CollectionStamp:
+    return CollectionStamp(manifest.get("generation"), int(manifest.get("load_sequence", 0)))
+
+
+def read_edge_stamp(folder: Path, collection: str) -> CollectionStamp | None:
+    """The collection's stamp from its manifest alone: no lock, no shard load, so a sensor can
+    ask while a load holds the store. None when there is no collection."""
+    shard_path = folder.expanduser().resolve() / collection
+    if not shard_path.exists():
+        return None
+    return manifest_stamp(_read_manifest(shard_path))
 
 
 def _load_shard(path: Path) -> tuple[edge.EdgeShard, dict[str, Any]]:
     """Open a shard and its manifest, or say what is wrong with the folder (never repair it)."""
-    manifest_path = path / MANIFEST_NAME
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        int(manifest["dimension"])
-    except FileNotFoundError:
-        raise StoreDamagedError(
-            f"{path} is not a complete book_pipeline shard (no {MANIFEST_NAME}): it was partly "
-            "written or made by something else. It is left as it is; move it away to start an "
-            "empty collection, or restore it from a backup."
-        ) from None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise StoreDamagedError(
-            f"{manifest_path} cannot be read ({error}); the shard in {path} is left as it is"
-        ) from None
+    manifest = _read_manifest(path)
     try:
         shard = edge.EdgeShard.load(str(path))
     except Exception as error:  # qdrant-edge raises bare Exception for everything
@@ -316,6 +370,25 @@ def _load_shard(path: Path) -> tuple[edge.EdgeShard, dict[str, Any]]:
             "Restore it from a backup or move it away to start an empty collection."
         ) from None
     return shard, manifest
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    manifest_path = path / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        int(manifest["dimension"])
+        int(manifest.get("load_sequence", 0))
+    except FileNotFoundError:
+        raise StoreDamagedError(
+            f"{path} is not a complete book_pipeline shard (no {MANIFEST_NAME}): it was partly "
+            "written or made by something else. It is left as it is; move it away to start an "
+            "empty collection, or restore it from a backup."
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise StoreDamagedError(
+            f"{manifest_path} cannot be read ({error}); the shard in {path} is left as it is"
+        ) from None
+    return manifest
 
 
 def _lock(folder: Path, wait_seconds: float, on_wait: Callable[[str], None] | None) -> Any:

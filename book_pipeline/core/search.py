@@ -82,8 +82,9 @@ def check_collection_model(store: BookVectorStore, embedder: Embedder) -> int:
     """
     if not store.collection_exists():
         raise NothingLoadedError(
-            f"nothing loaded yet: Qdrant collection {store.collection!r} does not exist; "
-            "run fetch_data first"
+            f"nothing loaded yet: Qdrant collection {store.collection!r} does not exist at "
+            f"{store.location}; the next fetch_data run (or the sensor's) loads the books "
+            "into it"
         )
     dimension, model_name = store.collection_model()
     if model_name is not None and model_name != embedder.model_name:

@@ -20,12 +20,16 @@ from book_pipeline.core.vector_store import (
     BookFilter,
     BookVectorStore,
     CollectionMismatchError,
+    CollectionStamp,
     ScoredPoint,
     StoredPoint,
     StoreLockedError,
+    new_generation,
 )
 
 _SERVER_TIMEOUT_SECONDS = 30
+# Larger than any books folder: a facet returns at most this many source files.
+_FACET_LIMIT = 10_000_000
 LOCAL_MODE_ENGINE = "qdrant-client-local"
 
 
@@ -100,7 +104,12 @@ class QdrantClientStore(BookVectorStore):
             replication_factor=settings.replication_factor,
             write_consistency_factor=settings.write_consistency_factor,
             on_disk_payload=settings.on_disk_payload,
-            metadata={"embedding_model": model_name, "dimension": dimension},
+            metadata={
+                "embedding_model": model_name,
+                "dimension": dimension,
+                "generation": new_generation(),
+                "load_sequence": 0,
+            },
         )
         schemas = {
             **dict.fromkeys(KEYWORD_FIELDS, models.PayloadSchemaType.KEYWORD),
@@ -121,6 +130,32 @@ class QdrantClientStore(BookVectorStore):
             )
         metadata = info.config.metadata or {}
         return vectors.size, metadata.get("embedding_model")
+
+    def stamp(self) -> CollectionStamp | None:
+        if not self.collection_exists():
+            return None
+        return metadata_stamp(self._metadata())
+
+    def record_load(self, load_sequence: int) -> str:
+        # Upserts were sent with wait=True: the points are applied before the metadata says so.
+        metadata = self._metadata()
+        generation = metadata.get("generation") or new_generation()
+        self.client.update_collection(
+            self.collection,
+            metadata={**metadata, "generation": generation, "load_sequence": load_sequence},
+        )
+        return generation
+
+    def stored_counts(self) -> dict[str, int]:
+        if not self.collection_exists():
+            return {}
+        response = self.client.facet(
+            self.collection, key="source_file", limit=_FACET_LIMIT, exact=True
+        )
+        return {str(hit.value): hit.count for hit in response.hits}
+
+    def _metadata(self) -> dict:
+        return dict(self.client.get_collection(self.collection).config.metadata or {})
 
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
         self.client.upsert(
@@ -194,6 +229,10 @@ class QdrantClientStore(BookVectorStore):
 
     def close(self) -> None:
         self.client.close()
+
+
+def metadata_stamp(metadata: dict) -> CollectionStamp:
+    return CollectionStamp(metadata.get("generation"), int(metadata.get("load_sequence") or 0))
 
 
 def _stored(record: models.Record) -> StoredPoint:

@@ -1,4 +1,5 @@
-"""`book-pipeline status`: every file the pipeline knows, with its state, from the ledger."""
+"""`book-pipeline status`: every file the pipeline knows, with its state, from the ledger, and
+the books the store actually holds of it."""
 
 from collections import Counter
 from dataclasses import dataclass
@@ -12,15 +13,32 @@ PENDING = "pending"
 class FileStatus:
     file_name: str
     state: str
+    # As recorded by the load; `stored` is what the store holds (None: it could not be read).
     books: int
+    stored: int | None
     error: str | None
     error_line: int | None
+    # Set when the store does not hold what the record says; the next run loads it again.
+    drift: str | None = None
+
+    @property
+    def detail(self) -> str:
+        return self.error or self.drift or ""
 
 
-def folder_status(review: FolderReview, entries: dict[str, LedgerEntry]) -> list[FileStatus]:
-    """Pending files from the folder's review; all others as the ledger last recorded them."""
+def folder_status(
+    review: FolderReview,
+    entries: dict[str, LedgerEntry],
+    stored_counts: dict[str, int] | None,
+) -> list[FileStatus]:
+    """Pending files from the folder's review; all others as the ledger last recorded them,
+    with the store's count of their books when the store could be read."""
     pending = {snapshot.name for snapshot in review.pending}
     gone = {entry.file_name for entry in review.removed}
+    drifts = {drift.file_name: drift for drift in review.drifted}
+
+    def stored(file_name: str) -> int | None:
+        return None if stored_counts is None else stored_counts.get(file_name, 0)
 
     def state_of(entry: LedgerEntry) -> str:
         if entry.file_name not in gone:
@@ -28,11 +46,42 @@ def folder_status(review: FolderReview, entries: dict[str, LedgerEntry]) -> list
         # Gone from the folder, but no run has caught up with it yet.
         return "deleted, books not yet removed" if entry.state is FileState.LOADED else "deleted"
 
-    rows = [FileStatus(name, PENDING, 0, None, None) for name in pending]
+    rows = [
+        FileStatus(
+            name,
+            PENDING,
+            drifts[name].recorded if name in drifts else 0,
+            stored(name),
+            None,
+            None,
+            f"{drifts[name].describe()}: the next run loads it again" if name in drifts else None,
+        )
+        for name in pending
+    ]
     rows.extend(
-        FileStatus(entry.file_name, state_of(entry), entry.books, entry.error, entry.error_line)
+        FileStatus(
+            entry.file_name,
+            state_of(entry),
+            entry.books,
+            stored(entry.file_name),
+            entry.error,
+            entry.error_line,
+        )
         for entry in entries.values()
         if entry.file_name not in pending
+    )
+    rows.extend(
+        FileStatus(
+            name,
+            "deleted, books not yet removed",
+            0,
+            stored(name),
+            None,
+            None,
+            "the store holds books of this file, which no load recorded: the next run removes them",
+        )
+        for name in review.orphans
+        if name not in entries
     )
     return sorted(rows, key=lambda row: row.file_name)
 
@@ -40,10 +89,10 @@ def folder_status(review: FolderReview, entries: dict[str, LedgerEntry]) -> list
 def format_status_table(rows: list[FileStatus]) -> str:
     name_width = max((len(row.file_name) for row in rows), default=4)
     state_width = max((len(row.state) for row in rows), default=5)
-    lines = [f"{'file':<{name_width}}  {'state':<{state_width}}  books  detail"]
+    lines = [f"{'file':<{name_width}}  {'state':<{state_width}}  books  stored  detail"]
     lines.extend(
         f"{row.file_name:<{name_width}}  {row.state:<{state_width}}  {row.books:>5}  "
-        f"{row.error or ''}".rstrip()
+        f"{'-' if row.stored is None else row.stored:>6}  {row.detail}".rstrip()
         for row in rows
     )
     counts = Counter(row.state for row in rows)

@@ -97,6 +97,21 @@ class ScoredPoint:
 
 
 @dataclass(frozen=True)
+class CollectionStamp:
+    """Which collection this is and how far its loads got, read without reading a point.
+
+    `generation` is made when the collection is created, so a deleted, replaced or new
+    collection never passes for the one the ledger describes; None for one made by the release
+    before generations (it gets one at its next load). `load_sequence` is the number of the last
+    load whose points the collection holds: a backup restored from before later loads has a
+    smaller number than the ledger records for them.
+    """
+
+    generation: str | None
+    load_sequence: int
+
+
+@dataclass(frozen=True)
 class BookFilter:
     """Exact author, inclusive year range; both engines answer it from payload indexes."""
 
@@ -162,6 +177,20 @@ class BookVectorStore(ABC):
     @abstractmethod
     def collection_model(self) -> tuple[int, str | None]:
         """The vector size and the embedding model recorded when the collection was created."""
+
+    @abstractmethod
+    def stamp(self) -> CollectionStamp | None:
+        """The collection's generation and load sequence; None when it does not exist."""
+
+    @abstractmethod
+    def record_load(self, load_sequence: int) -> str:
+        """Record that the collection durably holds the points of load `load_sequence`, giving
+        it a generation first if it has none; returns the generation."""
+
+    @abstractmethod
+    def stored_counts(self) -> dict[str, int]:
+        """The number of points of each source file, counted exactly by the store (a facet on
+        the indexed `source_file`); empty when the collection does not exist."""
 
     @abstractmethod
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
@@ -243,6 +272,28 @@ def open_vector_store(
         yield store
     finally:
         store.close()
+
+
+def read_collection_stamp(
+    collection: str, local_path: Path, url: str | None = None, api_key: str | None = None
+) -> CollectionStamp | None:
+    """The collection's stamp without opening the embedded store (its manifest is read, no lock
+    is taken: a load may hold it), or with one request to a server. None: no collection."""
+    if url:
+        from book_pipeline.core.server_store import open_server_store
+
+        store = open_server_store(collection, url, api_key, None)
+        try:
+            return store.stamp()
+        finally:
+            store.close()
+    from book_pipeline.core.edge_store import read_edge_stamp
+
+    return read_edge_stamp(local_path, collection)
+
+
+def new_generation() -> str:
+    return uuid.uuid4().hex
 
 
 def open_configured_store(

@@ -18,7 +18,7 @@ from book_pipeline.core.search import (
 )
 from book_pipeline.core.vector_store import BookVectorStore, book_from_payload, book_point_id
 from book_pipeline.defs.assets import book_embeddings
-from book_pipeline.defs.resources import EmbedderResource, QdrantResource
+from book_pipeline.defs.resources import EmbedderResource, PipelineStateResource, QdrantResource
 
 PROBE_TOP_K = 3
 SELF_PROBE_COUNT = 5
@@ -101,7 +101,9 @@ class RetrievalReport:
         return markdown_table(header, rows)
 
 
-def evaluate_retrieval(store: BookVectorStore, embedder: Embedder) -> RetrievalReport:
+def evaluate_retrieval(
+    store: BookVectorStore, embedder: Embedder, recorded_books: int = 0
+) -> RetrievalReport:
     """Run the probes that fit the loaded books; pass when every expected book is in the top 3.
 
     The sample probes only mean something when their books are loaded, so the ones whose book is
@@ -109,13 +111,18 @@ def evaluate_retrieval(store: BookVectorStore, embedder: Embedder) -> RetrievalR
     is searched with its own embedded text instead: it must come back near the top. That proves
     less about meaning, but still catches the failures this check exists for: a model other than
     the one that made the vectors, unnormalised or garbage vectors. An empty or missing
-    collection fails: a search there can only come back empty.
+    collection fails: a search there can only come back empty. `recorded_books`, the books
+    the ledger records as loaded into it, is named in that failure: the store lost them.
     """
     book_count = store.count()
     if book_count == 0:
-        return RetrievalReport(
-            False, f"collection {store.collection!r} is empty or missing", "none", []
-        )
+        description = f"collection {store.collection!r} at {store.location} is empty or missing"
+        if recorded_books:
+            description += (
+                f", while the ledger records {recorded_books} book(s) as loaded into it: the "
+                "next run loads them again"
+            )
+        return RetrievalReport(False, description, "none", [])
     try:
         check_collection_model(store, embedder)
     except SearchRefusedError as error:
@@ -166,12 +173,19 @@ def _self_probes(store: BookVectorStore) -> list[RetrievalProbe]:
     "model, broken vectors or an empty collection fails here instead of in a user's search.",
 )
 def book_embeddings_retrieval_sanity(
-    context: dg.AssetCheckExecutionContext, embedder: EmbedderResource, qdrant: QdrantResource
+    context: dg.AssetCheckExecutionContext,
+    embedder: EmbedderResource,
+    qdrant: QdrantResource,
+    pipeline_state: PipelineStateResource,
 ) -> dg.AssetCheckResult:
     model = embedder.get_embedder()
     with qdrant.open(on_wait=context.log.warning) as store:
-        report = evaluate_retrieval(store, model)
-    context.log.info(report.description)
+        recorded_books = pipeline_state.ledger().loaded_books(store.stamp())
+        report = evaluate_retrieval(store, model, recorded_books)
+    if not report.passed:
+        context.log.error(report.description)
+    else:
+        context.log.info(report.description)
     return dg.AssetCheckResult(
         passed=report.passed,
         description=report.description,

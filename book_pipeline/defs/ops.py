@@ -23,9 +23,9 @@ from book_pipeline.core.book_files import (
 )
 from book_pipeline.core.embedding import EmbeddingModelError
 from book_pipeline.core.embedding_cache import embed_with_cache
-from book_pipeline.core.ledger import review_books_folder
+from book_pipeline.core.loading import list_files_to_load, load_books
 from book_pipeline.core.parsing import BookFileError, ParsedBookFile, parse_book_data
-from book_pipeline.core.vector_store import CollectionMismatchError, book_point_id
+from book_pipeline.core.vector_store import CollectionMismatchError
 from book_pipeline.defs.resources import (
     BooksFolder,
     EmbedderResource,
@@ -70,14 +70,27 @@ def list_book_description_files(
     context: dg.OpExecutionContext,
     config: ListFilesConfig,
     books_folder: BooksFolder,
+    qdrant: QdrantResource,
     pipeline_state: PipelineStateResource,
 ):
-    """One dynamic output per pending file; with none, nothing downstream is mapped."""
-    review = review_books_folder(books_folder.folder, pipeline_state.ledger())
+    """One dynamic output per pending file; with none, nothing downstream is mapped.
+
+    Pending: new or changed, or recorded as loaded while the store does not hold its books.
+    """
+    with qdrant.open(on_wait=context.log.warning) as store:
+        listing = list_files_to_load(store, pipeline_state.ledger(), books_folder.folder)
+    review = listing.review
     pending = review.pending
     if config.only_files is not None:
         requested = set(config.only_files)
         pending = [snapshot for snapshot in pending if snapshot.name in requested]
+    if listing.stamp is None:
+        context.log.info(
+            f"the Qdrant collection {qdrant.collection!r} does not exist at {qdrant.location}: "
+            "every file is loaded into it"
+        )
+    for drift in review.drifted:
+        context.log.warning(f"loading {drift.file_name} again: {drift.describe()}")
     for entry in review.failed_unchanged:
         context.log.warning(
             f"skipping {entry.file_name}: it failed before and has not changed ({entry.error})"
@@ -85,6 +98,7 @@ def list_book_description_files(
     context.log.info(
         f"{len(pending)} pending file(s) in {books_folder.folder}; "
         f"{review.up_to_date} already loaded, {len(review.failed_unchanged)} failed and unchanged"
+        + (f", {len(review.drifted)} not held by the store as recorded" if review.drifted else "")
     )
     for snapshot in pending:
         yield dg.DynamicOutput(str(snapshot.path), mapping_key=mapping_key_for(snapshot.name))
@@ -245,50 +259,38 @@ def load_embeddings_to_vector_db(
     """
     started = time.perf_counter()
     model = embedder.get_embedder()
-    ledger = pipeline_state.ledger()
-    books_loaded = 0
     with qdrant.open(on_wait=context.log.warning) as store:
-        if embedded_files:
-            try:
-                store.ensure_collection(embedded_files[0].vectors.shape[1], model.model_name)
-            except CollectionMismatchError as error:
-                raise _cannot_heal(error) from error
-        # Upsert every file first, then delete what they no longer hold: a crash in between
-        # leaves stale books for the next run to remove, never a file without its books.
-        for embedded in embedded_files:
-            parsed = embedded.file
-            books_loaded += store.upsert_books(parsed.books, embedded.vectors, parsed.sha256)
-        store.remove_books(
-            [embedded.file.file_name for embedded in embedded_files],
-            keep_ids=[
-                book_point_id(book.source_file, book.index)
-                for embedded in embedded_files
-                for book in embedded.file.books
-            ],
-        )
-        ledger.record_loaded(embedded.file for embedded in embedded_files)
-        review = review_books_folder(books_folder.folder, ledger)
-        if config.remove_books_of_deleted_files:
-            store.remove_books([entry.file_name for entry in review.removed])
-        for entry in review.removed:
-            ledger.record_removed(entry, books_kept=not config.remove_books_of_deleted_files)
-        collection_size = store.count()
+        try:
+            outcome = load_books(
+                store,
+                pipeline_state.ledger(),
+                books_folder.folder,
+                [(embedded.file, embedded.vectors) for embedded in embedded_files],
+                model.model_name,
+                config.remove_books_of_deleted_files,
+            )
+        except CollectionMismatchError as error:
+            raise _cannot_heal(error) from error
         # From the vectors or the collection, not the model: asking a remote one costs a request.
         dimension: int | None = None
         if embedded_files:
             dimension = embedded_files[0].vectors.shape[1]
-        elif collection_size:
+        elif outcome.collection_size:
             dimension, _ = store.collection_model()
+    review = outcome.review
+    books_loaded, collection_size = outcome.books_loaded, outcome.collection_size
     summary = {
         "files_processed": len(embedded_files),
         "books_loaded": books_loaded,
         "files_removed": len(review.removed),
+        "orphan_files_removed": len(review.orphans) if config.remove_books_of_deleted_files else 0,
         "failed_files_skipped": len(review.failed_unchanged),
         "collection_size": collection_size,
         "embedding_model": model.model_name,
         "embedding_dimension": dimension,
         "embedding_cache_hits": sum(e.cache_hits for e in embedded_files),
         "embedding_cache_misses": sum(e.cache_misses for e in embedded_files),
+        "load_sequence": outcome.load_sequence,
     }
     context.log.info(
         f"loaded {books_loaded} book(s) from {len(embedded_files)} file(s) into the Qdrant "

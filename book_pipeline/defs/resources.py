@@ -46,7 +46,12 @@ from book_pipeline.core.settings import (
     CollectionSettings,
     Settings,
 )
-from book_pipeline.core.vector_store import BookVectorStore, open_vector_store
+from book_pipeline.core.vector_store import (
+    BookVectorStore,
+    CollectionStamp,
+    open_vector_store,
+    read_collection_stamp,
+)
 
 
 def env_or_default(name: str, default: str | None) -> str | dg.EnvVar | None:
@@ -227,6 +232,10 @@ class QdrantResource(dg.ConfigurableResource):
             legacy_path=Path(self.legacy_path).expanduser().resolve() if self.legacy_path else None,
         ) as store:
             yield store
+
+    def read_stamp(self) -> CollectionStamp | None:
+        """The collection's generation and load sequence, without waiting for a running load."""
+        return read_collection_stamp(self.collection, self._local_folder, self.url, self.api_key)
 
 
 def embedded_store_paths(data_dir: Path) -> dict[str, str]:

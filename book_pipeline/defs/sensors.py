@@ -1,7 +1,10 @@
 """new_book_files_sensor: new or changed files in the books folder start a fetch_data run.
 
-Cheap by design: it stats the folder and reads the load ledger, never the Qdrant store (which a
-running load keeps locked) and never a file's content unless its size and mtime are ambiguous.
+Cheap by design: it stats the folder and reads the load ledger, and of the Qdrant store only the
+collection's stamp (the embedded store's manifest, read without the lock a running load holds;
+one request to a server), never a file's content unless its size and mtime are ambiguous. The
+stamp is what makes a deleted, replaced, emptied or restored collection start a run: the
+ledger's loads count only for the collection generation and load sequence they were made in.
 """
 
 import json
@@ -13,8 +16,9 @@ import dagster as dg
 
 from book_pipeline.core.arrivals import PlannedBatch, SeenFiles, plan_tick
 from book_pipeline.core.ledger import review_books_folder
+from book_pipeline.core.vector_store import StoreDamagedError, StoreUnreachableError
 from book_pipeline.defs.jobs import fetch_data
-from book_pipeline.defs.resources import BooksFolder, PipelineStateResource
+from book_pipeline.defs.resources import BooksFolder, PipelineStateResource, QdrantResource
 
 BATCH_TAG = "book_pipeline/batch"
 # A batch whose runs keep failing (an embedding endpoint down for good) is not retried forever;
@@ -77,6 +81,7 @@ def _run_request(context: dg.SensorEvaluationContext, batch: PlannedBatch) -> dg
 def new_book_files_sensor(
     context: dg.SensorEvaluationContext,
     books_folder: BooksFolder,
+    qdrant: QdrantResource,
     pipeline_state: PipelineStateResource,
 ) -> dg.SensorResult | dg.SkipReason:
     in_progress = context.instance.get_runs(
@@ -89,7 +94,12 @@ def new_book_files_sensor(
             return dg.SkipReason(f"run {run.run_id} is loading every pending file")
         in_flight.update(files)
 
-    review = review_books_folder(books_folder.folder, pipeline_state.ledger())
+    try:
+        stamp = qdrant.read_stamp()
+    except (StoreDamagedError, StoreUnreachableError) as error:
+        context.log.warning(str(error))
+        return dg.SkipReason(f"cannot read the Qdrant collection: {error}")
+    review = review_books_folder(books_folder.folder, pipeline_state.ledger(), stamp)
     plan = plan_tick(
         review,
         seen=_decode_cursor(context.cursor),

@@ -1,0 +1,110 @@
+"""Listing what a run must load, and loading it: the store made to match the folder, and the
+ledger made to record what the store then holds.
+
+The listing asks the store what it holds (its stamp and an exact count of each file's points),
+so a record that drifted from the store (a store deleted, moved, emptied, replaced or restored
+from an older backup; a crash between writing points and recording them) makes its files
+pending again instead of passing for loaded.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from book_pipeline.core.fail_points import (
+    AFTER_FIRST_BATCH,
+    BEFORE_RECORDING_THE_LOAD,
+    fail_point,
+)
+from book_pipeline.core.ledger import (
+    ANY_COLLECTION,
+    FolderReview,
+    LoadLedger,
+    review_books_folder,
+)
+from book_pipeline.core.parsing import ParsedBookFile
+from book_pipeline.core.vector_store import BookVectorStore, CollectionStamp, book_point_id
+
+
+@dataclass(frozen=True)
+class Listing:
+    review: FolderReview
+    # None: the collection does not exist, so nothing is loaded in it whatever was recorded.
+    stamp: CollectionStamp | None
+    # Each source file's points, as the store counted them.
+    stored_counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    books_loaded: int
+    # The folder as the load found it after writing: its removed files and orphans are gone
+    # from the store (when removal is on), its refused files were left alone.
+    review: FolderReview
+    collection_size: int
+    generation: str | None
+    load_sequence: int
+
+
+def list_files_to_load(store: BookVectorStore, ledger: LoadLedger, books_folder: Path) -> Listing:
+    """The folder against what the store holds and the ledger records for it."""
+    stamp = store.stamp()
+    stored_counts = store.stored_counts() if stamp is not None else {}
+    return Listing(
+        review_books_folder(books_folder, ledger, stamp, stored_counts), stamp, stored_counts
+    )
+
+
+def load_books(
+    store: BookVectorStore,
+    ledger: LoadLedger,
+    books_folder: Path,
+    files: Sequence[tuple[ParsedBookFile, np.ndarray]],
+    model_name: str,
+    remove_books_of_deleted_files: bool,
+) -> LoadOutcome:
+    """Replace each file's books, remove what deleted files left, then record it all.
+
+    Points first, then the collection's load sequence, then the ledger: a crash anywhere
+    leaves a record that claims no more than the store holds, and the next listing reloads
+    whatever the record does not cover (the same point ids: nothing is duplicated).
+    """
+    if files:
+        store.ensure_collection(files[0][1].shape[1], model_name)
+    stamp = store.stamp()
+    books_loaded = 0
+    # Upsert every file first, then delete what they no longer hold: a crash in between
+    # leaves stale books for the next run to remove, never a file without its books.
+    for parsed, vectors in files:
+        books_loaded += store.upsert_books(parsed.books, vectors, parsed.sha256)
+        fail_point(AFTER_FIRST_BATCH)
+    store.remove_books(
+        [parsed.file_name for parsed, _ in files],
+        keep_ids=[
+            book_point_id(book.source_file, book.index)
+            for parsed, _ in files
+            for book in parsed.books
+        ],
+    )
+    review = review_books_folder(books_folder, ledger, stamp, store.stored_counts())
+    if remove_books_of_deleted_files:
+        store.remove_books([entry.file_name for entry in review.removed] + review.orphans)
+    generation: str | None = None
+    load_sequence = 0
+    if stamp is not None:
+        load_sequence = stamp.load_sequence + 1
+        generation = store.record_load(load_sequence)
+        if stamp.generation is None:
+            ledger.adopt_previous_release(generation)
+    fail_point(BEFORE_RECORDING_THE_LOAD)
+    if generation is not None:
+        ledger.record_loaded((parsed for parsed, _ in files), generation, load_sequence)
+    ledger.record_removed(
+        review.removed,
+        generation or ANY_COLLECTION,
+        load_sequence,
+        books_kept=not remove_books_of_deleted_files,
+    )
+    return LoadOutcome(books_loaded, review, store.count(), generation, load_sequence)
