@@ -36,11 +36,12 @@ from book_pipeline.core.parsing import (
     parse_book_file,
     parse_book_text,
 )
-from book_pipeline.defs.resources import PipelineStateResource, resources_from_environment
+from book_pipeline.defs.resources import resources_from_environment
 from book_pipeline_tests.conftest import (
     fetch_data_job,
     fetch_data_run_config,
     qdrant_in,
+    recorded_entries,
     steps_that_ran,
 )
 
@@ -303,7 +304,7 @@ class CatalogueRun:
         return failure.step_failure_data.user_failure_data.description
 
     def ledger(self) -> dict[str, LedgerEntry]:
-        return PipelineStateResource(data_dir=str(self.data_dir)).ledger().entries()
+        return recorded_entries(self.data_dir)
 
     def titles_by_file(self) -> dict[str, list[str]]:
         with qdrant_in(self.data_dir).open() as store:

@@ -18,6 +18,7 @@ from book_pipeline.core.folders import (
 )
 from book_pipeline.core.ledger import LoadLedger, review_folder
 from book_pipeline.core.parsing import format_book_line, parse_book_file
+from book_pipeline.core.vector_store import CollectionStamp
 from book_pipeline.defs.resources import BooksFolder, PipelineStateResource, folders_run_config
 from book_pipeline.defs.sensors import new_book_files_sensor
 from book_pipeline_tests.conftest import fetch_data_job, point_count, steps_that_ran
@@ -87,13 +88,16 @@ def test_the_ledger_sees_the_copies_as_the_loaded_samples_without_reading_them(
     working_dir: Path,
 ) -> None:
     ledger = LoadLedger(working_dir / "data" / "ledger.sqlite")
-    ledger.record_loaded(parse_book_file(path) for path in list_book_files(SAMPLE_BOOKS_DIR))
+    stamp = CollectionStamp("generation", 1)
+    ledger.record_loaded(
+        (parse_book_file(path) for path in list_book_files(SAMPLE_BOOKS_DIR)), "generation", 1
+    )
     folder, _ = create_user_books_dir()
 
     def must_not_read(snapshot: object) -> str:
         raise AssertionError(f"read {snapshot}: size and mtime should have settled it")
 
-    review = review_folder(snapshot_book_files(folder), ledger.entries(), must_not_read)
+    review = review_folder(snapshot_book_files(folder), ledger.entries(stamp), must_not_read)
 
     assert (review.pending, review.removed, review.up_to_date) == ([], [], 6)
 

@@ -17,6 +17,7 @@ from book_pipeline.core.vector_store import (
     BookFilter,
     BookVectorStore,
     CollectionMismatchError,
+    CollectionStamp,
     book_point_id,
     open_vector_store,
 )
@@ -127,3 +128,26 @@ def test_retrieve_returns_the_existing_points_only(loaded: BookVectorStore) -> N
 def test_the_indexing_status_counts_every_point(loaded: BookVectorStore) -> None:
     points, indexed = loaded.indexing_status()
     assert points == 5 and 0 <= indexed <= points
+
+
+def test_a_new_collection_has_a_generation_and_records_its_loads(store: BookVectorStore) -> None:
+    assert store.stamp() is None
+    store.ensure_collection(8, "model-a")
+    stamp = store.stamp()
+    assert stamp is not None and stamp.generation and stamp.load_sequence == 0
+
+    assert store.record_load(1) == stamp.generation
+    assert store.stamp() == CollectionStamp(stamp.generation, 1)
+    assert store.collection_model() == (8, "model-a")
+
+
+def test_stored_counts_are_each_files_points_counted_by_the_store(
+    loaded: BookVectorStore,
+) -> None:
+    assert loaded.stored_counts() == {"classics.txt": 4, "new.txt": 1}
+    loaded.remove_books(["classics.txt"], keep_ids=[book_point_id("classics.txt", 1)])
+    assert loaded.stored_counts() == {"classics.txt": 1, "new.txt": 1}
+
+
+def test_a_missing_collection_counts_nothing(store: BookVectorStore) -> None:
+    assert store.stored_counts() == {}

@@ -15,12 +15,12 @@ from book_pipeline.core.ledger import FileState
 from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.defs.assets import book_embeddings, book_embeddings_kinds
-from book_pipeline.defs.resources import PipelineStateResource
 from book_pipeline_tests.conftest import (
     fetch_data_job,
     fetch_data_run_config,
     point_count,
     qdrant_in,
+    recorded_entries,
     steps_that_ran,
 )
 from book_pipeline_tests.openai_compatible_server import (
@@ -191,7 +191,7 @@ def test_one_malformed_file_fails_only_its_own_step(
     )
     assert broken.read_bytes() == broken_bytes
 
-    entry = PipelineStateResource(data_dir=str(data_dir)).ledger().entries()[broken.name]
+    entry = recorded_entries(data_dir)[broken.name]
     assert (entry.state, entry.error, entry.error_line) == (FileState.FAILED, message, 3)
     monkeypatch.setenv("BOOK_PIPELINE_BOOKS_DIR", str(books_dir))
     monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from book_pipeline.core.book_files import mapping_key_for
-from book_pipeline.core.ledger import FileState, LoadLedger
+from book_pipeline.core.ledger import FileState
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.defs.ops import (
     create_vector_embeddings,
@@ -31,6 +31,7 @@ from book_pipeline_tests.conftest import (
     fetch_data_job,
     fetch_data_run_config,
     qdrant_in,
+    recorded_entries,
     steps_that_ran,
 )
 from book_pipeline_tests.openai_compatible_server import (
@@ -91,7 +92,7 @@ def stored_points(data_dir: Path) -> dict[str, tuple[str, str]]:
 
 
 def loaded_files(data_dir: Path) -> set[str]:
-    entries = LoadLedger(data_dir / "ledger.sqlite").entries()
+    entries = recorded_entries(data_dir)
     return {name for name, entry in entries.items() if entry.state is FileState.LOADED}
 
 

@@ -13,12 +13,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.synthetic_books import synthetic_book_line, write_synthetic_books
 from book_pipeline.definitions import defs
 from book_pipeline.defs.resources import BooksFolder, PipelineStateResource
 from book_pipeline.defs.sensors import BATCH_TAG, new_book_files_sensor, run_config_for
-from book_pipeline_tests.conftest import fetch_data_run_config, point_count
+from book_pipeline_tests.conftest import (
+    fetch_data_run_config,
+    point_count,
+    qdrant_in,
+    record_as_loaded,
+)
 from book_pipeline_tests.loopback_http import Webhook, webhook_server
 
 
@@ -44,6 +48,7 @@ def tick(
                 path=str(books_dir), settle_seconds=60, max_files_per_run=max_files_per_run
             ),
             "pipeline_state": PipelineStateResource(data_dir=str(data_dir)),
+            "qdrant": qdrant_in(data_dir),
         },
         definitions=defs,
     )
@@ -114,9 +119,7 @@ def test_loaded_folder_requests_nothing_even_with_a_reset_cursor(
 ) -> None:
     files = write_synthetic_books(books_dir, files=3, books_per_file=1)
     age(files)
-    PipelineStateResource(data_dir=str(data_dir)).ledger().record_loaded(
-        parse_book_file(path) for path in files
-    )
+    record_as_loaded(data_dir, files)
 
     requests, _, skip = tick(instance, books_dir, data_dir, cursor=None)
 
@@ -173,7 +176,7 @@ def test_a_deleted_file_requests_a_cleanup_run(
     instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
 ) -> None:
     [path] = write_synthetic_books(books_dir, files=1, books_per_file=1)
-    PipelineStateResource(data_dir=str(data_dir)).ledger().record_loaded([parse_book_file(path)])
+    record_as_loaded(data_dir, [path])
     path.unlink()
 
     [request], _, _ = tick(instance, books_dir, data_dir)
@@ -185,9 +188,7 @@ def test_a_tick_over_a_large_loaded_folder_is_fast(
     instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
 ) -> None:
     paths = write_synthetic_books(books_dir, files=10_000, books_per_file=1)
-    PipelineStateResource(data_dir=str(data_dir)).ledger().record_loaded(
-        parse_book_file(path) for path in paths
-    )
+    record_as_loaded(data_dir, paths)
 
     started = time.perf_counter()
     requests, _, _ = tick(instance, books_dir, data_dir)
