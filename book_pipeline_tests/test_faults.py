@@ -1,21 +1,30 @@
 """Faults the pipeline must survive without losing or duplicating a book.
 
 The embedding endpoint is the loopback OpenAI-compatible server, so that thousands of books embed
-in a moment and the faults land where they are aimed: in the load.
+in a moment. A kill lands exactly where it is aimed: the run is started with a fail point armed
+(`book_pipeline.core.fail_points`), and the process kills itself there with SIGKILL, whatever
+the machine's speed.
 """
 
-import os
 import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from book_pipeline.core.fail_points import (
+    AFTER_FIRST_BATCH,
+    BEFORE_RECORDING_THE_LOAD,
+    FAIL_POINT_ENV,
+)
+from book_pipeline.core.ledger import FileState
 from book_pipeline.core.synthetic_books import write_synthetic_books
-from book_pipeline.defs.resources import PipelineStateResource
-from book_pipeline_tests.conftest import dagster_job_execute, point_count, qdrant_in
+from book_pipeline_tests.conftest import (
+    dagster_job_execute,
+    point_count,
+    qdrant_in,
+    recorded_entries,
+)
 from book_pipeline_tests.openai_compatible_server import EmbeddingsServerState, embeddings_server
 
 LOAD_STEP = "book_embeddings.load_embeddings_to_vector_db"
@@ -34,20 +43,7 @@ def pipeline_environment(books_dir: Path, data_dir: Path, base_url: str) -> dict
         "BOOK_PIPELINE_EMBEDDER": "openai",
         "OPENAI_BASE_URL": base_url,
         "OPENAI_API_KEY": "sk-test",
-        # wait_for_the_load_to_start watches for Dagster's step events, DEBUG on the console.
-        "BOOK_PIPELINE_LOG_LEVEL": "DEBUG",
     }
-
-
-def wait_for_the_load_to_start(process: subprocess.Popen) -> None:
-    """Read the run's own log as it streams; the instance is not opened while it is created."""
-    assert process.stdout is not None
-    seen: list[str] = []
-    for line in process.stdout:
-        seen.append(line)
-        if f"{LOAD_STEP} - STEP_START" in line:
-            return
-    raise AssertionError("the run ended before its load started:\n" + "".join(seen[-40:]))
 
 
 def assert_exactly_one_point_per_book(data_dir: Path, books: int) -> None:
@@ -58,26 +54,51 @@ def assert_exactly_one_point_per_book(data_dir: Path, books: int) -> None:
     assert len(set(identities)) == books
 
 
-def test_sigkill_during_the_load_then_a_rerun_leaves_exactly_the_books(
-    tmp_path: Path, books_dir: Path, data_dir: Path, embedding_endpoint: str
+def loaded_files(data_dir: Path) -> dict[str, int]:
+    return {
+        name: entry.books
+        for name, entry in recorded_entries(data_dir).items()
+        if entry.state is FileState.LOADED
+    }
+
+
+def killed_at(fail_point: str, dagster_home: Path, cwd: Path, environment: dict[str, str]) -> str:
+    """Run fetch_data with the fail point armed; it must die there, by SIGKILL."""
+    killed = dagster_job_execute(dagster_home, cwd, {**environment, FAIL_POINT_ENV: fail_point})
+    output, _ = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, output[-3000:]
+    return output
+
+
+@pytest.mark.parametrize(
+    ("fail_point", "points_left"),
+    [(AFTER_FIRST_BATCH, 200), (BEFORE_RECORDING_THE_LOAD, 4000)],
+    ids=["during-the-load", "between-the-points-and-the-record"],
+)
+def test_a_kill_in_the_load_then_a_rerun_leaves_exactly_the_books_and_the_record(
+    tmp_path: Path,
+    books_dir: Path,
+    data_dir: Path,
+    embedding_endpoint: str,
+    fail_point: str,
+    points_left: int,
 ) -> None:
     write_synthetic_books(books_dir, files=20, books_per_file=200)
     environment = pipeline_environment(books_dir, data_dir, embedding_endpoint)
     dagster_home = tmp_path / "dagster_home"
 
-    killed = dagster_job_execute(dagster_home, tmp_path, environment)
-    wait_for_the_load_to_start(killed)
-    time.sleep(0.5)
-    os.killpg(killed.pid, signal.SIGKILL)
-    killed.wait()
-    # Killed before the load recorded anything: the next run must redo the whole load.
-    assert PipelineStateResource(data_dir=str(data_dir)).ledger().entries() == {}
+    killed_at(fail_point, dagster_home, tmp_path, environment)
+
+    # The store has the points written before the kill, the record none of them.
+    assert point_count(data_dir) == points_left
+    assert loaded_files(data_dir) == {}
 
     rerun = dagster_job_execute(dagster_home, tmp_path, environment)
     output, _ = rerun.communicate(timeout=300)
 
     assert rerun.returncode == 0, output[-3000:]
     assert_exactly_one_point_per_book(data_dir, books=4000)
+    assert loaded_files(data_dir) == {path.name: 200 for path in books_dir.iterdir()}
 
 
 def test_two_loads_at_once_wait_for_each_other_and_duplicate_nothing(

@@ -5,6 +5,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,15 @@ from book_pipeline.core.parsing import parse_book_text
 from book_pipeline.core.settings import DEFAULT_COLLECTION
 from book_pipeline.core.vector_store import (
     CollectionMismatchError,
+    CollectionStamp,
     StoreDamagedError,
     book_payload,
     book_point_id,
     open_vector_store,
+    read_collection_stamp,
 )
 from book_pipeline.defs.resources import QdrantResource, embedded_store_paths
-from book_pipeline_tests.conftest import unit_vectors
+from book_pipeline_tests.conftest import hold_store_open, unit_vectors
 
 MODEL = "model-a"
 LEGACY_BOOKS = parse_book_text(
@@ -148,10 +151,43 @@ def test_a_creation_that_died_leaves_no_collection_behind(tmp_path: Path) -> Non
         assert not store.collection_exists()
         store.ensure_collection(8, MODEL)
     assert not leftover.exists()
-    assert json.loads((tmp_path / "edge" / "books" / MANIFEST_NAME).read_text()) == {
+    manifest = json.loads((tmp_path / "edge" / "books" / MANIFEST_NAME).read_text())
+    assert manifest == {
         "embedding_model": MODEL,
         "dimension": 8,
+        "generation": manifest["generation"],
+        "load_sequence": 0,
     }
+    assert len(manifest["generation"]) == 32
+
+
+def test_the_stamp_is_read_while_another_process_holds_the_store(tmp_path: Path) -> None:
+    """What the sensor reads while a load runs: the manifest, without the lock."""
+    with open_vector_store("books", tmp_path / "edge") as store:
+        store.ensure_collection(8, MODEL)
+        generation = store.record_load(7)
+    holder = hold_store_open(tmp_path / "edge", 30)
+    try:
+        started = time.perf_counter()
+        stamp = read_collection_stamp("books", tmp_path / "edge")
+        elapsed = time.perf_counter() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert stamp == CollectionStamp(generation, 7)
+    assert elapsed < 0.1
+    assert read_collection_stamp("other", tmp_path / "edge") is None
+
+
+def test_a_manifest_replaced_half_way_is_never_seen(tmp_path: Path) -> None:
+    """The manifest is renamed into place: a leftover temporary file changes nothing."""
+    with open_vector_store("books", tmp_path / "edge") as store:
+        store.ensure_collection(8, MODEL)
+        generation = store.record_load(1)
+    (tmp_path / "edge" / "books" / f".{MANIFEST_NAME}.tmp").write_text('{"dimens')
+    with open_vector_store("books", tmp_path / "edge") as store:
+        assert store.stamp() == CollectionStamp(generation, 1)
+        assert store.record_load(2) == generation
 
 
 def test_the_first_open_copies_the_previous_versions_store(data_dir: Path) -> None:
