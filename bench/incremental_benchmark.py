@@ -4,7 +4,11 @@
 
 1. fetch_data with one new file, once on an empty collection and once with `--loaded-files`
    files already loaded: the two should cost about the same.
-2. One new_book_files_sensor tick with nothing new, over folders of loaded files.
+2. One new_book_files_sensor tick with nothing new, over folders of loaded files (it stats the
+   folder, reads the ledger and the collection's stamp).
+3. The listing a run starts with (`list_files_to_load`: the store opened, each file's points
+   counted by the store, the folder reviewed against both), over folders of loaded files of ten
+   books each (random vectors: what they say does not change the count).
 
 The already-loaded state (Qdrant points, ledger, embedding cache) is made by the plain path, as a
 fetch_data run would leave it, so that the set-up does not take an hour of Dagster steps.
@@ -18,9 +22,11 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 from benchmark import run_fetch_data
 
 from book_pipeline.core.embedding_cache import embed_with_cache
+from book_pipeline.core.loading import list_files_to_load
 from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.definitions import defs
@@ -34,6 +40,7 @@ from book_pipeline.defs.resources import (
 from book_pipeline.defs.sensors import new_book_files_sensor
 
 BOOKS_PER_FILE = 10
+DIMENSION = 384
 
 
 def preload(books_dir: Path, data_dir: Path, files: int) -> None:
@@ -51,7 +58,8 @@ def preload(books_dir: Path, data_dir: Path, files: int) -> None:
             texts = [book.embedding_text for book in parsed.books]
             vectors = embed_with_cache(embedder, cache, texts).vectors
             store.upsert_books(parsed.books, vectors, parsed.sha256)
-    state.ledger().record_loaded(parsed_files)
+        generation = store.record_load(1)
+    state.ledger().record_loaded(parsed_files, generation, 1)
 
 
 def one_new_file_run(root: Path, loaded_files: int) -> float:
@@ -62,11 +70,28 @@ def one_new_file_run(root: Path, loaded_files: int) -> float:
     return run_fetch_data(books_dir, data_dir, root / "dagster_home")
 
 
+def record_loaded_with_random_vectors(
+    books_dir: Path, data_dir: Path, files: int, books_per_file: int, seed: int
+) -> tuple[QdrantResource, PipelineStateResource]:
+    """The store holding the files' books (random 384-d vectors) and the ledger recording it."""
+    paths = write_synthetic_books(books_dir, files, books_per_file, seed=seed)
+    parsed_files = [parse_book_file(path) for path in paths]
+    qdrant = QdrantResource(**embedded_store_paths(data_dir))
+    state = PipelineStateResource(data_dir=str(data_dir))
+    rng = np.random.default_rng(seed)
+    with qdrant.open() as store:
+        store.ensure_collection(DIMENSION, "random-vectors")
+        for parsed in parsed_files:
+            vectors = rng.normal(size=(len(parsed.books), DIMENSION)).astype(np.float32)
+            store.upsert_books(parsed.books, vectors, parsed.sha256)
+        generation = store.record_load(1)
+    state.ledger().record_loaded(parsed_files, generation, 1)
+    return qdrant, state
+
+
 def sensor_tick_seconds(root: Path, files: int, repeats: int = 5) -> float:
     books_dir, data_dir = root / "books", root / "data"
-    paths = write_synthetic_books(books_dir, files, 1, seed=5)
-    state = PipelineStateResource(data_dir=str(data_dir))
-    state.ledger().record_loaded(parse_book_file(path) for path in paths)
+    qdrant, state = record_loaded_with_random_vectors(books_dir, data_dir, files, 1, seed=5)
     timings = []
     with dg.instance_for_test() as instance:
         for _ in range(repeats):
@@ -75,6 +100,7 @@ def sensor_tick_seconds(root: Path, files: int, repeats: int = 5) -> float:
                 resources={
                     "books_folder": BooksFolder(path=str(books_dir)),
                     "pipeline_state": state,
+                    "qdrant": qdrant,
                 },
                 definitions=defs,
             )
@@ -82,6 +108,21 @@ def sensor_tick_seconds(root: Path, files: int, repeats: int = 5) -> float:
             result = new_book_files_sensor(context)
             timings.append(time.perf_counter() - started)
             assert not result.run_requests
+    return statistics.median(timings)
+
+
+def listing_seconds(root: Path, files: int, repeats: int = 5) -> float:
+    books_dir, data_dir = root / "books", root / "data"
+    qdrant, state = record_loaded_with_random_vectors(
+        books_dir, data_dir, files, BOOKS_PER_FILE, seed=6
+    )
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        with qdrant.open() as store:
+            listing = list_files_to_load(store, state.ledger(), books_dir)
+        timings.append(time.perf_counter() - started)
+        assert (listing.review.up_to_date, listing.review.pending) == (files, [])
     return statistics.median(timings)
 
 
@@ -95,10 +136,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="book_pipeline_bench_") as scratch:
         empty = one_new_file_run(Path(scratch) / "empty", loaded_files=0)
         full = one_new_file_run(Path(scratch) / "full", loaded_files=args.loaded_files)
-    ticks = {}
+    ticks, listings = {}, {}
     for files in (1000, 10_000):
         with tempfile.TemporaryDirectory(prefix="book_pipeline_bench_") as scratch:
-            ticks[files] = sensor_tick_seconds(Path(scratch), files)
+            ticks[files] = sensor_tick_seconds(Path(scratch) / "tick", files)
+            listings[files] = listing_seconds(Path(scratch) / "listing", files)
     if args.json:
         figures = {
             "loaded_files": args.loaded_files,
@@ -106,6 +148,7 @@ def main() -> None:
             "loaded_s": round(full, 3),
             "ratio": round(full / empty, 3),
             **{f"sensor_tick_{files}_files_ms": round(1000 * s, 1) for files, s in ticks.items()},
+            **{f"listing_{files}_files_ms": round(1000 * s, 1) for files, s in listings.items()},
         }
         print(json.dumps(figures))
         return
@@ -114,6 +157,8 @@ def main() -> None:
     print(f"ratio                                           {full / empty:6.2f} x")
     for files, seconds in ticks.items():
         print(f"sensor tick, nothing new, {files:>6} files loaded  {1000 * seconds:6.1f} ms")
+    for files, seconds in listings.items():
+        print(f"listing, nothing new, {files:>6} files loaded      {1000 * seconds:6.1f} ms")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 from book_pipeline.core.book_files import FileSnapshot, file_sha256, snapshot_book_files
 from book_pipeline.core.parsing import ParsedBookFile
@@ -39,8 +40,12 @@ class FileState(StrEnum):
     REMOVED = "removed"
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
+_STATES = {state.value: state for state in FileState}
+
+
+class LedgerEntry(NamedTuple):
+    """One file's record; a tuple, because a sensor tick builds one per file (10,000 of them)."""
+
     collection: str
     file_name: str
     state: FileState
@@ -163,12 +168,12 @@ class LoadLedger:
             ).fetchall()
         entries: dict[str, LedgerEntry] = {}
         for row in rows:
-            entry = LedgerEntry(row[0], row[1], FileState(row[2]), *row[3:])
+            entry = LedgerEntry(row[0], row[1], _STATES[row[2]], *row[3:])
             if stamp is not None and entry.load_sequence > stamp.load_sequence:
                 if entry.state is FileState.LOADED:
                     continue
                 if entry.state is FileState.REMOVED:
-                    entry = replace(entry, state=FileState.LOADED)
+                    entry = entry._replace(state=FileState.LOADED)
             entries[entry.file_name] = entry
         return entries
 

@@ -21,7 +21,7 @@ from book_pipeline.core.parsing import format_book_line, parse_book_file
 from book_pipeline.core.vector_store import CollectionStamp
 from book_pipeline.defs.resources import BooksFolder, PipelineStateResource, folders_run_config
 from book_pipeline.defs.sensors import new_book_files_sensor
-from book_pipeline_tests.conftest import fetch_data_job, point_count, steps_that_ran
+from book_pipeline_tests.conftest import fetch_data_job, point_count, qdrant_in, steps_that_ran
 
 NEW_BOOK = format_book_line(1, "The Moonstone", 1868, "Wilkie Collins", "A diamond vanishes.")
 
@@ -138,6 +138,7 @@ def test_switching_from_the_samples_to_books_reloads_and_removes_nothing(
         resources={
             "books_folder": BooksFolder(settle_seconds=60),
             "pipeline_state": PipelineStateResource(data_dir=str(data_dir)),
+            "qdrant": qdrant_in(data_dir),
         },
     )
     [request] = new_book_files_sensor(context).run_requests

@@ -1,14 +1,23 @@
 """`book-pipeline status` after real fetch_data runs."""
 
 import json
+import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from book_pipeline.cli import main
+from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.synthetic_books import write_synthetic_books
-from book_pipeline_tests.conftest import fetch_data_job, fetch_data_run_config
+from book_pipeline_tests.conftest import (
+    fetch_data_job,
+    fetch_data_run_config,
+    hold_store_open,
+    qdrant_in,
+    record_as_loaded,
+    unit_vectors,
+)
 
 
 def status_rows(capsys: pytest.CaptureFixture[str]) -> dict[str, dict]:
@@ -56,3 +65,64 @@ def test_status_lists_loaded_pending_failed_and_deleted_files(
     table = capsys.readouterr().out
     assert f"books folder: {books_dir}" in table
     assert "1 failed, 2 loaded, 1 removed" in table
+
+
+def test_status_counts_each_files_books_in_the_store_and_names_drift(
+    books_dir: Path,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The record says two files are loaded; the store holds one of them: status says so."""
+    monkeypatch.setenv("BOOK_PIPELINE_BOOKS_DIR", str(books_dir))
+    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
+    held, lost = write_synthetic_books(books_dir, files=2, books_per_file=3)
+    record_as_loaded(data_dir, [held, lost])
+    with qdrant_in(data_dir).open() as store:
+        parsed = parse_book_file(held)
+        store.upsert_books(parsed.books, unit_vectors(3, 384), parsed.sha256)
+
+    rows = status_rows(capsys)
+
+    assert (rows[held.name]["state"], rows[held.name]["books"], rows[held.name]["stored"]) == (
+        "loaded",
+        3,
+        3,
+    )
+    assert (rows[lost.name]["state"], rows[lost.name]["books"], rows[lost.name]["stored"]) == (
+        "pending",
+        3,
+        0,
+    )
+    assert "recorded as 3 book(s) loaded, the store holds 0" in rows[lost.name]["drift"]
+    assert main(["status"]) == 0
+    table = capsys.readouterr().out
+    assert f"store: Qdrant collection 'books' at {data_dir / 'qdrant-edge' / 'books'}" in table
+    assert "1 file(s) recorded as loaded are not held by the store as recorded" in table
+
+
+def test_status_shows_the_record_alone_while_a_load_holds_the_store(
+    books_dir: Path,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BOOK_PIPELINE_BOOKS_DIR", str(books_dir))
+    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
+    files = write_synthetic_books(books_dir, files=2, books_per_file=2)
+    record_as_loaded(data_dir, files)
+    holder = hold_store_open(data_dir / "qdrant-edge", 60)
+    try:
+        started = time.perf_counter()
+        assert main(["status", "--json"]) == 0
+        elapsed = time.perf_counter() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    output = capsys.readouterr()
+    rows = json.loads(output.out)
+
+    assert {row["state"] for row in rows} == {"loaded"}
+    assert {row["stored"] for row in rows} == {None}
+    assert "a running load holds the embedded store" in output.err
+    assert elapsed < 5

@@ -48,9 +48,9 @@ def load(
             store.upsert_books(parsed.books, make_vectors(parsed.books), parsed.sha256)
 
 
-def evaluate(data_dir: Path) -> RetrievalReport:
+def evaluate(data_dir: Path, recorded_books: int = 0) -> RetrievalReport:
     with open_vector_store(DEFAULT_COLLECTION, data_dir / "qdrant-edge") as store:
-        return evaluate_retrieval(store, shared_local_embedder())
+        return evaluate_retrieval(store, shared_local_embedder(), recorded_books)
 
 
 def test_fetch_data_runs_the_check_and_it_passes_on_the_sample_books(
@@ -74,7 +74,10 @@ def test_missing_collection_fails(tmp_path: Path) -> None:
     report = evaluate(tmp_path)
 
     assert not report.passed
-    assert report.description == f"collection {DEFAULT_COLLECTION!r} is empty or missing"
+    assert report.description == (
+        f"collection {DEFAULT_COLLECTION!r} at {tmp_path / 'qdrant-edge' / 'books'} is empty or "
+        "missing"
+    )
 
 
 def test_empty_collection_fails(tmp_path: Path) -> None:
@@ -84,6 +87,18 @@ def test_empty_collection_fails(tmp_path: Path) -> None:
 
     assert not report.passed
     assert "is empty or missing" in report.description
+
+
+def test_an_empty_collection_the_ledger_records_books_in_fails_saying_so(tmp_path: Path) -> None:
+    load(tmp_path, [], real_vectors)
+
+    report = evaluate(tmp_path, recorded_books=45)
+
+    assert not report.passed
+    assert report.description.endswith(
+        "is empty or missing, while the ledger records 45 book(s) as loaded into it: the next "
+        "run loads them again"
+    )
 
 
 def test_vectors_that_do_not_match_the_books_fail(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -319,3 +320,41 @@ def test_daemon_alerts_on_a_run_that_failed_on_a_bad_file(daemon: Daemon, books_
     assert alert["run_id"] == run.run_id
     assert alert["job_name"] == "fetch_data"
     assert "broken.txt, line 1" in alert["text"]
+
+
+def test_a_deleted_or_restored_store_requests_the_files_it_no_longer_holds(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """The tick reads the collection's stamp: a store gone, or an older copy of it, starts a run
+    for exactly the files the record says it held and no longer does."""
+    early = write_synthetic_books(books_dir, files=2, books_per_file=1)
+    age(early)
+    record_as_loaded(data_dir, early)
+    shard = data_dir / "qdrant-edge" / "books"
+    shutil.copytree(shard, tmp_path / "backup")
+    later = write_synthetic_books(books_dir, files=1, books_per_file=1, first_file=2)
+    age(later)
+    record_as_loaded(data_dir, later)
+    assert tick(instance, books_dir, data_dir)[0] == []
+
+    shutil.rmtree(shard)
+    shutil.copytree(tmp_path / "backup", shard)
+    [restored], _, _ = tick(instance, books_dir, data_dir)
+    assert requested_files(restored) == [later[0].name]
+
+    shutil.rmtree(shard)
+    [deleted], _, _ = tick(instance, books_dir, data_dir)
+    assert requested_files(deleted) == sorted(path.name for path in [*early, *later])
+
+
+def test_an_unreadable_store_skips_the_tick_saying_why(
+    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
+) -> None:
+    age(write_synthetic_books(books_dir, files=1, books_per_file=1))
+    shard = data_dir / "qdrant-edge" / "books"
+    shard.mkdir(parents=True)  # a shard folder without its manifest: damaged, left alone
+
+    requests, _, skip = tick(instance, books_dir, data_dir)
+
+    assert requests == []
+    assert skip is not None and "cannot read the Qdrant collection" in skip and str(shard) in skip
