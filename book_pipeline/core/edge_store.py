@@ -180,14 +180,14 @@ class EdgeStore(BookVectorStore):
     def stamp(self) -> CollectionStamp | None:
         return None if self._manifest is None else manifest_stamp(self._manifest)
 
-    def record_load(self, load_sequence: int) -> str:
+    def record_load(self, load_sequence: int, generation: str | None = None) -> str:
         shard = self._require_shard()
         assert self._manifest is not None
         # The points first: the manifest must never claim a load the shard could lose.
         shard.flush()
         manifest = {
             **self._manifest,
-            "generation": self._manifest.get("generation") or new_generation(),
+            "generation": generation or self._manifest.get("generation") or new_generation(),
             "load_sequence": load_sequence,
         }
         write_manifest(self.shard_path, manifest)

@@ -48,6 +48,10 @@ def copy_collection(
     the same model and dimension. Points are upserted by id, so running it again copies the same
     points onto themselves and leaves the same count. Before it returns, the target's count and a
     sample of its vectors are checked against the source. `on_batch` gets the running total.
+
+    The target then carries the source's generation and load sequence: it holds the same books,
+    so the ledger's record of the source counts for it (and a load the source took after the
+    copy does not: its files are pending for the target).
     """
     if batch_size < 1:
         raise MigrationError(f"the batch size must be at least 1, got {batch_size}")
@@ -91,6 +95,9 @@ def copy_collection(
             "is incomplete; run it again (it is safe to repeat)"
         )
     _verify_sample(source, target, sample_ids)
+    stamp = source.stamp()
+    if stamp is not None and stamp.generation is not None:
+        target.record_load(stamp.load_sequence, stamp.generation)
     return copied
 
 

@@ -136,10 +136,10 @@ class QdrantClientStore(BookVectorStore):
             return None
         return metadata_stamp(self._metadata())
 
-    def record_load(self, load_sequence: int) -> str:
+    def record_load(self, load_sequence: int, generation: str | None = None) -> str:
         # Upserts were sent with wait=True: the points are applied before the metadata says so.
         metadata = self._metadata()
-        generation = metadata.get("generation") or new_generation()
+        generation = generation or metadata.get("generation") or new_generation()
         self.client.update_collection(
             self.collection,
             metadata={**metadata, "generation": generation, "load_sequence": load_sequence},

@@ -183,9 +183,10 @@ class BookVectorStore(ABC):
         """The collection's generation and load sequence; None when it does not exist."""
 
     @abstractmethod
-    def record_load(self, load_sequence: int) -> str:
-        """Record that the collection durably holds the points of load `load_sequence`, giving
-        it a generation first if it has none; returns the generation."""
+    def record_load(self, load_sequence: int, generation: str | None = None) -> str:
+        """Record that the collection durably holds the points of load `load_sequence`; returns
+        its generation: `generation` when given (a copy takes its source's), else its own, or a
+        new one if it has none."""
 
     @abstractmethod
     def stored_counts(self) -> dict[str, int]:

@@ -77,6 +77,8 @@ def test_copy_has_the_same_ids_payloads_vectors_and_model(
         copied = copy_collection(source, target, batch_size=7)  # 45 points: 7 batches
         copy, original = all_points(target), all_points(source)
         assert target.collection_model() == source.collection_model()
+        # The same books: the ledger's record of the source counts for the copy.
+        assert target.stamp() == source.stamp()
 
     assert copied == len(original) == 45
     assert copy.keys() == original.keys()
