@@ -2,8 +2,12 @@
 
 The embedded default is a Qdrant Edge shard in a folder (`edge_store`); with a URL it is a Qdrant
 server through qdrant-client (`server_store`). The ops, the retrieval check, search, `info` and
-`migrate-store` only see `BookVectorStore`. Neither engine's library is imported here: the
-embedded path never pays for qdrant-client, and the server path never needs qdrant-edge.
+`migrate-store` only see `BookVectorStore`. Neither engine is imported here: the embedded path
+never pays for qdrant-client. (Both paths compute keyword vectors with qdrant-edge's BM25.)
+
+Every book is stored with two vectors: its dense embedding (the unnamed default vector) and its
+BM25 keyword vector (`KEYWORD_VECTOR_NAME`, an IDF sparse vector). A collection made by the
+previous release holds the dense one only; it answers dense searches until it is upgraded.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from book_pipeline.core.keyword_vectors import SparseVector, book_keyword_vector
 from book_pipeline.core.parsing import BookRecord
 from book_pipeline.core.settings import CollectionSettings, Settings
 
@@ -28,6 +33,11 @@ UPSERT_BATCH_SIZE = 256
 KEYWORD_FIELDS = ("author", "source_file")
 INTEGER_FIELDS = ("year",)
 EDGE_ENGINE = "qdrant-edge"
+DENSE_MODE = "dense"
+KEYWORD_MODE = "keyword"
+HYBRID_MODE = "hybrid"
+# The default first: what a search answers when no mode is asked for.
+SEARCH_MODES = (HYBRID_MODE, DENSE_MODE, KEYWORD_MODE)
 SERVER_ENGINE = "qdrant-server"
 
 
@@ -81,19 +91,62 @@ def book_from_payload(payload: dict[str, Any]) -> BookRecord:
 
 @dataclass(frozen=True)
 class StoredPoint:
-    """A point as either engine gives it back; `vector` only when asked for."""
+    """A point as either engine gives it back; the vectors only when asked for."""
 
     id: str
     payload: dict[str, Any]
     vector: list[float] | None = None
+    keyword_vector: SparseVector | None = None
 
 
 @dataclass(frozen=True)
 class ScoredPoint:
     id: str
-    # Cosine similarity: 1 is the same direction, around 0 unrelated.
+    # Dense: cosine similarity (1 the same direction, around 0 unrelated). Keyword: the BM25
+    # score. Hybrid: the fused score, which only orders the hits.
     score: float
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HybridFusion:
+    """How a hybrid search fuses its dense and keyword candidates, for both engines.
+
+    Each side fetches `candidates` points; reciprocal rank fusion then scores a point
+    sum(weight / (rrf_k + rank)) over the sides that found it.
+    """
+
+    method: Literal["rrf", "dbsf"] = "rrf"
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    keyword_weight: float = 1.0
+    candidates: int = 100
+
+
+HYBRID_FUSION = HybridFusion()
+
+
+def point_keyword_vector(point: StoredPoint) -> SparseVector:
+    """The point's BM25 vector, made from its payload when it came without one (a copy from a
+    collection of the previous release)."""
+    if point.keyword_vector is not None:
+        return point.keyword_vector
+    return book_keyword_vector(book_from_payload(point.payload))
+
+
+def book_points(
+    books: Sequence[BookRecord], vectors: np.ndarray, file_sha256: str
+) -> list[StoredPoint]:
+    """The points a load stores for a file's books: ids, payloads, dense and keyword vectors."""
+    return [
+        StoredPoint(
+            id=book_point_id(book.source_file, book.index),
+            payload=book_payload(book, file_sha256),
+            vector=vector.tolist(),
+            keyword_vector=book_keyword_vector(book),
+        )
+        for book, vector in zip(books, vectors, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -140,14 +193,7 @@ class BookVectorStore(ABC):
     def upsert_books(
         self, books: Sequence[BookRecord], vectors: np.ndarray, file_sha256: str
     ) -> int:
-        points = [
-            StoredPoint(
-                id=book_point_id(book.source_file, book.index),
-                payload=book_payload(book, file_sha256),
-                vector=vector.tolist(),
-            )
-            for book, vector in zip(books, vectors, strict=True)
-        ]
+        points = book_points(books, vectors, file_sha256)
         for start in range(0, len(points), UPSERT_BATCH_SIZE):
             self.upsert_points(points[start : start + UPSERT_BATCH_SIZE])
         return len(points)
@@ -164,8 +210,21 @@ class BookVectorStore(ABC):
         """The vector size and the embedding model recorded when the collection was created."""
 
     @abstractmethod
+    def has_keyword_vectors(self) -> bool:
+        """Whether the collection stores the BM25 vectors (False for the previous release's)."""
+
+    def search_modes(self) -> tuple[str, ...]:
+        """The search modes the collection can answer, the default first."""
+        if self.collection_exists() and self.has_keyword_vectors():
+            return SEARCH_MODES
+        return (DENSE_MODE,)
+
+    @abstractmethod
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
-        """Write points with their vectors, replacing those with the same ids; durable on return."""
+        """Write points with their vectors, replacing those with the same ids; durable on return.
+
+        A collection without keyword vectors is written its points' dense vectors only.
+        """
 
     @abstractmethod
     def remove_books(self, source_files: Sequence[str], keep_ids: Sequence[str] = ()) -> None:
@@ -186,8 +245,41 @@ class BookVectorStore(ABC):
         """The `limit` points nearest to `vector`, best first, with their payloads."""
 
     @abstractmethod
+    def keyword_search(
+        self, vector: SparseVector, limit: int, book_filter: BookFilter | None = None
+    ) -> list[ScoredPoint]:
+        """The `limit` points with the best BM25 score for a query's keyword vector."""
+
+    @abstractmethod
+    def hybrid_search(
+        self,
+        vector: Sequence[float],
+        keyword_vector: SparseVector,
+        limit: int,
+        book_filter: BookFilter | None = None,
+        fusion: HybridFusion = HYBRID_FUSION,
+    ) -> list[ScoredPoint]:
+        """Dense and keyword candidates (each filtered) fused by `fusion`, best first."""
+
+    @abstractmethod
+    def recommend(
+        self,
+        positives: Sequence[Sequence[float]],
+        negatives: Sequence[Sequence[float]],
+        limit: int,
+        book_filter: BookFilter | None = None,
+        except_ids: Sequence[str] = (),
+    ) -> list[ScoredPoint]:
+        """The points most like all `positives` and least like the `negatives` (dense vectors,
+        summed similarities), except the points `except_ids`."""
+
+    @abstractmethod
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
         """The points among `ids` that exist, with payloads."""
+
+    @abstractmethod
+    def books_titled(self, title: str, limit: int) -> list[StoredPoint]:
+        """Up to `limit` points whose title is exactly `title`, with their vectors."""
 
     @abstractmethod
     def scroll(
