@@ -101,7 +101,9 @@ class RetrievalReport:
         return markdown_table(header, rows)
 
 
-def evaluate_retrieval(store: BookVectorStore, embedder: Embedder) -> RetrievalReport:
+def evaluate_retrieval(
+    store: BookVectorStore, embedder: Embedder, mode: str | None = None
+) -> RetrievalReport:
     """Run the probes that fit the loaded books; pass when every expected book is in the top 3.
 
     The sample probes only mean something when their books are loaded, so the ones whose book is
@@ -109,7 +111,8 @@ def evaluate_retrieval(store: BookVectorStore, embedder: Embedder) -> RetrievalR
     is searched with its own embedded text instead: it must come back near the top. That proves
     less about meaning, but still catches the failures this check exists for: a model other than
     the one that made the vectors, unnormalised or garbage vectors. An empty or missing
-    collection fails: a search there can only come back empty.
+    collection fails: a search there can only come back empty. `mode` is the search's (None:
+    the collection's default, as `book-pipeline search` uses it).
     """
     book_count = store.count()
     if book_count == 0:
@@ -125,7 +128,7 @@ def evaluate_retrieval(store: BookVectorStore, embedder: Embedder) -> RetrievalR
     if not probes:
         probes, probe_kind = _self_probes(store), "self"
     outcomes = [
-        ProbeOutcome(probe, search_books(store, embedder, probe.query, PROBE_TOP_K))
+        ProbeOutcome(probe, search_books(store, embedder, probe.query, PROBE_TOP_K, mode=mode))
         for probe in probes
     ]
     missed = [outcome for outcome in outcomes if outcome.rank is None]

@@ -216,6 +216,7 @@ def test_the_named_command_copies_the_previous_versions_store(
         "points": len(LEGACY_BOOKS),
         "model": MODEL,
         "dimension": 8,
+        "search_modes": ["hybrid", "dense", "keyword"],
     }
 
 

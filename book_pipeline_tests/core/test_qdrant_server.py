@@ -124,6 +124,7 @@ def test_migrate_store_to_a_server_then_search_it(
         "points": 45,
         "model": "all-MiniLM-L6-v2-onnx-int8",
         "dimension": 384,
+        "search_modes": ["hybrid", "dense", "keyword"],
     }
     with open_vector_store("back", tmp_path / "back") as copy:
         assert copy.count() == 45 and copy.engine == "qdrant-edge"

@@ -12,6 +12,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from book_pipeline import cli
+from book_pipeline.cli import search as cli_search
 from book_pipeline.core.embedding import LOCAL_MODEL_DIMENSION, shared_local_embedder
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.parsing import parse_book_file, parse_book_text
@@ -25,7 +26,7 @@ from book_pipeline.core.search import (
 )
 from book_pipeline.core.server_store import LOCAL_MODE_ENGINE, QdrantClientStore
 from book_pipeline.core.settings import DEFAULT_COLLECTION
-from book_pipeline.core.vector_store import BookVectorStore, open_vector_store
+from book_pipeline.core.vector_store import SEARCH_MODES, BookVectorStore, open_vector_store
 from book_pipeline.definitions import defs
 from book_pipeline_tests.conftest import (
     SampleLoad,
@@ -521,3 +522,50 @@ def test_like_refuses_the_keyword_mode_and_unlike_alone(
         find(engine_stores, "qdrant-edge", "", limit=3, like=["Dracula"], mode="keyword")
     with pytest.raises(SearchRefusedError, match="give a book to be like too"):
         find(engine_stores, "qdrant-edge", "ghosts", limit=3, unlike=["Dracula"])
+
+
+def test_cli_modes_and_like(
+    sample_load: SampleLoad, search_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    search_env.setenv("BOOK_PIPELINE_DATA_DIR", str(sample_load.data_dir))
+
+    assert cli.main(["search", "Stoker", "--mode", "keyword", "--json", "--limit", "1"]) == 0
+    [by_word] = json.loads(capsys.readouterr().out)
+    assert cli.main(["search", "--like", "Dracula", "--unlike", "The Time Machine", "--json"]) == 0
+    liked = json.loads(capsys.readouterr().out)
+    assert cli.main(["search", "--like", "Draculaa"]) == cli.EXIT_REFUSED
+    unknown = capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["search", "ghosts", "--mode", "fuzzy"])
+    mode_error = capsys.readouterr().err
+
+    assert by_word["title"] == "Dracula"
+    assert len(liked) == 5
+    assert not {"Dracula", "The Time Machine"} & {hit["title"] for hit in liked}
+    assert "no loaded book is titled 'Draculaa'" in unknown and "FILE:INDEX" in unknown
+    assert exit_info.value.code == cli.EXIT_REFUSED
+    assert "argument --mode: invalid choice: 'fuzzy'" in mode_error
+
+
+def test_cli_and_store_agree_on_the_modes() -> None:
+    assert cli_search.SEARCH_MODES == SEARCH_MODES
+
+
+def test_query_data_job_takes_a_mode_and_like(sample_load: SampleLoad) -> None:
+    run_config = fetch_data_run_config(SAMPLE_BOOKS_DIR, sample_load.data_dir)
+    ops = run_config["ops"] = {"search_loaded_books": {"config": {"query": "Leroux", "limit": 1}}}
+    ops["search_loaded_books"]["config"]["mode"] = "keyword"
+    by_word = defs.resolve_job_def("query_data").execute_in_process(run_config=run_config)
+    ops["search_loaded_books"]["config"] = {"like": ["Persuasion"], "limit": 2}
+    liked = defs.resolve_job_def("query_data").execute_in_process(run_config=run_config)
+    ops["search_loaded_books"]["config"] = {"query": "ghosts", "mode": "fuzzy"}
+    refused = defs.resolve_job_def("query_data").execute_in_process(
+        run_config=run_config, raise_on_error=False
+    )
+
+    assert by_word.output_for_node("search_loaded_books")[0]["title"] == "The Phantom of the Opera"
+    assert "Persuasion" not in [
+        hit["title"] for hit in liked.output_for_node("search_loaded_books")
+    ]
+    [failure] = [event for event in refused.all_events if event.is_step_failure]
+    assert "unknown search mode 'fuzzy'" in failure.step_failure_data.user_failure_data.description

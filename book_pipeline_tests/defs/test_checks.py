@@ -4,6 +4,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from book_pipeline.core.embedding import (
     LOCAL_MODEL_DIMENSION,
@@ -133,3 +134,11 @@ def test_other_books_with_vectors_that_do_not_match_fail(tmp_path: Path) -> None
 
     assert not report.passed
     assert report.probe_kind == "self"
+
+
+@pytest.mark.parametrize("mode", [None, "hybrid", "dense", "keyword"])
+def test_the_sample_probes_in_each_mode(sample_load: SampleLoad, mode: str | None) -> None:
+    with open_vector_store(DEFAULT_COLLECTION, sample_load.data_dir / "qdrant-edge") as store:
+        report = evaluate_retrieval(store, shared_local_embedder(), mode)
+
+    assert report.passed, report.description
