@@ -112,12 +112,17 @@ class ScoredPoint:
 class HybridFusion:
     """How a hybrid search fuses its dense and keyword candidates, for both engines.
 
-    Each side fetches `candidates` points; reciprocal rank fusion then scores a point
-    sum(weight / (rrf_k + rank)) over the sides that found it.
+    Each side fetches max(limit, `candidates`) points through the filter. "dbsf" (distribution-
+    based score fusion) rescales each side's scores by their mean and spread, then adds them;
+    "rrf" scores a point sum(weight / (rrf_k + rank)) over the sides that found it.
+
+    DBSF, the default, was chosen on SciFact's train split (docs/search.md): NDCG@10 0.737
+    against 0.725 for the best RRF (k=2) and 0.660 dense, 0.699 BM25 alone; it has no parameter
+    to tune, and 50 to 200 candidates score within 0.004 of each other.
     """
 
-    method: Literal["rrf", "dbsf"] = "rrf"
-    rrf_k: int = 60
+    method: Literal["rrf", "dbsf"] = "dbsf"
+    rrf_k: int = 2
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
     candidates: int = 100

@@ -67,6 +67,7 @@ SAMPLE_PROBES = (
 @dataclass(frozen=True)
 class ProbeOutcome:
     probe: RetrievalProbe
+    mode: str
     hits: list[SearchHit]
 
     @property
@@ -90,6 +91,7 @@ class RetrievalReport:
         rows = [
             [
                 outcome.probe.query,
+                outcome.mode,
                 f"{outcome.probe.title} ({outcome.probe.source_file})",
                 str(outcome.rank) if outcome.rank else f"not in top {PROBE_TOP_K}",
                 outcome.hits[0].title if outcome.hits else "",
@@ -97,7 +99,7 @@ class RetrievalReport:
             ]
             for outcome in self.outcomes
         ]
-        header = ["query", "expected book", "rank", "top hit", "top score"]
+        header = ["query", "mode", "expected book", "rank", "top hit", "top score"]
         return markdown_table(header, rows)
 
 
@@ -111,8 +113,10 @@ def evaluate_retrieval(
     is searched with its own embedded text instead: it must come back near the top. That proves
     less about meaning, but still catches the failures this check exists for: a model other than
     the one that made the vectors, unnormalised or garbage vectors. An empty or missing
-    collection fails: a search there can only come back empty. `mode` is the search's (None:
-    the collection's default, as `book-pipeline search` uses it).
+    collection fails: a search there can only come back empty.
+
+    Each probe runs in `mode`, or (None) in every mode the collection answers: hybrid alone
+    would let the keyword side hide broken dense vectors, and the other way round.
     """
     book_count = store.count()
     if book_count == 0:
@@ -127,18 +131,22 @@ def evaluate_retrieval(
     probe_kind = "sample"
     if not probes:
         probes, probe_kind = _self_probes(store), "self"
+    modes = store.search_modes() if mode is None else (mode,)
     outcomes = [
-        ProbeOutcome(probe, search_books(store, embedder, probe.query, PROBE_TOP_K, mode=mode))
+        ProbeOutcome(
+            probe, each, search_books(store, embedder, probe.query, PROBE_TOP_K, mode=each)
+        )
+        for each in modes
         for probe in probes
     ]
     missed = [outcome for outcome in outcomes if outcome.rank is None]
     found = len(outcomes) - len(missed)
     description = (
         f"{found} of {len(outcomes)} {probe_kind} probe(s) found their book in the top "
-        f"{PROBE_TOP_K} among {book_count} book(s)"
+        f"{PROBE_TOP_K} among {book_count} book(s) (modes: {', '.join(modes)})"
     )
     if missed:
-        description += "; missed: " + ", ".join(repr(o.probe.title) for o in missed)
+        description += "; missed: " + ", ".join(f"{o.probe.title!r} ({o.mode})" for o in missed)
     return RetrievalReport(not missed, description, probe_kind, outcomes)
 
 
