@@ -38,7 +38,7 @@ def run_info(args: argparse.Namespace) -> int:
                 "points": store.count(),
                 "model": model,
                 "dimension": dimension,
-                "search_modes": list(store.search_modes()),
+                "search_modes": list(store.search_modes()) if store.collection_exists() else [],
             }
     except store_errors() as error:
         raise CliError(str(error)) from None
@@ -47,6 +47,6 @@ def run_info(args: argparse.Namespace) -> int:
     else:
         width = max(len(key) for key in info)
         for key, value in info.items():
-            shown = ", ".join(value) if isinstance(value, list) else value
+            shown = (", ".join(value) or None) if isinstance(value, list) else value
             print(f"{key + ':':<{width + 1}} {'-' if shown is None else shown}")
     return EXIT_OK
