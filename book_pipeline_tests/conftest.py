@@ -11,6 +11,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from book_pipeline.core.embedding import shared_local_embedder
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.definitions import defs
 from book_pipeline.defs.resources import QdrantResource, embedded_store_paths, folders_run_config
@@ -158,3 +159,17 @@ def run_project_command(
         text=True,
         timeout=300,
     )
+
+
+class CountingEmbedder:
+    """The real local model, counting the texts it is asked to embed."""
+
+    def __init__(self) -> None:
+        self._model = shared_local_embedder()
+        self.model_name = self._model.model_name
+        self.dimension = self._model.dimension
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return self._model.embed(texts)

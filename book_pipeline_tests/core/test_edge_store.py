@@ -29,7 +29,7 @@ from book_pipeline.core.vector_store import (
     open_vector_store,
 )
 from book_pipeline.defs.resources import QdrantResource, embedded_store_paths
-from book_pipeline_tests.conftest import unit_vectors
+from book_pipeline_tests.conftest import CountingEmbedder, unit_vectors
 
 MODEL = "model-a"
 LEGACY_BOOKS = parse_book_text(
@@ -236,20 +236,6 @@ def test_info_on_an_empty_store_and_in_words(
     assert "model:        -" in out and "search_modes: -" in out
 
 
-class CountingEmbedder:
-    """The real local model, counting the texts it is asked to embed."""
-
-    def __init__(self) -> None:
-        self.inner = shared_local_embedder()
-        self.model_name = self.inner.model_name
-        self.dimension = self.inner.dimension
-        self.texts = 0
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        self.texts += len(texts)
-        return self.inner.embed(texts)
-
-
 PREVIOUS_MANIFEST_EXTRAS = {"generation": "gen-0001", "load_sequence": 7}
 
 
@@ -305,14 +291,14 @@ def test_a_previous_release_shard_gains_keyword_vectors_without_embedding(tmp_pa
         count = store.count()
         modes = store.search_modes()
         [by_author] = search_books(store, embedder, "Bram Stoker", 1, mode="keyword")
-        texts_embedded_by_the_upgrade = embedder.texts
+        calls_by_the_upgrade = list(embedder.calls)
         [hybrid] = search_books(store, embedder, "Gaston Leroux", 1, mode="hybrid")
         copies = {point.id: point for point in store.scroll(100, with_vectors=True)[0]}
     with open_vector_store("books", folder, on_wait=messages.append) as store:
         assert store.count() == count  # once only: the second open had nothing to do
 
-    assert texts_embedded_by_the_upgrade == 0
-    assert embedder.texts == 1  # the hybrid query itself
+    assert calls_by_the_upgrade == []
+    assert embedder.calls == [["Gaston Leroux"]]  # the hybrid query itself
     assert count == len(SAMPLE_BOOKS)
     assert modes == ("hybrid", "dense", "keyword")
     assert by_author.title == "Dracula" and hybrid.title == "The Phantom of the Opera"
