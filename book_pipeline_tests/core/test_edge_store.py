@@ -17,6 +17,7 @@ from book_pipeline import cli
 from book_pipeline.core.edge_store import MANIFEST_NAME
 from book_pipeline.core.embedding import shared_local_embedder
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.keyword_vectors import query_keyword_vector
 from book_pipeline.core.migration import LEGACY_UPGRADE_COMMAND, MigrationError
 from book_pipeline.core.parsing import BookRecord, parse_book_file, parse_book_text
 from book_pipeline.core.search import SearchRefusedError, search_books
@@ -169,6 +170,10 @@ def test_the_first_open_copies_the_previous_versions_store(data_dir: Path) -> No
         assert store.count() == len(LEGACY_BOOKS)
         assert store.collection_model() == (8, MODEL)
         copies = {point.id: point for point in store.scroll(1000, with_vectors=True)[0]}
+        # The copy made the keyword vectors from the payloads: "Author 3" wrote Book 3, 10, ...
+        by_author = store.keyword_search(query_keyword_vector("Author 3"), 3)
+        assert store.search_modes() == ("hybrid", "dense", "keyword")
+        assert {hit.payload["author"] for hit in by_author} == {"Author 3"}
     with qdrant_for(data_dir).open(on_wait=messages.append) as store:
         assert store.count() == len(LEGACY_BOOKS)  # once only
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 from book_pipeline import cli
 from book_pipeline.cli import search as cli_search
@@ -573,3 +573,29 @@ def test_query_data_job_takes_a_mode_and_like(sample_load: SampleLoad) -> None:
     ]
     [failure] = [event for event in refused.all_events if event.is_step_failure]
     assert "unknown search mode 'fuzzy'" in failure.step_failure_data.user_failure_data.description
+
+
+def test_a_server_collection_of_an_earlier_release_answers_dense_and_takes_loads() -> None:
+    """Qdrant cannot add a sparse vector to an existing collection: a dense-only one keeps
+    answering dense searches, and loads write their dense vectors only."""
+    embedder = shared_local_embedder()
+    client = QdrantClient(":memory:")
+    client.create_collection(
+        "books",
+        vectors_config=models.VectorParams(
+            size=embedder.dimension, distance=models.Distance.COSINE
+        ),
+        metadata={"embedding_model": embedder.model_name, "dimension": embedder.dimension},
+    )
+    store = QdrantClientStore(client, "books", ":memory:", engine=LOCAL_MODE_ENGINE)
+    books = parse_book_file(SAMPLE_BOOKS_DIR / "gothic_horror.txt").books
+    store.upsert_books(books, embedder.embed([book.embedding_text for book in books]), "sha")
+
+    hits = search_books(store, embedder, "a vampire count", 1)
+    with pytest.raises(SearchRefusedError, match="holds no keyword vectors yet") as refused:
+        search_books(store, embedder, "Stoker", 1, mode="hybrid")
+
+    assert store.search_modes() == ("dense",)
+    assert store.count() == len(books) and hits[0].title == "Dracula"
+    assert "answers the dense mode only, not 'hybrid'" in str(refused.value)
+    store.close()
