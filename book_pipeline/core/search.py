@@ -23,6 +23,7 @@ from book_pipeline.core.keyword_vectors import query_keyword_vector
 from book_pipeline.core.parsing import format_year
 from book_pipeline.core.vector_store import (
     DENSE_MODE,
+    EDGE_ENGINE,
     KEYWORD_MODE,
     SEARCH_MODES,
     BookFilter,
@@ -123,11 +124,18 @@ def search_mode(store: BookVectorStore, mode: str | None) -> str:
     if mode is None:
         return modes[0]
     if mode not in modes:
+        remedy = (
+            "They are added from the stored books the next time the store is opened (a load, "
+            "a search or `book-pipeline info`); the message above, if any, says why not now."
+            if store.engine == EDGE_ENGINE
+            else "Qdrant cannot add them to an existing server collection: `book-pipeline "
+            "migrate-store --to-url URL --to-collection NEW` copies it into a new collection "
+            "that has them (computed from the stored books, nothing embedded again)."
+        )
         raise SearchRefusedError(
             f"Qdrant collection {store.collection!r} at {store.location} holds no keyword "
             f"vectors yet (it was loaded by an earlier release), so it answers the "
-            f"{', '.join(modes)} mode only, not {mode!r}. They are added when the store is "
-            "opened with write access: by the next load, or by a search on the embedded store."
+            f"{', '.join(modes)} mode only, not {mode!r}. {remedy}"
         )
     return mode
 

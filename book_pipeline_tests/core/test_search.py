@@ -15,6 +15,7 @@ from book_pipeline import cli
 from book_pipeline.cli import search as cli_search
 from book_pipeline.core.embedding import LOCAL_MODEL_DIMENSION, shared_local_embedder
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.migration import copy_collection
 from book_pipeline.core.parsing import parse_book_file, parse_book_text
 from book_pipeline.core.search import (
     SearchHit,
@@ -595,7 +596,17 @@ def test_a_server_collection_of_an_earlier_release_answers_dense_and_takes_loads
     with pytest.raises(SearchRefusedError, match="holds no keyword vectors yet") as refused:
         search_books(store, embedder, "Stoker", 1, mode="hybrid")
 
+    # The way out it names: a copy into a new collection, keyword vectors made from payloads.
+    copy = QdrantClientStore(client, "books_v2", ":memory:", engine=LOCAL_MODE_ENGINE)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Payload indexes have no effect")
+        copied = copy_collection(store, copy)
+    by_author = search_books(copy, embedder, "Stoker", 1, mode="keyword")
+
     assert store.search_modes() == ("dense",)
     assert store.count() == len(books) and hits[0].title == "Dracula"
     assert "answers the dense mode only, not 'hybrid'" in str(refused.value)
+    assert "migrate-store --to-url URL --to-collection NEW" in str(refused.value)
+    assert copied == len(books) and copy.search_modes() == ("hybrid", "dense", "keyword")
+    assert by_author[0].title == "Dracula"
     store.close()
