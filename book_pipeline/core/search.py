@@ -191,6 +191,9 @@ def find_book(
 ) -> StoredPoint:
     """The one loaded book `reference` names: FILE:INDEX, or its exact title, or a title that
     differs only in case. Refused, with the candidates, when it names none or several."""
+    reference = reference.strip()
+    if not reference:
+        raise UnknownBookError("a --like or --unlike book is empty: give its title or FILE:INDEX")
     match = _BOOK_REFERENCE.match(reference)
     if match is not None:
         point_id = book_point_id(match["file"], int(match["index"]))

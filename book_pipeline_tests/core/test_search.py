@@ -527,6 +527,10 @@ def test_like_refuses_the_keyword_mode_and_unlike_alone(
         find(engine_stores, "qdrant-edge", "", limit=3, like=["Dracula"], mode="keyword")
     with pytest.raises(SearchRefusedError, match="give a book to be like too"):
         find(engine_stores, "qdrant-edge", "ghosts", limit=3, unlike=["Dracula"])
+    with pytest.raises(UnknownBookError, match="is empty: give its title or FILE:INDEX"):
+        find(engine_stores, "qdrant-edge", "", limit=3, like=["  "])
+    [hit] = find(engine_stores, "qdrant-edge", "", limit=1, like=[" Dracula "])
+    assert hit.title == "Frankenstein"
 
 
 def test_cli_modes_and_like(
