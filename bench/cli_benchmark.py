@@ -13,8 +13,9 @@ onnxruntime, tokenizers), loading the bundled model (onnxruntime's session, the 
 opening the Edge store, embedding the query and searching.
 
 `--baseline-src` runs the same commands a second time with another checkout's package first on
-PYTHONPATH (e.g. a `git worktree` of main), interleaved run by run with this one, so a busy
-moment of the machine hits both; the ratio of the medians is printed too.
+PYTHONPATH (e.g. a `git worktree` of main), interleaved run by run with this one (each going
+first in every other run), so a busy moment of the machine hits both; the ratio of the medians
+is printed too. `search` runs in the default mode (hybrid in this release, dense before).
 """
 
 import argparse
@@ -142,9 +143,11 @@ def main() -> None:
         timings: dict[str, dict[str, list[float]]] = {
             variant: {name: [] for name in COMMANDS} for variant in variants
         }
-        for _ in range(args.runs):
+        for run in range(args.runs):
             for name, arguments in COMMANDS.items():
-                for variant, variant_environment in variants.items():
+                # Each variant goes first in every other run: no order effect favours one.
+                order = list(variants.items())
+                for variant, variant_environment in order[run % 2 :] + order[: run % 2]:
                     timings[variant][name].append(
                         time_command(arguments, variant_environment, root)
                     )

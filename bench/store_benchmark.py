@@ -5,15 +5,22 @@
 Random unit vectors (384-d, the local model's size) with realistic payloads (titles,
 descriptions, 2,000 authors, years 1800-2024, ten books per file), written through the project's
 store interface (`open_vector_store`, the embedded Qdrant Edge store unless --url is given), the
-way a load writes them. Timed in turn:
+way a load writes them: `book_points` makes each book's BM25 keyword vector, as a load does.
+Timed in turn:
 
-- upsert: every point, in the pipeline's batches, without building the index (points/s);
+- upsert: every point, in the pipeline's batches, without building the index: points/s from
+  the books and their dense vectors on (`book_points`: ids, payloads, BM25 vectors), as the
+  store layer of a load pays it; write_points_per_s is the engine's write alone;
 - index_build: the HNSW build the first close would run (`build_index`);
 - open: reopening the store, as each load and each search does;
-- search: --queries nearest-10 queries, unfiltered, then half by author, half by a year range;
+- search (dense): --queries nearest-10 queries, unfiltered, then half by author, half by a year
+  range;
+- keyword and hybrid: --queries top-10 queries of two or three title and description words
+  (BM25 alone; dense and BM25 fused as `book-pipeline search` does by default);
 - delete_file: one file's books removed by the source_file filter, as a reload does.
 
-rss_mb is the process's peak resident memory, so it includes the benchmark's own batches.
+Query times are the store's only: the query's embedding is not included. rss_mb is the process's
+peak resident memory, so it includes the benchmark's own batches. Progress goes to stderr.
 
 --add-after N then writes N more points, as loads do over time, and times the index build that
 the closing load pays for them (`add_then_index_s`): what a load pays when it is the one that
@@ -27,17 +34,19 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from book_pipeline.core.keyword_vectors import query_keyword_vector
 from book_pipeline.core.parsing import BookRecord
 from book_pipeline.core.vector_store import (
     UPSERT_BATCH_SIZE,
     BookFilter,
     StoredPoint,
-    book_payload,
-    book_point_id,
+    book_points,
     open_vector_store,
 )
 
@@ -51,12 +60,9 @@ _WORDS = (
 )  # fmt: skip
 
 
-def synthetic_points(start: int, count: int, rng: np.random.Generator) -> list[StoredPoint]:
-    vectors = rng.normal(size=(count, DIMENSION)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    points = []
-    for offset, vector in enumerate(vectors):
-        number = start + offset
+def synthetic_books(start: int, count: int) -> list[BookRecord]:
+    books = []
+    for number in range(start, start + count):
         words = [_WORDS[(number * 7 + k * 3) % len(_WORDS)] for k in range(30)]
         book = BookRecord(
             index=number % BOOKS_PER_FILE,
@@ -67,14 +73,43 @@ def synthetic_points(start: int, count: int, rng: np.random.Generator) -> list[S
             source_file=f"file_{number // BOOKS_PER_FILE:07d}.txt",
             line_number=number % BOOKS_PER_FILE + 1,
         )
-        points.append(
-            StoredPoint(
-                book_point_id(book.source_file, book.index),
-                book_payload(book, "0" * 64),
-                vector.tolist(),
-            )
-        )
-    return points
+        books.append(book)
+    return books
+
+
+def random_vectors(count: int, rng: np.random.Generator) -> np.ndarray:
+    vectors = rng.normal(size=(count, DIMENSION)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def synthetic_points(start: int, count: int, rng: np.random.Generator) -> list[StoredPoint]:
+    return book_points(synthetic_books(start, count), random_vectors(count, rng), "0" * 64)
+
+
+def keyword_queries(count: int, rng: np.random.Generator) -> list[str]:
+    """Two or three of the books' words, one of them often a title's number (a rare word)."""
+    queries = []
+    for _ in range(count):
+        words = list(rng.choice(_WORDS, size=int(rng.integers(2, 4)), replace=False))
+        if rng.random() < 0.5:
+            words.append(str(int(rng.integers(0, 1_000_000))))
+        queries.append(" ".join(words))
+    return queries
+
+
+def timed(calls: list[Callable[[], object]]) -> list[float]:
+    for call in calls[:5]:  # warm caches; not timed
+        call()
+    seconds = []
+    for call in calls:
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def progress(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def percentile_ms(seconds: list[float], fraction: float) -> float:
@@ -86,30 +121,40 @@ def run(
     points: int, queries: int, folder: Path, url: str | None, add_after: int
 ) -> dict[str, float | int]:
     rng = np.random.default_rng(0)
-    upsert_seconds = 0.0
+    build_seconds = upsert_seconds = 0.0
     with open_vector_store("bench_books", folder, url=url) as store:
         store.ensure_collection(DIMENSION, "random-unit-vectors")
         for start in range(0, points, UPSERT_BATCH_SIZE):
-            batch = synthetic_points(start, min(UPSERT_BATCH_SIZE, points - start), rng)
+            count = min(UPSERT_BATCH_SIZE, points - start)
+            books, vectors = synthetic_books(start, count), random_vectors(count, rng)
             started = time.perf_counter()
+            batch = book_points(books, vectors, "0" * 64)
+            built = time.perf_counter()
             store.upsert_points(batch)
-            upsert_seconds += time.perf_counter() - started
+            build_seconds += built - started
+            upsert_seconds += time.perf_counter() - built
+            if start % 100_000 == 0 and start:
+                progress(f"upserted {start:,} points")
+        progress(f"upserted {points:,} points; building the index")
         started = time.perf_counter()
         store.build_index()
         index_build_s = time.perf_counter() - started
+        progress(f"index built in {index_build_s:.0f} s")
 
     started = time.perf_counter()
     with open_vector_store("bench_books", folder, url=url) as store:
         open_s = time.perf_counter() - started
         assert store.count() == points, store.count()
         query_vectors = rng.normal(size=(queries, DIMENSION)).astype(np.float32)
-        for vector in query_vectors[:5]:  # warm caches; not timed
-            store.search(vector.tolist(), 10)
-        plain = []
-        for vector in query_vectors:
-            started = time.perf_counter()
-            store.search(vector.tolist(), 10)
-            plain.append(time.perf_counter() - started)
+        plain = timed([partial(store.search, vector.tolist(), 10) for vector in query_vectors])
+        keyword_vectors = [query_keyword_vector(text) for text in keyword_queries(queries, rng)]
+        keyword = timed([partial(store.keyword_search, vector, 10) for vector in keyword_vectors])
+        hybrid = timed(
+            [
+                partial(store.hybrid_search, vector.tolist(), keyword_vector, 10)
+                for vector, keyword_vector in zip(query_vectors, keyword_vectors, strict=True)
+            ]
+        )
         filtered = []
         for number, vector in enumerate(query_vectors):
             book_filter = (
@@ -138,12 +183,17 @@ def run(
             later["add_then_index_s"] = round(time.perf_counter() - started, 2)
     return {
         "points": points,
-        "upsert_points_per_s": round(points / upsert_seconds),
+        "upsert_points_per_s": round(points / (build_seconds + upsert_seconds)),
+        "write_points_per_s": round(points / upsert_seconds),
         "index_build_s": round(index_build_s, 2),
         "open_s": round(open_s, 3),
         "search_p50_ms": round(percentile_ms(plain, 0.5), 2),
         "search_p95_ms": round(percentile_ms(plain, 0.95), 2),
         "filtered_search_p50_ms": round(percentile_ms(filtered, 0.5), 2),
+        "keyword_p50_ms": round(percentile_ms(keyword, 0.5), 2),
+        "keyword_p95_ms": round(percentile_ms(keyword, 0.95), 2),
+        "hybrid_p50_ms": round(percentile_ms(hybrid, 0.5), 2),
+        "hybrid_p95_ms": round(percentile_ms(hybrid, 0.95), 2),
         "delete_file_ms": round(1000 * statistics.median(deletes), 2),
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         **later,

@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from book_pipeline.core.embedding import LOCAL_MODEL_NAME
+from book_pipeline.core.embedding import LOCAL_MODEL_NAME, shared_local_embedder
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.ledger import LedgerEntry, LoadLedger
 from book_pipeline.core.parsing import parse_book_file
@@ -186,3 +186,17 @@ def run_project_command(
         text=True,
         timeout=300,
     )
+
+
+class CountingEmbedder:
+    """The real local model, counting the texts it is asked to embed."""
+
+    def __init__(self) -> None:
+        self._model = shared_local_embedder()
+        self.model_name = self._model.model_name
+        self.dimension = self._model.dimension
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return self._model.embed(texts)

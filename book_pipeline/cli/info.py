@@ -14,8 +14,9 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         "info",
         help="which Qdrant store the pipeline uses, and what it holds",
         description="The configured store (the embedded Qdrant Edge store, or $QDRANT_URL): "
-        "engine, location, collection, exact point count, embedding model and dimension. Waits "
-        "like a search while a load holds the embedded store.",
+        "engine, location, collection, exact point count, embedding model and dimension, and the "
+        "search modes the collection can answer. Waits like a search while a load holds the "
+        "embedded store.",
     )
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(handler=run_info)
@@ -37,6 +38,7 @@ def run_info(args: argparse.Namespace) -> int:
                 "points": store.count(),
                 "model": model,
                 "dimension": dimension,
+                "search_modes": list(store.search_modes()) if store.collection_exists() else [],
             }
     except store_errors() as error:
         raise CliError(str(error)) from None
@@ -45,5 +47,6 @@ def run_info(args: argparse.Namespace) -> int:
     else:
         width = max(len(key) for key in info)
         for key, value in info.items():
-            print(f"{key + ':':<{width + 1}} {'-' if value is None else value}")
+            shown = (", ".join(value) or None) if isinstance(value, list) else value
+            print(f"{key + ':':<{width + 1}} {'-' if shown is None else shown}")
     return EXIT_OK

@@ -1,6 +1,6 @@
-"""`book-pipeline search`: the loaded books closest to a sentence, with the configured embedder
-and store; loads only those two (the bundled model without fastembed, see
-`core/query_embedding.py`)."""
+"""`book-pipeline search`: the loaded books that best match a sentence (by meaning, by words, or
+both), or that are most like given books, with the configured embedder and store; loads only
+those two (the bundled model without fastembed, see `core/query_embedding.py`)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,48 @@ from book_pipeline.cli.common import EXIT_OK, CliError, say, store_errors
 from book_pipeline.core.parsing import parse_year
 from book_pipeline.core.settings import Settings
 
+# The modes, spelled here too: importing them from the store module would load numpy for --help.
+SEARCH_MODES = ("hybrid", "dense", "keyword")
+
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
     search = subcommands.add_parser(
         "search",
-        help="find the loaded books closest to a sentence",
-        description="Find the loaded books closest to a sentence, with the embedder and Qdrant "
-        "the pipeline is configured with (the same environment variables). Refused when the "
-        "configured model is not the one the collection was loaded with.",
+        help="find the loaded books that match a sentence, or are like given books",
+        description="Find the loaded books that best match a sentence, with the embedder and "
+        "Qdrant the pipeline is configured with (the same environment variables): by meaning "
+        "(dense), by the words of their title, author and description (keyword, BM25), or both "
+        "fused (hybrid, the default). With --like, the books most like the given ones instead. "
+        "Refused when the configured model is not the one the collection was loaded with.",
     )
-    search.add_argument("query", metavar="QUERY", help="what the book is about, in your words")
+    search.add_argument(
+        "query",
+        metavar="QUERY",
+        nargs="?",
+        default="",
+        help="what the book is about, or its title or author, in your words (optional with --like)",
+    )
+    search.add_argument(
+        "--mode",
+        choices=SEARCH_MODES,
+        help="hybrid (default): meaning and words fused; dense: meaning only; keyword: words "
+        "only. A collection loaded by an earlier release answers dense only until upgraded.",
+    )
+    search.add_argument(
+        "--like",
+        action="append",
+        default=[],
+        metavar="TITLE",
+        help="books like this one (repeatable): its exact title, or FILE:INDEX when several "
+        "books share the title (e.g. gothic_horror.txt:501). The given books are never listed.",
+    )
+    search.add_argument(
+        "--unlike",
+        action="append",
+        default=[],
+        metavar="TITLE",
+        help="with --like: steer away from this book (repeatable; a title or FILE:INDEX)",
+    )
     search.add_argument("--limit", type=int, default=5, help="how many books (default: 5)")
     search.add_argument("--author", help="only books by exactly this author")
     search.add_argument(
@@ -64,6 +96,9 @@ def run_search(args: argparse.Namespace) -> int:
                 author=args.author,
                 year_from=args.year_from,
                 year_to=args.year_to,
+                mode=args.mode,
+                like=args.like,
+                unlike=args.unlike,
             )
     except (SearchRefusedError, EmbeddingModelError, *store_errors()) as error:
         raise CliError(str(error)) from None

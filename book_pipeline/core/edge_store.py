@@ -12,6 +12,13 @@ folder that is renamed into place only once complete (and, for a copy, verified)
 `<collection>` folder is therefore always a whole shard. One without its `book_pipeline.json`, or
 one Edge cannot load, is reported and left alone, never replaced by an empty one.
 
+A shard of the previous release holds dense vectors only, and Edge cannot add a vector to an
+existing shard: the first open copies it, with the BM25 vectors computed from the stored
+payloads, into a `.partial-*` folder, checks the copy, then swaps the two (the old shard waits
+as `.<collection>.previous-*` until the new one is in place, and an open that finds only that
+folder puts it back). Until that succeeds the old shard is left as it was and answers dense
+searches.
+
 When HNSW builds happen: Edge builds nothing on its own. Closing a store that was written to runs
 `EdgeShard.optimize()`, which indexes a segment only once its unindexed part passes Edge's
 indexing threshold (about 6,500 384-d vectors), merging it into the indexed segment; below that
@@ -34,25 +41,32 @@ from typing import Any
 
 import qdrant_edge as edge
 
+from book_pipeline.core.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
 from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.core.vector_store import (
     EDGE_ENGINE,
+    HYBRID_FUSION,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     BookFilter,
     BookVectorStore,
     CollectionStamp,
+    HybridFusion,
     ScoredPoint,
     StoreDamagedError,
     StoredPoint,
     StoreLockedError,
     new_generation,
+    point_keyword_vector,
 )
 
 MANIFEST_NAME = "book_pipeline.json"
+# Edge's own record of the shard's layout, written when the shard is created.
+EDGE_CONFIG_NAME = "edge_config.json"
 LOCK_NAME = ".lock"
 _PARTIAL_PREFIX = "."
 _PARTIAL_MARK = ".partial-"
+_PREVIOUS_MARK = ".previous-"
 _LOCK_POLL_SECONDS = 0.2
 # Edge's own defaults, spelled out because HnswIndexConfig takes all three or none.
 _DEFAULT_HNSW_M = 16
@@ -60,6 +74,8 @@ _DEFAULT_HNSW_EF_CONSTRUCT = 100
 _DEFAULT_FULL_SCAN_THRESHOLD_KB = 10_000
 # Larger than any books folder: a facet returns at most this many source files.
 _FACET_LIMIT = 10_000_000
+# The dense vector is the unnamed default: the previous release's shards have only that one.
+_DENSE_VECTOR_NAME = ""
 
 
 def edge_config(settings: CollectionSettings, dimension: int) -> edge.EdgeConfig:
@@ -82,6 +98,9 @@ def edge_config(settings: CollectionSettings, dimension: int) -> edge.EdgeConfig
             distance=edge.Distance.Cosine,
             on_disk=settings.on_disk_vectors or None,
         ),
+        sparse_vectors={
+            KEYWORD_VECTOR_NAME: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)
+        },
         on_disk_payload=settings.on_disk_payload,
         hnsw_config=hnsw,
         quantization_config=quantization,
@@ -137,8 +156,9 @@ class EdgeStore(BookVectorStore):
         self._shard: edge.EdgeShard | None = None
         self._manifest: dict[str, Any] | None = None
         self._written = False
+        self._keyword_vectors = False
         if self.shard_path.exists():
-            self._shard, self._manifest = _load_shard(self.shard_path)
+            self._load()
 
     def collection_exists(self) -> bool:
         return self._shard is not None
@@ -171,7 +191,68 @@ class EdgeStore(BookVectorStore):
 
     def _move_into_place(self, partial: Path) -> None:
         os.replace(partial, self.shard_path)
+        self._load()
+
+    def _load(self) -> None:
         self._shard, self._manifest = _load_shard(self.shard_path)
+        self._keyword_vectors = _has_sparse_vector(self.shard_path, KEYWORD_VECTOR_NAME)
+
+    def has_keyword_vectors(self) -> bool:
+        return self._keyword_vectors
+
+    def add_keyword_vectors(self) -> int:
+        """Rebuild this dense-only shard with the BM25 vectors made from its payloads; return
+        the points copied. On any failure the shard is left as it was and the error says so."""
+        from book_pipeline.core.migration import copy_collection
+
+        assert self._shard is not None and self._manifest is not None, "no collection"
+        dimension, model_name = self.collection_model()
+        partial = _partial_folder(self.folder, self.collection)
+        try:
+            # Every manifest key is kept: what else it records must survive the rebuild.
+            _build_empty_shard(
+                partial,
+                self.settings,
+                dimension,
+                model_name or "unknown",
+                self._manifest.get("generation"),
+                manifest=dict(self._manifest),
+            )
+            copy = EdgeStore(self.folder, self.collection, None, self.settings, partial)
+            try:
+                copied = copy_collection(self, copy)
+            finally:
+                copy.close()
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        self._swap_in(partial)
+        return copied
+
+    def _swap_in(self, partial: Path) -> None:
+        """Put the shard in `partial` in this one's place; the old one is deleted last."""
+        assert self._shard is not None
+        self._shard.flush()
+        self._shard.close()
+        self._shard = None
+        previous = Path(
+            tempfile.mkdtemp(
+                prefix=f"{_PARTIAL_PREFIX}{self.collection}{_PREVIOUS_MARK}", dir=self.folder
+            )
+        )
+        moved_away = False
+        try:
+            os.replace(self.shard_path, previous / self.collection)
+            moved_away = True
+            os.replace(partial, self.shard_path)
+        except BaseException:
+            if moved_away:
+                os.replace(previous / self.collection, self.shard_path)
+            shutil.rmtree(previous, ignore_errors=True)
+            self._load()
+            raise
+        self._load()
+        shutil.rmtree(previous, ignore_errors=True)
 
     def collection_model(self) -> tuple[int, str | None]:
         assert self._manifest is not None, "no collection"
@@ -206,10 +287,23 @@ class EdgeStore(BookVectorStore):
         shard = self._require_shard()
         shard.update(
             edge.UpdateOperation.upsert_points(
-                [edge.Point(point.id, point.vector, point.payload) for point in points]
+                [
+                    edge.Point(point.id, self._point_vectors(point), point.payload)
+                    for point in points
+                ]
             )
         )
         self._written = True
+
+    def _point_vectors(self, point: StoredPoint) -> Any:
+        assert point.vector is not None, f"point {point.id} has no vector"
+        if not self._keyword_vectors:
+            return point.vector
+        keyword = point_keyword_vector(point)
+        return {
+            _DENSE_VECTOR_NAME: point.vector,
+            KEYWORD_VECTOR_NAME: edge.SparseVector(keyword.indices, keyword.values),
+        }
 
     def remove_books(self, source_files: Sequence[str], keep_ids: Sequence[str] = ()) -> None:
         if not source_files or self._shard is None:
@@ -234,11 +328,87 @@ class EdgeStore(BookVectorStore):
                 with_payload=True,
             )
         )
-        return [ScoredPoint(str(point.id), point.score, point.payload or {}) for point in points]
+        return _scored(points)
+
+    def keyword_search(
+        self, vector: SparseVector, limit: int, book_filter: BookFilter | None = None
+    ) -> list[ScoredPoint]:
+        points = self._require_shard().query(
+            edge.QueryRequest(
+                limit=limit,
+                query=_keyword_query(vector),
+                filter=edge_filter(book_filter),
+                with_payload=True,
+            )
+        )
+        return _scored(points)
+
+    def hybrid_search(
+        self,
+        vector: Sequence[float],
+        keyword_vector: SparseVector,
+        limit: int,
+        book_filter: BookFilter | None = None,
+        fusion: HybridFusion = HYBRID_FUSION,
+    ) -> list[ScoredPoint]:
+        points_filter = edge_filter(book_filter)
+        candidates = max(limit, fusion.candidates)
+        points = self._require_shard().query(
+            edge.QueryRequest(
+                limit=limit,
+                prefetches=[
+                    edge.Prefetch(
+                        limit=candidates,
+                        query=edge.Query.Nearest(list(vector)),
+                        filter=points_filter,
+                    ),
+                    edge.Prefetch(
+                        limit=candidates, query=_keyword_query(keyword_vector), filter=points_filter
+                    ),
+                ],
+                query=_edge_fusion(fusion),
+                with_payload=True,
+            )
+        )
+        return _scored(points)
+
+    def recommend(
+        self,
+        positives: Sequence[Sequence[float]],
+        negatives: Sequence[Sequence[float]],
+        limit: int,
+        book_filter: BookFilter | None = None,
+        except_ids: Sequence[str] = (),
+    ) -> list[ScoredPoint]:
+        query = edge.RecommendQuery(
+            [list(vector) for vector in positives], [list(vector) for vector in negatives]
+        )
+        points = self._require_shard().query(
+            edge.QueryRequest(
+                limit=limit,
+                query=edge.Query.RecommendSumScores(query),
+                filter=edge_filter(book_filter, except_ids=except_ids),
+                with_payload=True,
+            )
+        )
+        return _scored(points)
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
         records = self._require_shard().retrieve(
             list(ids), with_payload=True, with_vector=with_vectors
+        )
+        return [_stored(record) for record in records]
+
+    def books_titled(self, title: str, limit: int) -> list[StoredPoint]:
+        records, _ = self._require_shard().scroll(
+            edge.ScrollRequest(
+                limit=limit,
+                filter=edge.Filter(
+                    must=[edge.FieldCondition(key="title", match=edge.MatchValue(title))]
+                ),
+                with_payload=True,
+                with_vector=True,
+            )
         )
         return [_stored(record) for record in records]
 
@@ -287,13 +457,45 @@ class EdgeStore(BookVectorStore):
         return self._shard
 
 
+def _scored(points: list[Any]) -> list[ScoredPoint]:
+    return [ScoredPoint(str(point.id), point.score, point.payload or {}) for point in points]
+
+
+def _keyword_query(vector: SparseVector) -> edge.Query:
+    return edge.Query.Nearest(
+        edge.SparseVector(vector.indices, vector.values), using=KEYWORD_VECTOR_NAME
+    )
+
+
+def _edge_fusion(fusion: HybridFusion) -> Any:
+    if fusion.method == "dbsf":
+        return edge.Fusion.Dbsf()
+    return edge.Fusion.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.keyword_weight])
+
+
 def _stored(record: Any) -> StoredPoint:
     vector = record.vector
+    keyword_vector = None
+    if isinstance(vector, dict):
+        sparse = vector.get(KEYWORD_VECTOR_NAME)
+        if sparse is not None:
+            keyword_vector = SparseVector(list(sparse.indices), list(sparse.values))
+        vector = vector.get(_DENSE_VECTOR_NAME)
     return StoredPoint(
         id=str(record.id),
         payload=record.payload or {},
         vector=list(vector) if isinstance(vector, list) else None,
+        keyword_vector=keyword_vector,
     )
+
+
+def _has_sparse_vector(path: Path, name: str) -> bool:
+    """Whether the loaded shard stores the sparse vector `name` (Edge's own config file says)."""
+    try:
+        config = json.loads((path / EDGE_CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return name in (config.get("sparse_vectors") or {})
 
 
 def _partial_folder(folder: Path, collection: str) -> Path:
@@ -308,8 +510,10 @@ def _build_empty_shard(
     dimension: int,
     model_name: str,
     generation: str | None,
+    manifest: dict[str, Any] | None = None,
 ) -> None:
-    """A closed, empty shard with the payload indexes and, written last, its manifest."""
+    """A closed, empty shard with the payload indexes and, written last, its manifest (`manifest`
+    when given: a rebuilt shard keeps the old one's)."""
     shard = edge.EdgeShard.create(str(path), edge_config(settings, dimension))
     schemas = {
         **dict.fromkeys(KEYWORD_FIELDS, edge.PayloadSchemaType.Keyword),
@@ -319,10 +523,11 @@ def _build_empty_shard(
         shard.update(edge.UpdateOperation.create_field_index(field, schema))
     shard.flush()
     shard.close()
-    manifest: dict[str, Any] = {"embedding_model": model_name, "dimension": dimension}
-    if generation is not None:
-        manifest["generation"] = generation
-    manifest["load_sequence"] = 0
+    if manifest is None:
+        manifest = {"embedding_model": model_name, "dimension": dimension}
+        if generation is not None:
+            manifest["generation"] = generation
+        manifest["load_sequence"] = 0
     write_manifest(path, manifest)
 
 
@@ -419,9 +624,17 @@ def _lock(folder: Path, wait_seconds: float, on_wait: Callable[[str], None] | No
 
 
 def _remove_partial_folders(folder: Path, collection: str) -> None:
-    """Leftovers of a create or copy that died before its rename: never a complete shard."""
+    """Leftovers of a create or copy that died before its rename: never a complete shard.
+
+    A swap that died between its two renames left the old shard in a `.previous-*` folder and
+    none in place: that one is put back (it is whole); one beside a shard in place is deleted.
+    """
     for leftover in folder.glob(f"{_PARTIAL_PREFIX}{collection}{_PARTIAL_MARK}*"):
         shutil.rmtree(leftover, ignore_errors=True)
+    for previous in folder.glob(f"{_PARTIAL_PREFIX}{collection}{_PREVIOUS_MARK}*"):
+        if not (folder / collection).exists() and (previous / collection).is_dir():
+            os.replace(previous / collection, folder / collection)
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def open_edge_store(
@@ -448,4 +661,30 @@ def open_edge_store(
         except BaseException:
             store.close()
             raise
+    if store.collection_exists() and not store.has_keyword_vectors():
+        _add_keyword_vectors(store, on_wait)
     return store
+
+
+def _add_keyword_vectors(store: EdgeStore, on_progress: Callable[[str], None] | None) -> None:
+    """Upgrade a shard of the previous release in place, or say why it stays dense-only."""
+
+    def tell(message: str) -> None:
+        if on_progress is not None:
+            on_progress(message)
+
+    tell(
+        f"adding BM25 keyword vectors to the Qdrant Edge shard {store.shard_path} (once; made "
+        "from the stored titles, authors and descriptions, no re-embedding)"
+    )
+    try:
+        copied = store.add_keyword_vectors()
+    # Whatever failed (a full or read-only disk, the engine's bare Exception), the old shard is
+    # whole and still open: it answers dense searches, and the next open tries again.
+    except Exception as error:
+        tell(
+            f"could not add keyword vectors to {store.shard_path} ({error}); it is left as it "
+            "was and answers dense searches only until an open succeeds in adding them"
+        )
+        return
+    tell(f"added keyword vectors to {copied:,} points in {store.shard_path}")

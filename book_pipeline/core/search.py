@@ -1,4 +1,11 @@
-"""Searching the loaded books with a sentence: the query is embedded like the books were.
+"""Searching the loaded books: by meaning, by words, or for books like given ones.
+
+Three modes answer a query text: `dense` compares meaning (the query is embedded like the books
+were), `keyword` scores the query's words against each book's title, author and description
+(BM25), and `hybrid`, the default, fuses the two (`HYBRID_FUSION` in `vector_store`). With books
+to be like (`like`, and `unlike` to steer away from), the search recommends instead: the books
+most like all the given ones, by their stored dense vectors, the query text's meaning joining
+them when there is one; the given books themselves never come back.
 
 Pure functions on a `BookVectorStore` and an `Embedder`, shared by the CLI, the `query_data` job
 and the retrieval asset check, so all three refuse the same things with the same messages.
@@ -6,17 +13,34 @@ and the retrieval asset check, so all three refuse the same things with the same
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from book_pipeline.core.embedding import Embedder
+from book_pipeline.core.keyword_vectors import query_keyword_vector
 from book_pipeline.core.parsing import format_year
-from book_pipeline.core.vector_store import BookFilter, BookVectorStore, ScoredPoint
+from book_pipeline.core.vector_store import (
+    DENSE_MODE,
+    EDGE_ENGINE,
+    KEYWORD_MODE,
+    SEARCH_MODES,
+    BookFilter,
+    BookVectorStore,
+    ScoredPoint,
+    StoredPoint,
+    book_point_id,
+)
 
 TABLE_DESCRIPTION_CHARS = 60
 MARKDOWN_DESCRIPTION_CHARS = 120
 _COLUMNS = ("rank", "score", "title", "year", "author", "description", "source file")
+# A book named by its file and index, as the refusal of an ambiguous title lists them.
+_BOOK_REFERENCE = re.compile(r"^(?P<file>.+):(?P<index>\d+)$")
+# Books of one title listed when a title is ambiguous; closest titles named when it is unknown.
+_TITLE_CANDIDATES = 10
+_CLOSEST_TITLES = 3
 
 
 class SearchRefusedError(RuntimeError):
@@ -31,10 +55,15 @@ class ModelMismatchError(SearchRefusedError):
     """The configured embedder is not the model the collection was built with."""
 
 
+class UnknownBookError(SearchRefusedError):
+    """A `like`/`unlike` title that names no loaded book, or more than one."""
+
+
 @dataclass(frozen=True)
 class SearchHit:
     rank: int
-    # Cosine similarity: 1 is the same direction, around 0 unrelated.
+    # Dense: cosine similarity (1 the same direction, around 0 unrelated); keyword: BM25; hybrid
+    # and "like": a fused score that only orders the hits.
     score: float
     title: str
     year: int
@@ -52,25 +81,177 @@ def search_books(
     author: str | None = None,
     year_from: int | None = None,
     year_to: int | None = None,
+    mode: str | None = None,
+    like: Sequence[str] = (),
+    unlike: Sequence[str] = (),
 ) -> list[SearchHit]:
-    """The `limit` books closest to `query`, best first, among those the filters let through."""
-    if not query.strip():
+    """The `limit` best books for `query` in `mode` (None: the collection's best, `hybrid` when
+    it has keyword vectors), or the books most like the `like` ones (titles, or FILE:INDEX) and
+    least like the `unlike` ones; best first, among those the filters let through."""
+    if not query.strip() and not like:
         raise SearchRefusedError("the query is empty")
+    if unlike and not like:
+        raise SearchRefusedError("--unlike steers a --like search: give a book to be like too")
     if limit < 1:
         raise SearchRefusedError(f"the limit must be at least 1, got {limit}")
     if year_from is not None and year_to is not None and year_from > year_to:
         raise SearchRefusedError(
             f"year_from {format_year(year_from)} is after year_to {format_year(year_to)}"
         )
+    filters = book_filter(author, year_from, year_to)
     dimension = check_collection_model(store, embedder)
-    # Embedded after the name check: with a remote model a refused search costs no API call.
+    if like:
+        return _hits(
+            _recommend(store, embedder, dimension, query, limit, filters, like, unlike, mode)
+        )
+    mode = search_mode(store, mode)
+    if mode == KEYWORD_MODE:
+        return _hits(store.keyword_search(query_keyword_vector(query), limit, filters))
+    vector = embed_query(store, embedder, dimension, query)
+    if mode == DENSE_MODE:
+        return _hits(store.search(vector, limit, filters))
+    return _hits(store.hybrid_search(vector, query_keyword_vector(query), limit, filters))
+
+
+def search_mode(store: BookVectorStore, mode: str | None) -> str:
+    """The mode asked for, or the collection's best; refused when the collection cannot answer
+    it (the previous release's collections hold no keyword vectors until they are upgraded)."""
+    if mode is not None and mode not in SEARCH_MODES:
+        raise SearchRefusedError(
+            f"unknown search mode {mode!r}: expected one of {', '.join(SEARCH_MODES)}"
+        )
+    modes = store.search_modes()
+    if mode is None:
+        return modes[0]
+    if mode not in modes:
+        remedy = (
+            "They are added from the stored books the next time the store is opened (a load, "
+            "a search or `book-pipeline info`); the message above, if any, says why not now."
+            if store.engine == EDGE_ENGINE
+            else "Qdrant cannot add them to an existing server collection: `book-pipeline "
+            "migrate-store --to-url URL --to-collection NEW` copies it into a new collection "
+            "that has them (computed from the stored books, nothing embedded again)."
+        )
+        raise SearchRefusedError(
+            f"Qdrant collection {store.collection!r} at {store.location} holds no keyword "
+            f"vectors yet (it was loaded by an earlier release), so it answers the "
+            f"{', '.join(modes)} mode only, not {mode!r}. {remedy}"
+        )
+    return mode
+
+
+def embed_query(
+    store: BookVectorStore, embedder: Embedder, dimension: int, query: str
+) -> list[float]:
+    """The query's dense vector, checked against the collection's `dimension`.
+
+    Called after `check_collection_model`: with a remote model a refused search costs no API
+    call.
+    """
     [vector] = embedder.embed([query])
     if len(vector) != dimension:
         raise ModelMismatchError(
             f"{embedder.model_name!r} made a {len(vector)}-dimensional query vector, but "
             f"collection {store.collection!r} holds {dimension}-dimensional vectors"
         )
-    points = store.search(vector.tolist(), limit, book_filter(author, year_from, year_to))
+    return vector.tolist()
+
+
+def _recommend(
+    store: BookVectorStore,
+    embedder: Embedder,
+    dimension: int,
+    query: str,
+    limit: int,
+    filters: BookFilter | None,
+    like: Sequence[str],
+    unlike: Sequence[str],
+    mode: str | None,
+) -> list[ScoredPoint]:
+    if mode == KEYWORD_MODE:
+        raise SearchRefusedError(
+            "--like compares the books' meaning (their dense vectors): it has no keyword mode"
+        )
+    liked = [find_book(store, embedder, dimension, reference) for reference in like]
+    disliked = [find_book(store, embedder, dimension, reference) for reference in unlike]
+    positives = [_dense(point) for point in liked]
+    if query.strip():
+        positives.append(embed_query(store, embedder, dimension, query))
+    return store.recommend(
+        positives,
+        [_dense(point) for point in disliked],
+        limit,
+        filters,
+        except_ids=[point.id for point in (*liked, *disliked)],
+    )
+
+
+def find_book(
+    store: BookVectorStore, embedder: Embedder, dimension: int, reference: str
+) -> StoredPoint:
+    """The one loaded book `reference` names: FILE:INDEX, or its exact title, or a title that
+    differs only in case. Refused, with the candidates, when it names none or several."""
+    reference = reference.strip()
+    if not reference:
+        raise UnknownBookError("a --like or --unlike book is empty: give its title or FILE:INDEX")
+    match = _BOOK_REFERENCE.match(reference)
+    if match is not None:
+        point_id = book_point_id(match["file"], int(match["index"]))
+        found = store.retrieve([point_id], with_vectors=True)
+        if found:
+            return found[0]
+    matches = store.books_titled(reference, _TITLE_CANDIDATES)
+    similar = _similar_titles(store, embedder, dimension, reference) if not matches else []
+    if not matches:
+        # The user's capitals need not be the catalogue's: "dracula" is Dracula.
+        wanted = reference.casefold()
+        titles = {point.payload["title"] for point in similar}
+        for title in sorted(title for title in titles if title.casefold() == wanted):
+            matches.extend(store.books_titled(title, _TITLE_CANDIDATES))
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        closest = list(dict.fromkeys(point.payload["title"] for point in similar))
+        hint = (
+            "; the closest titles: " + ", ".join(repr(t) for t in closest[:_CLOSEST_TITLES])
+            if closest
+            else ""
+        )
+        raise UnknownBookError(
+            f"no loaded book is titled {reference!r}{hint}. Give the exact title, or the "
+            "book's file and index as FILE:INDEX"
+        )
+    listed = "\n".join(
+        f"  {_reference(point)}  ({point.payload['title']}, {format_year(point.payload['year'])}, "
+        f"{point.payload['author']})"
+        for point in matches
+    )
+    raise UnknownBookError(
+        f"{len(matches)} loaded books are titled {reference!r}:\n{listed}\n"
+        f"Pick one by its file and index, e.g. --like {_reference(matches[0])!r}"
+    )
+
+
+def _similar_titles(
+    store: BookVectorStore, embedder: Embedder, dimension: int, title: str
+) -> list[ScoredPoint]:
+    """The books whose words (or, in a collection without keyword vectors, meaning) come
+    closest to a title that matched none exactly."""
+    if KEYWORD_MODE in store.search_modes():
+        return store.keyword_search(query_keyword_vector(title), _TITLE_CANDIDATES)
+    return store.search(embed_query(store, embedder, dimension, title), _TITLE_CANDIDATES)
+
+
+def _reference(point: StoredPoint) -> str:
+    return f"{point.payload['source_file']}:{point.payload['book_index']}"
+
+
+def _dense(point: StoredPoint) -> list[float]:
+    assert point.vector is not None, f"point {point.id} came without its vector"
+    return point.vector
+
+
+def _hits(points: list[ScoredPoint]) -> list[SearchHit]:
     return [_hit(rank, point) for rank, point in enumerate(points, start=1)]
 
 

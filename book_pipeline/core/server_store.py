@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
 
+from book_pipeline.core.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
 from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.core.vector_store import (
+    HYBRID_FUSION,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SERVER_ENGINE,
@@ -21,16 +24,20 @@ from book_pipeline.core.vector_store import (
     BookVectorStore,
     CollectionMismatchError,
     CollectionStamp,
+    HybridFusion,
     ScoredPoint,
     StoredPoint,
     StoreLockedError,
     new_generation,
+    point_keyword_vector,
 )
 
 _SERVER_TIMEOUT_SECONDS = 30
 # Larger than any books folder: a facet returns at most this many source files.
 _FACET_LIMIT = 10_000_000
 LOCAL_MODE_ENGINE = "qdrant-client-local"
+# The dense vector is the unnamed default: the previous release's collections have only that one.
+_DENSE_VECTOR_NAME = ""
 
 
 def vector_params(settings: CollectionSettings, dimension: int) -> models.VectorParams:
@@ -58,10 +65,20 @@ def vector_params(settings: CollectionSettings, dimension: int) -> models.Vector
     )
 
 
-def qdrant_filter(book_filter: BookFilter | None) -> models.Filter | None:
-    if book_filter is None:
-        return None
+def sparse_vectors_config() -> dict[str, models.SparseVectorParams]:
+    """The BM25 keyword vector; the server applies the IDF of each token at query time."""
+    return {KEYWORD_VECTOR_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)}
+
+
+def qdrant_filter(
+    book_filter: BookFilter | None, except_ids: Sequence[str] = ()
+) -> models.Filter | None:
     conditions: list[models.Condition] = []
+    must_not: list[models.Condition] = (
+        [models.HasIdCondition(has_id=list(except_ids))] if except_ids else []
+    )
+    if book_filter is None:
+        return models.Filter(must_not=must_not) if must_not else None
     if book_filter.author is not None:
         conditions.append(
             models.FieldCondition(key="author", match=models.MatchValue(value=book_filter.author))
@@ -72,7 +89,9 @@ def qdrant_filter(book_filter: BookFilter | None) -> models.Filter | None:
                 key="year", range=models.Range(gte=book_filter.year_from, lte=book_filter.year_to)
             )
         )
-    return models.Filter(must=conditions) if conditions else None
+    if not conditions and not must_not:
+        return None
+    return models.Filter(must=conditions or None, must_not=must_not or None)
 
 
 class QdrantClientStore(BookVectorStore):
@@ -91,6 +110,7 @@ class QdrantClientStore(BookVectorStore):
         self.location = location
         self.settings = settings or CollectionSettings()
         self.engine = engine
+        self._keyword_vectors: bool | None = None
 
     def collection_exists(self) -> bool:
         return self.client.collection_exists(self.collection)
@@ -100,6 +120,7 @@ class QdrantClientStore(BookVectorStore):
         self.client.create_collection(
             self.collection,
             vectors_config=vector_params(settings, dimension),
+            sparse_vectors_config=sparse_vectors_config(),
             shard_number=settings.shard_number,
             replication_factor=settings.replication_factor,
             write_consistency_factor=settings.write_consistency_factor,
@@ -111,6 +132,7 @@ class QdrantClientStore(BookVectorStore):
                 "load_sequence": 0,
             },
         )
+        self._keyword_vectors = None
         schemas = {
             **dict.fromkeys(KEYWORD_FIELDS, models.PayloadSchemaType.KEYWORD),
             **dict.fromkeys(INTEGER_FIELDS, models.PayloadSchemaType.INTEGER),
@@ -157,15 +179,35 @@ class QdrantClientStore(BookVectorStore):
     def _metadata(self) -> dict:
         return dict(self.client.get_collection(self.collection).config.metadata or {})
 
+    def has_keyword_vectors(self) -> bool:
+        if self._keyword_vectors is None:
+            sparse = self.client.get_collection(self.collection).config.params.sparse_vectors
+            self._keyword_vectors = KEYWORD_VECTOR_NAME in (sparse or {})
+        return self._keyword_vectors
+
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
         self.client.upsert(
             self.collection,
             points=[
-                models.PointStruct(id=point.id, vector=point.vector, payload=point.payload)
+                models.PointStruct(
+                    id=point.id, vector=self._point_vectors(point), payload=point.payload
+                )
                 for point in points
             ],
             wait=True,
         )
+
+    def _point_vectors(self, point: StoredPoint) -> Any:
+        assert point.vector is not None, f"point {point.id} has no vector"
+        if not self.has_keyword_vectors():
+            return point.vector
+        keyword = point_keyword_vector(point)
+        return {
+            _DENSE_VECTOR_NAME: point.vector,
+            KEYWORD_VECTOR_NAME: models.SparseVector(
+                indices=keyword.indices, values=keyword.values
+            ),
+        }
 
     def remove_books(self, source_files: Sequence[str], keep_ids: Sequence[str] = ()) -> None:
         if not source_files or not self.collection_exists():
@@ -198,14 +240,86 @@ class QdrantClientStore(BookVectorStore):
             limit=limit,
             with_payload=True,
         )
-        return [
-            ScoredPoint(str(point.id), point.score, point.payload or {})
-            for point in response.points
-        ]
+        return _scored(response)
+
+    def keyword_search(
+        self, vector: SparseVector, limit: int, book_filter: BookFilter | None = None
+    ) -> list[ScoredPoint]:
+        response = self.client.query_points(
+            self.collection,
+            query=_sparse(vector),
+            using=KEYWORD_VECTOR_NAME,
+            query_filter=qdrant_filter(book_filter),
+            limit=limit,
+            with_payload=True,
+        )
+        return _scored(response)
+
+    def hybrid_search(
+        self,
+        vector: Sequence[float],
+        keyword_vector: SparseVector,
+        limit: int,
+        book_filter: BookFilter | None = None,
+        fusion: HybridFusion = HYBRID_FUSION,
+    ) -> list[ScoredPoint]:
+        points_filter = qdrant_filter(book_filter)
+        candidates = max(limit, fusion.candidates)
+        response = self.client.query_points(
+            self.collection,
+            prefetch=[
+                models.Prefetch(query=list(vector), filter=points_filter, limit=candidates),
+                models.Prefetch(
+                    query=_sparse(keyword_vector),
+                    using=KEYWORD_VECTOR_NAME,
+                    filter=points_filter,
+                    limit=candidates,
+                ),
+            ],
+            query=_fusion_query(fusion),
+            limit=limit,
+            with_payload=True,
+        )
+        return _scored(response)
+
+    def recommend(
+        self,
+        positives: Sequence[Sequence[float]],
+        negatives: Sequence[Sequence[float]],
+        limit: int,
+        book_filter: BookFilter | None = None,
+        except_ids: Sequence[str] = (),
+    ) -> list[ScoredPoint]:
+        response = self.client.query_points(
+            self.collection,
+            query=models.RecommendQuery(
+                recommend=models.RecommendInput(
+                    positive=[list(vector) for vector in positives],
+                    negative=[list(vector) for vector in negatives],
+                    strategy=models.RecommendStrategy.SUM_SCORES,
+                )
+            ),
+            query_filter=qdrant_filter(book_filter, except_ids),
+            limit=limit,
+            with_payload=True,
+        )
+        return _scored(response)
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
         records = self.client.retrieve(
             self.collection, ids=list(ids), with_payload=True, with_vectors=with_vectors
+        )
+        return [_stored(record) for record in records]
+
+    def books_titled(self, title: str, limit: int) -> list[StoredPoint]:
+        records, _ = self.client.scroll(
+            self.collection,
+            scroll_filter=models.Filter(
+                must=[models.FieldCondition(key="title", match=models.MatchValue(value=title))]
+            ),
+            limit=limit,
+            with_payload=True,
+            with_vectors=True,
         )
         return [_stored(record) for record in records]
 
@@ -235,12 +349,37 @@ def metadata_stamp(metadata: dict) -> CollectionStamp:
     return CollectionStamp(metadata.get("generation"), int(metadata.get("load_sequence") or 0))
 
 
+def _scored(response: models.QueryResponse) -> list[ScoredPoint]:
+    return [
+        ScoredPoint(str(point.id), point.score, point.payload or {}) for point in response.points
+    ]
+
+
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=vector.indices, values=vector.values)
+
+
+def _fusion_query(fusion: HybridFusion) -> models.Query:
+    if fusion.method == "dbsf":
+        return models.FusionQuery(fusion=models.Fusion.DBSF)
+    return models.RrfQuery(
+        rrf=models.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.keyword_weight])
+    )
+
+
 def _stored(record: models.Record) -> StoredPoint:
-    vector = record.vector
+    vector: Any = record.vector
+    keyword_vector = None
+    if isinstance(vector, dict):
+        sparse = vector.get(KEYWORD_VECTOR_NAME)
+        if isinstance(sparse, models.SparseVector):
+            keyword_vector = SparseVector(list(sparse.indices), list(sparse.values))
+        vector = vector.get(_DENSE_VECTOR_NAME)
     return StoredPoint(
         id=str(record.id),
         payload=record.payload or {},
         vector=list(vector) if isinstance(vector, list) else None,
+        keyword_vector=keyword_vector,
     )
 
 

@@ -67,6 +67,7 @@ SAMPLE_PROBES = (
 @dataclass(frozen=True)
 class ProbeOutcome:
     probe: RetrievalProbe
+    mode: str
     hits: list[SearchHit]
 
     @property
@@ -90,6 +91,7 @@ class RetrievalReport:
         rows = [
             [
                 outcome.probe.query,
+                outcome.mode,
                 f"{outcome.probe.title} ({outcome.probe.source_file})",
                 str(outcome.rank) if outcome.rank else f"not in top {PROBE_TOP_K}",
                 outcome.hits[0].title if outcome.hits else "",
@@ -97,12 +99,15 @@ class RetrievalReport:
             ]
             for outcome in self.outcomes
         ]
-        header = ["query", "expected book", "rank", "top hit", "top score"]
+        header = ["query", "mode", "expected book", "rank", "top hit", "top score"]
         return markdown_table(header, rows)
 
 
 def evaluate_retrieval(
-    store: BookVectorStore, embedder: Embedder, recorded_books: int = 0
+    store: BookVectorStore,
+    embedder: Embedder,
+    mode: str | None = None,
+    recorded_books: int = 0,
 ) -> RetrievalReport:
     """Run the probes that fit the loaded books; pass when every expected book is in the top 3.
 
@@ -113,6 +118,9 @@ def evaluate_retrieval(
     the one that made the vectors, unnormalised or garbage vectors. An empty or missing
     collection fails: a search there can only come back empty. `recorded_books`, the books
     the ledger records as loaded into it, is named in that failure: the store lost them.
+
+    Each probe runs in `mode`, or (None) in every mode the collection answers: hybrid alone
+    would let the keyword side hide broken dense vectors, and the other way round.
     """
     book_count = store.count()
     if book_count == 0:
@@ -131,18 +139,22 @@ def evaluate_retrieval(
     probe_kind = "sample"
     if not probes:
         probes, probe_kind = _self_probes(store), "self"
+    modes = store.search_modes() if mode is None else (mode,)
     outcomes = [
-        ProbeOutcome(probe, search_books(store, embedder, probe.query, PROBE_TOP_K))
+        ProbeOutcome(
+            probe, each, search_books(store, embedder, probe.query, PROBE_TOP_K, mode=each)
+        )
+        for each in modes
         for probe in probes
     ]
     missed = [outcome for outcome in outcomes if outcome.rank is None]
     found = len(outcomes) - len(missed)
     description = (
         f"{found} of {len(outcomes)} {probe_kind} probe(s) found their book in the top "
-        f"{PROBE_TOP_K} among {book_count} book(s)"
+        f"{PROBE_TOP_K} among {book_count} book(s) (modes: {', '.join(modes)})"
     )
     if missed:
-        description += "; missed: " + ", ".join(repr(o.probe.title) for o in missed)
+        description += "; missed: " + ", ".join(f"{o.probe.title!r} ({o.mode})" for o in missed)
     return RetrievalReport(not missed, description, probe_kind, outcomes)
 
 
@@ -181,7 +193,7 @@ def book_embeddings_retrieval_sanity(
     model = embedder.get_embedder()
     with qdrant.open(on_wait=context.log.warning) as store:
         recorded_books = pipeline_state.ledger().loaded_books(store.stamp())
-        report = evaluate_retrieval(store, model, recorded_books)
+        report = evaluate_retrieval(store, model, recorded_books=recorded_books)
     if not report.passed:
         context.log.error(report.description)
     else:

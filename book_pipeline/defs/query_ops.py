@@ -15,7 +15,26 @@ from book_pipeline.defs.resources import EmbedderResource, QdrantResource
 
 
 class QueryConfig(dg.Config):
-    query: str = Field(description="A sentence describing the book you are looking for")
+    query: str = Field(
+        default="",
+        description="A sentence describing the book you are looking for, or its title or "
+        "author's words (optional with `like`)",
+    )
+    # A plain string: Dagster's config has no literal types; search_books refuses other names.
+    mode: str | None = Field(
+        default=None,
+        description="hybrid (meaning and words fused), dense (meaning) or keyword (BM25 on "
+        "title, author and description); unset: hybrid, or dense for a collection loaded by "
+        "an earlier release",
+    )
+    like: list[str] = Field(
+        default=[],
+        description="Books to find more like: exact titles, or FILE:INDEX (e.g. "
+        "gothic_horror.txt:501) when several books share a title; they are never listed",
+    )
+    unlike: list[str] = Field(
+        default=[], description="With `like`: books to steer away from (titles or FILE:INDEX)"
+    )
     limit: int = Field(default=5, description="How many books to return")
     author: str | None = Field(default=None, description="Only books by exactly this author")
     year_from: int | None = Field(
@@ -45,6 +64,9 @@ def search_loaded_books(
                 author=config.author,
                 year_from=config.year_from,
                 year_to=config.year_to,
+                mode=config.mode,
+                like=config.like,
+                unlike=config.unlike,
             )
     except SearchRefusedError as error:
         # The same query against the same collection would be refused again.
@@ -54,6 +76,7 @@ def search_loaded_books(
         [asdict(hit) for hit in hits],
         metadata={
             "query": config.query,
+            "mode": config.mode or "default",
             "result_count": len(hits),
             "results": dg.MetadataValue.md(hits_markdown(hits)),
         },

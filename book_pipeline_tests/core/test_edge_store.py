@@ -6,16 +6,22 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+import qdrant_edge as edge
 from qdrant_client import QdrantClient, models
 
 from book_pipeline import cli
 from book_pipeline.core.edge_store import MANIFEST_NAME
+from book_pipeline.core.embedding import shared_local_embedder
+from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.keyword_vectors import query_keyword_vector
 from book_pipeline.core.migration import LEGACY_UPGRADE_COMMAND, MigrationError
-from book_pipeline.core.parsing import parse_book_text
+from book_pipeline.core.parsing import BookRecord, parse_book_file, parse_book_text
+from book_pipeline.core.search import SearchRefusedError, search_books
 from book_pipeline.core.settings import DEFAULT_COLLECTION
 from book_pipeline.core.vector_store import (
     CollectionMismatchError,
@@ -27,7 +33,7 @@ from book_pipeline.core.vector_store import (
     read_collection_stamp,
 )
 from book_pipeline.defs.resources import QdrantResource, embedded_store_paths
-from book_pipeline_tests.conftest import hold_store_open, unit_vectors
+from book_pipeline_tests.conftest import CountingEmbedder, hold_store_open, unit_vectors
 
 MODEL = "model-a"
 LEGACY_BOOKS = parse_book_text(
@@ -200,6 +206,10 @@ def test_the_first_open_copies_the_previous_versions_store(data_dir: Path) -> No
         assert store.count() == len(LEGACY_BOOKS)
         assert store.collection_model() == (8, MODEL)
         copies = {point.id: point for point in store.scroll(1000, with_vectors=True)[0]}
+        # The copy made the keyword vectors from the payloads: "Author 3" wrote Book 3, 10, ...
+        by_author = store.keyword_search(query_keyword_vector("Author 3"), 3)
+        assert store.search_modes() == ("hybrid", "dense", "keyword")
+        assert {hit.payload["author"] for hit in by_author} == {"Author 3"}
     with qdrant_for(data_dir).open(on_wait=messages.append) as store:
         assert store.count() == len(LEGACY_BOOKS)  # once only
 
@@ -252,6 +262,7 @@ def test_the_named_command_copies_the_previous_versions_store(
         "points": len(LEGACY_BOOKS),
         "model": MODEL,
         "dimension": 8,
+        "search_modes": ["hybrid", "dense", "keyword"],
     }
 
 
@@ -262,4 +273,127 @@ def test_info_on_an_empty_store_and_in_words(
     assert cli.main(["info"]) == cli.EXIT_OK
 
     out = capsys.readouterr().out
-    assert "engine:     qdrant-edge" in out and "points:     0" in out and "model:      -" in out
+    assert "engine:       qdrant-edge" in out and "points:       0" in out
+    assert "model:        -" in out and "search_modes: -" in out
+
+
+PREVIOUS_MANIFEST_EXTRAS = {"generation": "gen-0001", "load_sequence": 7}
+
+
+def write_previous_release_shard(folder: Path, books: Sequence[BookRecord]) -> None:
+    """What the previous release's load left: a dense-only shard (the unnamed vector, no sparse
+    one), its payload indexes and its manifest, here with keys this release does not know."""
+    embedder = shared_local_embedder()
+    shard = edge.EdgeShard.create(
+        str(folder / "books"),
+        edge.EdgeConfig(
+            vectors=edge.EdgeVectorParams(size=embedder.dimension, distance=edge.Distance.Cosine)
+        ),
+    )
+    for field in ("author", "source_file"):
+        shard.update(edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword))
+    shard.update(edge.UpdateOperation.create_field_index("year", edge.PayloadSchemaType.Integer))
+    vectors = embedder.embed([book.embedding_text for book in books])
+    shard.update(
+        edge.UpdateOperation.upsert_points(
+            [
+                edge.Point(
+                    book_point_id(book.source_file, book.index),
+                    vector.tolist(),
+                    book_payload(book, "sha"),
+                )
+                for book, vector in zip(books, vectors, strict=True)
+            ]
+        )
+    )
+    shard.flush()
+    shard.close()
+    manifest = {
+        "embedding_model": embedder.model_name,
+        "dimension": embedder.dimension,
+        **PREVIOUS_MANIFEST_EXTRAS,
+    }
+    (folder / "books" / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+
+SAMPLE_BOOKS = [
+    book for path in sorted(SAMPLE_BOOKS_DIR.glob("*.txt")) for book in parse_book_file(path).books
+]
+
+
+def test_a_previous_release_shard_gains_keyword_vectors_without_embedding(tmp_path: Path) -> None:
+    folder = tmp_path / "edge"
+    write_previous_release_shard(folder, SAMPLE_BOOKS)
+    manifest_before = json.loads((folder / "books" / MANIFEST_NAME).read_text())
+    embedder = CountingEmbedder()
+    messages: list[str] = []
+
+    with open_vector_store("books", folder, on_wait=messages.append) as store:
+        count = store.count()
+        modes = store.search_modes()
+        [by_author] = search_books(store, embedder, "Bram Stoker", 1, mode="keyword")
+        calls_by_the_upgrade = list(embedder.calls)
+        [hybrid] = search_books(store, embedder, "Gaston Leroux", 1, mode="hybrid")
+        copies = {point.id: point for point in store.scroll(100, with_vectors=True)[0]}
+    with open_vector_store("books", folder, on_wait=messages.append) as store:
+        assert store.count() == count  # once only: the second open had nothing to do
+
+    assert calls_by_the_upgrade == []
+    assert embedder.calls == [["Gaston Leroux"]]  # the hybrid query itself
+    assert count == len(SAMPLE_BOOKS)
+    assert modes == ("hybrid", "dense", "keyword")
+    assert by_author.title == "Dracula" and hybrid.title == "The Phantom of the Opera"
+    assert json.loads((folder / "books" / MANIFEST_NAME).read_text()) == manifest_before
+    assert len(messages) == 2 and "adding BM25 keyword vectors" in messages[0]
+    assert (
+        f"added keyword vectors to {len(SAMPLE_BOOKS)} points in {folder / 'books'}"
+        in (messages[1])
+    )
+    assert sorted(path.name for path in folder.iterdir()) == [".lock", "books"]
+    dracula = copies[book_point_id("gothic_horror.txt", 501)]
+    assert dracula.keyword_vector is not None and dracula.vector is not None
+
+
+def test_a_shard_that_cannot_be_upgraded_is_left_as_it_was_and_answers_dense(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "edge"
+    write_previous_release_shard(folder, SAMPLE_BOOKS)
+    # A point that cannot become a book (no author in its payload): no keyword vector for it.
+    shard = edge.EdgeShard.load(str(folder / "books"))
+    shard.update(
+        edge.UpdateOperation.upsert_points(
+            [edge.Point(book_point_id("x.txt", 1), [1.0] * 384, {"title": "No author"})]
+        )
+    )
+    shard.flush()
+    shard.close()
+    messages: list[str] = []
+
+    with open_vector_store("books", folder, on_wait=messages.append) as store:
+        modes = store.search_modes()
+        count = store.count()
+        dense = search_books(store, shared_local_embedder(), "a vampire count", 1)
+        with pytest.raises(SearchRefusedError, match="holds no keyword vectors yet") as refused:
+            search_books(store, shared_local_embedder(), "Stoker", 1, mode="keyword")
+
+    assert modes == ("dense",) and count == len(SAMPLE_BOOKS) + 1
+    assert dense[0].title == "Dracula"  # the default mode falls back to dense
+    assert str(folder / "books") in str(refused.value)
+    assert f"could not add keyword vectors to {folder / 'books'}" in messages[1]
+    assert "it is left as it was and answers dense searches only" in messages[1]
+    assert sorted(path.name for path in folder.iterdir()) == [".lock", "books"]
+
+
+def test_a_swap_that_died_between_its_renames_puts_the_old_shard_back(tmp_path: Path) -> None:
+    folder = tmp_path / "edge"
+    with open_vector_store("books", folder) as store:
+        store.ensure_collection(8, MODEL)
+        store.upsert_books(LEGACY_BOOKS[:3], LEGACY_VECTORS[:3], "sha")
+    (folder / ".books.previous-dead").mkdir()
+    (folder / "books").rename(folder / ".books.previous-dead" / "books")
+
+    with open_vector_store("books", folder) as store:
+        assert store.count() == 3
+
+    assert sorted(path.name for path in folder.iterdir()) == [".lock", "books"]

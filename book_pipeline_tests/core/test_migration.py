@@ -25,22 +25,8 @@ from book_pipeline.core.vector_store import (
     StoredPoint,
     open_vector_store,
 )
-from book_pipeline_tests.conftest import SampleLoad
+from book_pipeline_tests.conftest import CountingEmbedder, SampleLoad
 from book_pipeline_tests.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
-
-
-class CountingEmbedder:
-    """The real local model, counting the texts it is asked to embed."""
-
-    def __init__(self) -> None:
-        self._model = shared_local_embedder()
-        self.model_name = self._model.model_name
-        self.dimension = self._model.dimension
-        self.calls: list[list[str]] = []
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        self.calls.append(list(texts))
-        return self._model.embed(texts)
 
 
 def all_points(store: BookVectorStore) -> dict[str, StoredPoint]:

@@ -4,6 +4,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from book_pipeline.core.embedding import (
     LOCAL_MODEL_DIMENSION,
@@ -50,7 +51,7 @@ def load(
 
 def evaluate(data_dir: Path, recorded_books: int = 0) -> RetrievalReport:
     with open_vector_store(DEFAULT_COLLECTION, data_dir / "qdrant-edge") as store:
-        return evaluate_retrieval(store, shared_local_embedder(), recorded_books)
+        return evaluate_retrieval(store, shared_local_embedder(), recorded_books=recorded_books)
 
 
 def test_fetch_data_runs_the_check_and_it_passes_on_the_sample_books(
@@ -63,11 +64,14 @@ def test_fetch_data_runs_the_check_and_it_passes_on_the_sample_books(
     evaluation = evaluations["retrieval_sanity"]
 
     assert evaluation.passed, evaluation.description
-    assert evaluation.description.startswith(
-        f"{len(SAMPLE_PROBES)} of {len(SAMPLE_PROBES)} sample probe(s) found their book"
-    )
+    probes = 3 * len(SAMPLE_PROBES)  # in each of the three modes
+    assert evaluation.description.startswith(f"{probes} of {probes} sample probe(s) found their")
+    assert evaluation.description.endswith("(modes: hybrid, dense, keyword)")
     assert evaluation.metadata["probe_kind"].value == "sample"
-    assert "| Dracula (gothic_horror.txt) | 1 |" in evaluation.metadata["probes"].value
+    for mode in ("hybrid", "dense", "keyword"):
+        assert (
+            f"| {mode} | Dracula (gothic_horror.txt) | 1 |" in evaluation.metadata["probes"].value
+        )
 
 
 def test_missing_collection_fails(tmp_path: Path) -> None:
@@ -108,8 +112,10 @@ def test_vectors_that_do_not_match_the_books_fail(tmp_path: Path) -> None:
 
     assert not report.passed
     assert report.probe_kind == "sample"
-    assert len(report.outcomes) == len(SAMPLE_PROBES)
-    assert "missed: " in report.description
+    assert len(report.outcomes) == 3 * len(SAMPLE_PROBES)
+    # The keyword side finds the books by their words; only the dense searches miss.
+    assert "missed: " in report.description and "(dense)" in report.description
+    assert "(keyword)" not in report.description
 
 
 def test_collection_of_another_model_fails(tmp_path: Path) -> None:
@@ -127,7 +133,8 @@ def test_only_probes_of_loaded_sample_books_run(tmp_path: Path) -> None:
     report = evaluate(tmp_path)
 
     assert report.passed, report.description
-    assert [outcome.probe.title for outcome in report.outcomes] == ["Across the Winter Sea"]
+    assert {outcome.probe.title for outcome in report.outcomes} == {"Across the Winter Sea"}
+    assert [outcome.mode for outcome in report.outcomes] == ["hybrid", "dense", "keyword"]
 
 
 def test_other_books_are_probed_with_their_own_text(tmp_path: Path) -> None:
@@ -137,7 +144,7 @@ def test_other_books_are_probed_with_their_own_text(tmp_path: Path) -> None:
 
     assert report.passed, report.description
     assert report.probe_kind == "self"
-    assert len(report.outcomes) == SELF_PROBE_COUNT
+    assert len(report.outcomes) == 3 * SELF_PROBE_COUNT
     assert all(outcome.rank == 1 for outcome in report.outcomes)
 
 
@@ -148,3 +155,11 @@ def test_other_books_with_vectors_that_do_not_match_fail(tmp_path: Path) -> None
 
     assert not report.passed
     assert report.probe_kind == "self"
+
+
+@pytest.mark.parametrize("mode", [None, "hybrid", "dense", "keyword"])
+def test_the_sample_probes_in_each_mode(sample_load: SampleLoad, mode: str | None) -> None:
+    with open_vector_store(DEFAULT_COLLECTION, sample_load.data_dir / "qdrant-edge") as store:
+        report = evaluate_retrieval(store, shared_local_embedder(), mode)
+
+    assert report.passed, report.description
