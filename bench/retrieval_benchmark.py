@@ -99,9 +99,11 @@ def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as error:
-                raise BenchmarkInputError(f"{path}:{line_number}: not JSON ({error})") from None
+                raise BenchmarkInputError(
+                    f"{path}:{line_number}: not JSON ({error.msg} at column {error.colno})"
+                ) from None
             if not isinstance(record, dict):
                 raise BenchmarkInputError(f"{path}:{line_number}: expected a JSON object")
             yield line_number, record
@@ -199,8 +201,8 @@ def read_collection(data: Path, split: str) -> Collection:
     unknown = sorted(set(qrels) - set(queries))
     if unknown:
         raise BenchmarkInputError(
-            f"{qrels_path}: {len(unknown)} judged queries are not in {queries_path}, "
-            f"e.g. {', '.join(unknown[:5])}"
+            f"{qrels_path} judges queries that {queries_path} does not hold "
+            f"({len(unknown)}, e.g. {', '.join(unknown[:5])})"
         )
     with corpus_path.open("rb") as file:
         corpus_sha256 = hashlib.file_digest(file, "sha256").hexdigest()
@@ -377,7 +379,12 @@ def main() -> int:
         help="comma-separated search modes (default: dense,keyword,hybrid)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE_DIR,
+        help="where the corpus's dense vectors are kept between runs (see below)",
+    )
     parser.add_argument(
         "--bm25s", action="store_true", help="also score bm25s's BM25, a reference for keyword"
     )
