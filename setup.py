@@ -44,12 +44,14 @@ setup(
         "deploy": DEPLOY_REQUIRES,
         # aiosmtpd: the email alert's test sends through a real SMTP server on 127.0.0.1.
         # playwright: the UI test drives the system's Chromium (never Playwright's download).
+        # bm25s: bench/retrieval_benchmark.py --bm25s, a reference BM25 for the keyword mode.
         "dev": [
             "pytest>=8",
             "hypothesis>=6",
             "ruff>=0.6",
             "aiosmtpd>=1.4",
             "playwright>=1.40",
+            "bm25s>=0.3",
             *DEPLOY_REQUIRES,
         ],
     },
