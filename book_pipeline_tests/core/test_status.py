@@ -20,6 +20,18 @@ from book_pipeline_tests.conftest import (
 )
 
 
+@pytest.fixture
+def pipeline_env(books_dir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command reads the test's books and data folders."""
+    monkeypatch.setenv("BOOK_PIPELINE_BOOKS_DIR", str(books_dir))
+    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
+
+
+def status_table(capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["status"]) == 0
+    return capsys.readouterr().out
+
+
 def status_rows(capsys: pytest.CaptureFixture[str]) -> dict[str, dict]:
     assert main(["status", "--json"]) == 0
     return {row["file_name"]: row for row in json.loads(capsys.readouterr().out)}
@@ -29,11 +41,9 @@ def test_status_lists_loaded_pending_failed_and_deleted_files(
     instance: dg.DagsterInstance,
     books_dir: Path,
     data_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    pipeline_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("BOOK_PIPELINE_BOOKS_DIR", str(books_dir))
-    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
     loaded, deleted = write_synthetic_books(books_dir, files=2, books_per_file=3)
     run_config = fetch_data_run_config(books_dir, data_dir)
     assert fetch_data_job().execute_in_process(run_config=run_config, instance=instance).success
@@ -61,8 +71,7 @@ def test_status_lists_loaded_pending_failed_and_deleted_files(
     assert rows[pending.name]["state"] == "loaded"
     assert (rows[deleted.name]["state"], rows[deleted.name]["books"]) == ("removed", 0)
 
-    assert main(["status"]) == 0
-    table = capsys.readouterr().out
+    table = status_table(capsys)
     assert f"books folder: {books_dir}" in table
     assert "1 failed, 2 loaded, 1 removed" in table
 
@@ -70,12 +79,10 @@ def test_status_lists_loaded_pending_failed_and_deleted_files(
 def test_status_counts_each_files_books_in_the_store_and_names_drift(
     books_dir: Path,
     data_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    pipeline_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The record says two files are loaded; the store holds one of them: status says so."""
-    monkeypatch.setenv("BOOK_PIPELINE_BOOKS_DIR", str(books_dir))
-    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
     held, lost = write_synthetic_books(books_dir, files=2, books_per_file=3)
     record_as_loaded(data_dir, [held, lost])
     with qdrant_in(data_dir).open() as store:
@@ -95,8 +102,7 @@ def test_status_counts_each_files_books_in_the_store_and_names_drift(
         0,
     )
     assert "recorded as 3 book(s) loaded, the store holds 0" in rows[lost.name]["drift"]
-    assert main(["status"]) == 0
-    table = capsys.readouterr().out
+    table = status_table(capsys)
     assert f"store: Qdrant collection 'books' at {data_dir / 'qdrant-edge' / 'books'}" in table
     assert "1 file(s) recorded as loaded are not held by the store as recorded" in table
 
@@ -104,11 +110,9 @@ def test_status_counts_each_files_books_in_the_store_and_names_drift(
 def test_status_shows_the_record_alone_while_a_load_holds_the_store(
     books_dir: Path,
     data_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    pipeline_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("BOOK_PIPELINE_BOOKS_DIR", str(books_dir))
-    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
     files = write_synthetic_books(books_dir, files=2, books_per_file=2)
     record_as_loaded(data_dir, files)
     holder = hold_store_open(data_dir / "qdrant-edge", 60)
