@@ -176,7 +176,11 @@ def test_cli_refuses_when_nothing_is_loaded(
     search_env.setenv("BOOK_PIPELINE_DATA_DIR", str(tmp_path))
 
     assert cli.main(["search", "ghosts"]) == cli.EXIT_REFUSED
-    assert "nothing loaded yet" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "nothing loaded yet" in error
+    # Which store and collection it looked at, and what loads them.
+    assert f"collection 'books' does not exist at {tmp_path / 'qdrant-edge' / 'books'}" in error
+    assert "the next fetch_data run (or the sensor's) loads the books into it" in error
 
 
 def test_cli_waits_for_a_locked_store_then_fails_clearly(
