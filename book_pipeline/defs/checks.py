@@ -159,9 +159,16 @@ class EmbedOnce:
 
     def __init__(self, embedder: Embedder) -> None:
         self._embedder = embedder
-        self.model_name = embedder.model_name
-        self.dimension = embedder.dimension
         self._vectors: dict[str, np.ndarray] = {}
+
+    @property
+    def model_name(self) -> str:
+        return self._embedder.model_name
+
+    @property
+    def dimension(self) -> int:
+        # Asked only when needed: a remote model may answer it with a call of its own.
+        return self._embedder.dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))
