@@ -4,9 +4,11 @@ A wrong model, vectors that were not normalised, a broken pooling or an empty co
 "load" without an error; only searching shows them, so the check searches.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
+import numpy as np
 
 from book_pipeline.core.embedding import Embedder
 from book_pipeline.core.search import (
@@ -140,9 +142,11 @@ def evaluate_retrieval(
     if not probes:
         probes, probe_kind = _self_probes(store), "self"
     modes = store.search_modes() if mode is None else (mode,)
+    # Hybrid and dense embed the same probe query: once is enough (a remote model is paid).
+    embed_once = EmbedOnce(embedder)
     outcomes = [
         ProbeOutcome(
-            probe, each, search_books(store, embedder, probe.query, PROBE_TOP_K, mode=each)
+            probe, each, search_books(store, embed_once, probe.query, PROBE_TOP_K, mode=each)
         )
         for each in modes
         for probe in probes
@@ -156,6 +160,29 @@ def evaluate_retrieval(
     if missed:
         description += "; missed: " + ", ".join(f"{o.probe.title!r} ({o.mode})" for o in missed)
     return RetrievalReport(not missed, description, probe_kind, outcomes)
+
+
+class EmbedOnce:
+    """An embedder that embeds each text once, then answers it from memory."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._embedder = embedder
+        self._vectors: dict[str, np.ndarray] = {}
+
+    @property
+    def model_name(self) -> str:
+        return self._embedder.model_name
+
+    @property
+    def dimension(self) -> int:
+        # Asked only when needed: a remote model may answer it with a call of its own.
+        return self._embedder.dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))
+        if missing:
+            self._vectors.update(zip(missing, self._embedder.embed(missing), strict=True))
+        return np.stack([self._vectors[text] for text in texts])
 
 
 def _loaded_probes(

@@ -22,7 +22,7 @@ from book_pipeline.defs.checks import (
     RetrievalReport,
     evaluate_retrieval,
 )
-from book_pipeline_tests.conftest import SampleLoad, unit_vectors
+from book_pipeline_tests.conftest import CountingEmbedder, SampleLoad, unit_vectors
 
 VectorMaker = Callable[[Sequence[BookRecord]], np.ndarray]
 
@@ -163,3 +163,13 @@ def test_the_sample_probes_in_each_mode(sample_load: SampleLoad, mode: str | Non
         report = evaluate_retrieval(store, shared_local_embedder(), mode)
 
     assert report.passed, report.description
+
+
+def test_each_probe_query_is_embedded_once_for_all_modes(sample_load: SampleLoad) -> None:
+    embedder = CountingEmbedder()
+    with open_vector_store(DEFAULT_COLLECTION, sample_load.data_dir / "qdrant-edge") as store:
+        report = evaluate_retrieval(store, embedder)
+
+    assert report.passed and len(report.outcomes) == 3 * len(SAMPLE_PROBES)
+    embedded = [text for call in embedder.calls for text in call]
+    assert sorted(embedded) == sorted(probe.query for probe in SAMPLE_PROBES)
