@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import re
 import stat
@@ -113,6 +114,9 @@ def read_book_file(
     return snapshot, data
 
 
+_NAME_OF = operator.attrgetter("name")
+
+
 def snapshot_book_file(path: Path, books_folder: Path) -> FileSnapshot:
     """One file as `snapshot_book_files` sees it (a symlink outside the folder: the link itself)."""
     status = _link_status(str(path), os.path.realpath(books_folder)) if path.is_symlink() else None
@@ -145,7 +149,7 @@ def snapshot_book_files(folder: Path) -> list[FileSnapshot]:
                 snapshots.append(
                     FileSnapshot(folder, entry.name, status.st_size, status.st_mtime_ns)
                 )
-    return sorted(snapshots, key=lambda snapshot: snapshot.name)
+    return sorted(snapshots, key=_NAME_OF)
 
 
 def list_book_files(folder: Path) -> list[Path]:

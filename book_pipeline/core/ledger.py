@@ -357,13 +357,14 @@ def review_books_folder(
     stored_counts: dict[str, int] | None = None,
 ) -> FolderReview:
     """The books folder as it is now, against what the ledger says this collection holds (and,
-    given its counts, what it does hold)."""
+    given its counts, what it does hold, naming the drift: without them, a sensor tick, only
+    what is pending matters)."""
     return review_folder(
         snapshot_book_files(folder),
         ledger.entries(stamp),
         lambda snapshot: file_sha256(snapshot.path, books_folder=folder),
         stored_counts,
-        ledger.unconfirmed_loads(stamp),
+        None if stored_counts is None else ledger.unconfirmed_loads(stamp),
     )
 
 

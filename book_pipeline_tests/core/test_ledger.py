@@ -153,14 +153,17 @@ def test_an_older_copy_of_the_collection_makes_only_later_loads_pending(tmp_path
     [entry] = review(tmp_path, ledger, stamp=CollectionStamp("generation-a", 2)).removed
     ledger.record_removed([entry], "generation-a", 2, books_kept=False)
 
-    restored = review_books_folder(tmp_path, ledger, STAMP)
+    # What a sensor tick sees (the stamp alone), then a run's listing (the store's counts too).
+    ticked = review_books_folder(tmp_path, ledger, STAMP)
+    restored = review_books_folder(tmp_path, ledger, STAMP, {"early.txt": 1, "gone.txt": 1})
 
-    assert [s.name for s in restored.pending] == ["late.txt"]
-    assert restored.up_to_date == 1
-    assert [e.file_name for e in restored.removed] == ["gone.txt"]
+    for review_of_the_copy in (ticked, restored):
+        assert [s.name for s in review_of_the_copy.pending] == ["late.txt"]
+        assert review_of_the_copy.up_to_date == 1
+        assert [e.file_name for e in review_of_the_copy.removed] == ["gone.txt"]
     [drift] = restored.drifted
     assert drift.file_name == "late.txt"
-    assert "by load 2, after the store's last load (1)" in drift.describe()
+    assert "by load 2, after the store's last load (1), the store holds 0" in drift.describe()
 
 
 def test_the_store_counts_make_a_drifted_file_pending_and_find_orphans(tmp_path: Path) -> None:
