@@ -24,6 +24,11 @@ take turns query by query, so a busy moment of the machine hits them all.
 
 `--bm25s` also scores bm25s's BM25 (lucene variant, k1 1.5, b 0.75, English stop words, Snowball
 stemming; `pip install -e .[dev]`) on the same texts, a reference for the keyword mode.
+
+`--fusions dbsf,rrf:2,rrf:60,rrf:2:0.75` also scores hybrid search with other fusions of the same
+two candidate lists (`HybridFusion`: DBSF, or RRF with its k and, optionally, the dense side's
+weight), the query embedded once for all of them: how the default fusion was chosen, on train
+(docs/search.md).
 """
 
 from __future__ import annotations
@@ -45,12 +50,12 @@ from typing import Any
 import numpy as np
 
 from book_pipeline.core.embedding import Embedder, configured_embedder
-from book_pipeline.core.keyword_vectors import keyword_text
+from book_pipeline.core.keyword_vectors import keyword_text, query_keyword_vector
 from book_pipeline.core.parsing import BookRecord
 from book_pipeline.core.query_embedding import query_embedder
 from book_pipeline.core.search import search_books
 from book_pipeline.core.settings import Settings
-from book_pipeline.core.vector_store import SEARCH_MODES, open_vector_store
+from book_pipeline.core.vector_store import SEARCH_MODES, HybridFusion, open_vector_store
 
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
@@ -279,10 +284,12 @@ def run_searches(
     embedder: Embedder,
     searcher: Embedder,
     cache_dir: Path,
-) -> tuple[int, dict[str, ModeResult]]:
+    fusions: Sequence[HybridFusion] = (),
+) -> tuple[int, dict[str, ModeResult], dict[str, tuple[float, float]]]:
     """Load the corpus into a new Edge store (vectors by `embedder`, as a load makes them) and
     answer every judged query in every mode (queries by `searcher`, as `book-pipeline search`
-    embeds them): the store's count of points, and each mode's scores and median time."""
+    embeds them): the store's count of points, each mode's scores and median time, and each
+    of `fusions`' scores."""
     vectors = corpus_vectors(collection.books, embedder, cache_dir)
     rankings: dict[str, dict[str, list[str]]] = {mode: {} for mode in modes}
     timings: dict[str, list[float]] = {mode: [] for mode in modes}
@@ -309,11 +316,60 @@ def run_searches(
                 rankings[mode][query_id] = [collection.doc_ids[hit.book_index] for hit in hits]
             if done % PROGRESS_EVERY == 0 or done == len(collection.queries):
                 say(f"answered {done}/{len(collection.queries)} queries")
+        fused = fusion_rankings(store, searcher, collection, fusions)
     results = {}
     for mode in modes:
         ndcg, recall = scores(rankings[mode], collection.qrels)
         results[mode] = ModeResult(ndcg, recall, statistics.median(timings[mode]))
-    return docs, results
+    return docs, results, {name: scores(ranks, collection.qrels) for name, ranks in fused.items()}
+
+
+def fusion_rankings(
+    store: Any, searcher: Embedder, collection: Collection, fusions: Sequence[HybridFusion]
+) -> dict[str, dict[str, list[str]]]:
+    """Each query's hybrid hits under each fusion, from one embedding of the query."""
+    rankings: dict[str, dict[str, list[str]]] = {fusion_name(f): {} for f in fusions}
+    if not fusions:
+        return rankings
+    vectors = searcher.embed(list(collection.queries.values()))
+    for (query_id, text), vector in zip(collection.queries.items(), vectors, strict=True):
+        keyword_vector = query_keyword_vector(text)
+        for fusion in fusions:
+            points = store.hybrid_search(
+                vector.tolist(), keyword_vector, HITS_PER_QUERY, fusion=fusion
+            )
+            rankings[fusion_name(fusion)][query_id] = [
+                collection.doc_ids[point.payload["book_index"]] for point in points
+            ]
+    return rankings
+
+
+def fusion_name(fusion: HybridFusion) -> str:
+    if fusion.method == "dbsf":
+        return "dbsf"
+    return f"rrf:{fusion.rrf_k}:{fusion.dense_weight:g}"
+
+
+def fusion_list(text: str) -> list[HybridFusion]:
+    """`dbsf`, `rrf:K` or `rrf:K:DENSE_WEIGHT`, comma-separated."""
+    fusions = []
+    for spec in (part.strip() for part in text.split(",") if part.strip()):
+        method, *numbers = spec.split(":")
+        try:
+            if method == "dbsf" and not numbers:
+                fusions.append(HybridFusion(method="dbsf"))
+            elif method == "rrf" and 1 <= len(numbers) <= 2:
+                weight = float(numbers[1]) if len(numbers) == 2 else 1.0
+                fusions.append(
+                    HybridFusion(method="rrf", rrf_k=int(numbers[0]), dense_weight=weight)
+                )
+            else:
+                raise ValueError(spec)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected dbsf, rrf:K or rrf:K:DENSE_WEIGHT, found {spec!r}"
+            ) from None
+    return fusions
 
 
 def bm25s_scores(collection: Collection) -> tuple[float, float]:
@@ -388,6 +444,12 @@ def main() -> int:
     parser.add_argument(
         "--bm25s", action="store_true", help="also score bm25s's BM25, a reference for keyword"
     )
+    parser.add_argument(
+        "--fusions",
+        type=fusion_list,
+        default=[],
+        help="also score hybrid search fused otherwise: dbsf, rrf:K, rrf:K:DENSE_WEIGHT",
+    )
     args = parser.parse_args()
 
     try:
@@ -409,8 +471,8 @@ def main() -> int:
         on_error_response=say,
     )
     searcher = query_embedder(settings, on_error_response=say)
-    docs, results = run_searches(
-        collection, args.modes, embedder, searcher, args.cache_dir.expanduser()
+    docs, results, fused = run_searches(
+        collection, args.modes, embedder, searcher, args.cache_dir.expanduser(), args.fusions
     )
     model_name = embedder.model_name
     report: dict[str, Any] = {
@@ -426,6 +488,11 @@ def main() -> int:
             for mode, result in results.items()
         },
     }
+    if fused:
+        report["fusions"] = {
+            name: {"ndcg@10": round(ndcg, 4), "recall@100": round(recall, 4)}
+            for name, (ndcg, recall) in fused.items()
+        }
     if args.bm25s:
         ndcg, recall = bm25s_scores(collection)
         report["reference"] = {"bm25s": {"ndcg@10": round(ndcg, 4), "recall@100": round(recall, 4)}}
@@ -445,6 +512,8 @@ def main() -> int:
             f"{'bm25s':<10} {reference['ndcg@10']:>8.4f} {reference['recall@100']:>11.4f} "
             f"{'':>8}  (reference BM25)"
         )
+    for name, values in report.get("fusions", {}).items():
+        print(f"{name:<10} {values['ndcg@10']:>8.4f} {values['recall@100']:>11.4f}  (hybrid)")
     return 0
 
 

@@ -123,6 +123,7 @@ class CollectionStamp:
     load_sequence: int
 
 
+@dataclass(frozen=True)
 class HybridFusion:
     """How a hybrid search fuses its dense and keyword candidates, for both engines.
 
