@@ -165,7 +165,8 @@ class EdgeStore(BookVectorStore):
 
     def _create_collection(self, dimension: int, model_name: str) -> None:
         partial = _partial_folder(self.folder, self.collection)
-        _build_empty_shard(partial, self.settings, dimension, model_name, new_generation())
+        manifest = _new_manifest(model_name, dimension, new_generation())
+        _build_empty_shard(partial, self.settings, dimension, manifest)
         self._move_into_place(partial)
 
     @contextmanager
@@ -177,7 +178,8 @@ class EdgeStore(BookVectorStore):
         records from that version describe (they are adopted at its first load).
         """
         partial = _partial_folder(self.folder, self.collection)
-        _build_empty_shard(partial, self.settings, dimension, model_name, generation=None)
+        manifest = _new_manifest(model_name, dimension, generation=None)
+        _build_empty_shard(partial, self.settings, dimension, manifest)
         staging = EdgeStore(self.folder, self.collection, None, self.settings, partial)
         try:
             yield staging
@@ -206,18 +208,11 @@ class EdgeStore(BookVectorStore):
         from book_pipeline.core.migration import copy_collection
 
         assert self._shard is not None and self._manifest is not None, "no collection"
-        dimension, model_name = self.collection_model()
+        dimension, _ = self.collection_model()
         partial = _partial_folder(self.folder, self.collection)
         try:
             # Every manifest key is kept: what else it records must survive the rebuild.
-            _build_empty_shard(
-                partial,
-                self.settings,
-                dimension,
-                model_name or "unknown",
-                self._manifest.get("generation"),
-                manifest=dict(self._manifest),
-            )
+            _build_empty_shard(partial, self.settings, dimension, dict(self._manifest))
             copy = EdgeStore(self.folder, self.collection, None, self.settings, partial)
             try:
                 copied = copy_collection(self, copy)
@@ -504,16 +499,20 @@ def _partial_folder(folder: Path, collection: str) -> Path:
     )
 
 
+def _new_manifest(model_name: str, dimension: int, generation: str | None) -> dict[str, Any]:
+    """What a new shard is made for, and that no load has written to it yet."""
+    manifest: dict[str, Any] = {"embedding_model": model_name, "dimension": dimension}
+    if generation is not None:
+        manifest["generation"] = generation
+    manifest["load_sequence"] = 0
+    return manifest
+
+
 def _build_empty_shard(
-    path: Path,
-    settings: CollectionSettings,
-    dimension: int,
-    model_name: str,
-    generation: str | None,
-    manifest: dict[str, Any] | None = None,
+    path: Path, settings: CollectionSettings, dimension: int, manifest: dict[str, Any]
 ) -> None:
-    """A closed, empty shard with the payload indexes and, written last, its manifest (`manifest`
-    when given: a rebuilt shard keeps the old one's)."""
+    """A closed, empty shard with the payload indexes and, written last, its manifest (a
+    rebuilt shard is given the old one's)."""
     shard = edge.EdgeShard.create(str(path), edge_config(settings, dimension))
     schemas = {
         **dict.fromkeys(KEYWORD_FIELDS, edge.PayloadSchemaType.Keyword),
@@ -523,11 +522,6 @@ def _build_empty_shard(
         shard.update(edge.UpdateOperation.create_field_index(field, schema))
     shard.flush()
     shard.close()
-    if manifest is None:
-        manifest = {"embedding_model": model_name, "dimension": dimension}
-        if generation is not None:
-            manifest["generation"] = generation
-        manifest["load_sequence"] = 0
     write_manifest(path, manifest)
 
 

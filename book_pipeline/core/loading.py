@@ -44,7 +44,6 @@ class LoadOutcome:
     # from the store (when removal is on), its refused files were left alone.
     review: FolderReview
     collection_size: int
-    generation: str | None
     load_sequence: int
 
 
@@ -107,4 +106,4 @@ def load_books(
         load_sequence,
         books_kept=not remove_books_of_deleted_files,
     )
-    return LoadOutcome(books_loaded, review, store.count(), generation, load_sequence)
+    return LoadOutcome(books_loaded, review, store.count(), load_sequence)

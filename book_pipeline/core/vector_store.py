@@ -250,8 +250,9 @@ class BookVectorStore(ABC):
         """Whether the collection stores the BM25 vectors (False for the previous release's)."""
 
     def search_modes(self) -> tuple[str, ...]:
-        """The search modes the collection can answer, the default first (a missing collection
-        answers none: a search there is refused as nothing loaded)."""
+        """The search modes the collection can answer, the default first (dense alone for a
+        collection without keyword vectors, or a missing one, where a search is refused as
+        nothing loaded)."""
         if self.collection_exists() and self.has_keyword_vectors():
             return SEARCH_MODES
         return (DENSE_MODE,)
