@@ -19,6 +19,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -26,8 +27,8 @@ import numpy as np
 from benchmark import run_fetch_data
 
 from book_pipeline.core.embedding_cache import embed_with_cache
-from book_pipeline.core.loading import list_files_to_load
-from book_pipeline.core.parsing import parse_book_file
+from book_pipeline.core.loading import list_files_to_load, load_books
+from book_pipeline.core.parsing import ParsedBookFile, parse_book_file
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.definitions import defs
 from book_pipeline.defs.resources import (
@@ -43,23 +44,33 @@ BOOKS_PER_FILE = 10
 DIMENSION = 384
 
 
+def load_as_a_run_would(
+    books_dir: Path,
+    data_dir: Path,
+    paths: list[Path],
+    vectors_of: Callable[[ParsedBookFile], np.ndarray],
+    model_name: str,
+) -> tuple[QdrantResource, PipelineStateResource]:
+    """The files loaded by the load step's own core (`load_books`): points, sequence, ledger."""
+    qdrant = QdrantResource(**embedded_store_paths(data_dir))
+    state = PipelineStateResource(data_dir=str(data_dir))
+    files = [(parsed, vectors_of(parsed)) for parsed in map(parse_book_file, paths)]
+    with qdrant.open() as store:
+        load_books(store, state.ledger(), books_dir, files, model_name, True)
+    return qdrant, state
+
+
 def preload(books_dir: Path, data_dir: Path, files: int) -> None:
     """Leave the state a finished fetch_data run over these files would leave."""
     paths = write_synthetic_books(books_dir, files, BOOKS_PER_FILE, seed=3)
-    parsed_files = [parse_book_file(path) for path in paths]
     embedder = EmbedderResource().get_embedder()
-    state = PipelineStateResource(data_dir=str(data_dir))
-    with (
-        QdrantResource(**embedded_store_paths(data_dir)).open() as store,
-        state.embedding_cache() as cache,
-    ):
-        store.ensure_collection(embedder.dimension, embedder.model_name)
-        for parsed in parsed_files:
+    with PipelineStateResource(data_dir=str(data_dir)).embedding_cache() as cache:
+
+        def embedded(parsed: ParsedBookFile) -> np.ndarray:
             texts = [book.embedding_text for book in parsed.books]
-            vectors = embed_with_cache(embedder, cache, texts).vectors
-            store.upsert_books(parsed.books, vectors, parsed.sha256)
-        generation = store.record_load(1)
-    state.ledger().record_loaded(parsed_files, generation, 1)
+            return embed_with_cache(embedder, cache, texts).vectors
+
+        load_as_a_run_would(books_dir, data_dir, paths, embedded, embedder.model_name)
 
 
 def one_new_file_run(root: Path, loaded_files: int) -> float:
@@ -75,18 +86,12 @@ def record_loaded_with_random_vectors(
 ) -> tuple[QdrantResource, PipelineStateResource]:
     """The store holding the files' books (random 384-d vectors) and the ledger recording it."""
     paths = write_synthetic_books(books_dir, files, books_per_file, seed=seed)
-    parsed_files = [parse_book_file(path) for path in paths]
-    qdrant = QdrantResource(**embedded_store_paths(data_dir))
-    state = PipelineStateResource(data_dir=str(data_dir))
     rng = np.random.default_rng(seed)
-    with qdrant.open() as store:
-        store.ensure_collection(DIMENSION, "random-vectors")
-        for parsed in parsed_files:
-            vectors = rng.normal(size=(len(parsed.books), DIMENSION)).astype(np.float32)
-            store.upsert_books(parsed.books, vectors, parsed.sha256)
-        generation = store.record_load(1)
-    state.ledger().record_loaded(parsed_files, generation, 1)
-    return qdrant, state
+
+    def random_vectors(parsed: ParsedBookFile) -> np.ndarray:
+        return rng.normal(size=(len(parsed.books), DIMENSION)).astype(np.float32)
+
+    return load_as_a_run_would(books_dir, data_dir, paths, random_vectors, "random-vectors")
 
 
 def sensor_tick_seconds(root: Path, files: int, repeats: int = 5) -> float:
