@@ -76,7 +76,7 @@ settings = Settings.from_environment()
 embedder = query_embedder(settings)
 mark("load the model (onnxruntime session, tokenizer)")
 from book_pipeline.core.search import search_books
-from book_pipeline.core.vector_store import open_configured_store
+from book_pipeline.core.store.opening import open_configured_store
 with open_configured_store(settings) as store:
     mark("open the Edge store")
     hits = search_books(store, embedder, sys.argv[1], 5)

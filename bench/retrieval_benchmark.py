@@ -55,7 +55,8 @@ from book_pipeline.core.parsing import BookRecord
 from book_pipeline.core.query_embedding import query_embedder
 from book_pipeline.core.search import search_books
 from book_pipeline.core.settings import Settings
-from book_pipeline.core.vector_store import SEARCH_MODES, HybridFusion, open_vector_store
+from book_pipeline.core.store.base import SEARCH_MODES, HybridFusion
+from book_pipeline.core.store.opening import open_vector_store
 
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"

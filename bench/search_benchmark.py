@@ -29,12 +29,9 @@ from book_pipeline.core.embedding import shared_local_embedder
 from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.search import book_filter, search_books
 from book_pipeline.core.settings import EDGE_FOLDER_NAME
+from book_pipeline.core.store.base import BookFilter, BookVectorStore
+from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline.core.synthetic_books import write_synthetic_books
-from book_pipeline.core.vector_store import (
-    BookFilter,
-    BookVectorStore,
-    open_vector_store,
-)
 
 BOOKS_PER_FILE = 100
 _SUBJECTS = (

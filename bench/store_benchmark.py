@@ -42,13 +42,8 @@ import numpy as np
 
 from book_pipeline.core.keyword_vectors import query_keyword_vector
 from book_pipeline.core.parsing import BookRecord
-from book_pipeline.core.vector_store import (
-    UPSERT_BATCH_SIZE,
-    BookFilter,
-    StoredPoint,
-    book_points,
-    open_vector_store,
-)
+from book_pipeline.core.store.base import UPSERT_BATCH_SIZE, BookFilter, StoredPoint, book_points
+from book_pipeline.core.store.opening import open_vector_store
 
 DIMENSION = 384
 AUTHORS = 2_000

@@ -16,7 +16,7 @@ from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.ledger import LedgerEntry, LoadLedger
 from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.settings import DEFAULT_COLLECTION, EDGE_FOLDER_NAME, LEDGER_FILE_NAME
-from book_pipeline.core.vector_store import read_collection_stamp
+from book_pipeline.core.store.opening import read_collection_stamp
 from book_pipeline.definitions import defs
 from book_pipeline.defs.resources import QdrantResource, embedded_store_paths, folders_run_config
 
@@ -121,7 +121,7 @@ def sample_load(tmp_path_factory: pytest.TempPathFactory) -> SampleLoad:
 HOLD_STORE = """
 import sys, time
 from pathlib import Path
-from book_pipeline.core.vector_store import open_vector_store
+from book_pipeline.core.store.opening import open_vector_store
 with open_vector_store("books", Path(sys.argv[1])):
     print("open", flush=True)
     time.sleep(float(sys.argv[2]))

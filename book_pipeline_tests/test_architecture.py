@@ -1,6 +1,7 @@
-"""The layout's promise: the core and the CLI run where Dagster cannot even be imported, and each
-CLI command loads only what it needs."""
+"""The layout's promise: the core and the CLI run where Dagster cannot even be imported, each
+CLI command loads only what it needs, and no module imports, even lazily, one that imports it."""
 
+import ast
 import json
 import os
 import pkgutil
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import book_pipeline
 import book_pipeline.cli
 import book_pipeline.core
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
@@ -41,7 +43,7 @@ from book_pipeline.core.book_files import list_book_files
 from book_pipeline.core.embedding import shared_local_embedder
 from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.search import search_books
-from book_pipeline.core.vector_store import open_vector_store
+from book_pipeline.core.store.opening import open_vector_store
 
 parsed = parse_book_file(list_book_files(Path(sys.argv[2]))[0])
 embedder = shared_local_embedder()
@@ -103,7 +105,7 @@ def test_core_and_cli_import_parse_embed_and_search_without_dagster(tmp_path: Pa
         book_pipeline.cli.__name__,
         *submodules(book_pipeline.cli),
     ]
-    assert "book_pipeline.core.settings" in modules and "book_pipeline.core.edge_store" in modules
+    assert "book_pipeline.core.settings" in modules and "book_pipeline.core.store.edge" in modules
 
     completed = run_without_dagster(
         CORE_AT_WORK, ",".join(modules), str(SAMPLE_BOOKS_DIR), str(tmp_path / "edge")
@@ -163,3 +165,75 @@ def test_cli_commands_load_no_dagster_and_only_what_they_need(
     assert report["code"] == 0
     assert set(report["loaded"]) <= allowed, report["loaded"]
     assert "dagster" not in report["loaded"]
+
+
+def project_imports() -> dict[str, set[str]]:
+    """Each book_pipeline module and the book_pipeline modules it imports, at module level or
+    inside a function (a lazy import is still a dependency)."""
+    package_root = Path(book_pipeline.__file__).parent
+    modules: dict[str, Path] = {}
+    for path in package_root.rglob("*.py"):
+        parts = path.relative_to(package_root.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    submodule = f"{node.module}.{alias.name}"
+                    imported.add(submodule if submodule in modules else node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+        graph[name] = {module for module in imported if module in modules and module != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    cycles: list[list[str]] = []
+    finished: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        for imported in sorted(graph[module]):
+            if imported in path:
+                cycles.append([*path[path.index(imported) :], imported])
+            elif imported not in finished:
+                visit(imported, [*path, imported])
+        finished.add(module)
+
+    for module in sorted(graph):
+        if module not in finished:
+            visit(module, [module])
+    return cycles
+
+
+def test_no_module_imports_one_that_imports_it() -> None:
+    graph = project_imports()
+    assert "book_pipeline.core.store.opening" in graph["book_pipeline.cli.search"]
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c", "a"]]
+
+
+def test_the_store_interface_imports_none_of_its_engines() -> None:
+    graph = project_imports()
+    store_modules = {module for module in graph if module.startswith("book_pipeline.core.store.")}
+    assert not graph["book_pipeline.core.store.base"] & store_modules
+    assert graph["book_pipeline.core.store.copying"] & store_modules == {
+        "book_pipeline.core.store.base"
+    }
+    for engine in ("edge", "server"):
+        assert "book_pipeline.core.store.opening" not in graph[f"book_pipeline.core.store.{engine}"]
+
+
+def test_only_the_server_engine_imports_qdrant_client() -> None:
+    package_root = Path(book_pipeline.__file__).parent
+    importers = sorted(
+        str(path.relative_to(package_root))
+        for path in package_root.rglob("*.py")
+        if "qdrant_client" in path.read_text()
+    )
+    assert importers == ["core/store/server.py"]

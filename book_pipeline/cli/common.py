@@ -21,11 +21,12 @@ def say(message: str) -> None:
 
 def store_errors() -> tuple[type[Exception], ...]:
     """What opening, reading or copying a store refuses with, each message naming the store."""
-    from book_pipeline.core.migration import MigrationError
-    from book_pipeline.core.vector_store import (
+    from book_pipeline.core.store.base import (
         CollectionMismatchError,
+        MigrationError,
         StoreDamagedError,
         StoreLockedError,
+        StoreRefusedError,
         StoreUnreachableError,
     )
 
@@ -35,4 +36,5 @@ def store_errors() -> tuple[type[Exception], ...]:
         StoreLockedError,
         StoreDamagedError,
         StoreUnreachableError,
+        StoreRefusedError,
     )

@@ -23,7 +23,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from book_pipeline.core.vector_store import open_configured_store
+    from book_pipeline.core.store.opening import open_configured_store
 
     try:
         with open_configured_store(Settings.from_environment(), say) as store:

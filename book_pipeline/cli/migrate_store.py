@@ -14,7 +14,7 @@ from book_pipeline.cli.common import EXIT_OK, CliError, say, store_errors
 from book_pipeline.core.settings import QDRANT_API_KEY_ENV, Settings
 
 if TYPE_CHECKING:
-    from book_pipeline.core.vector_store import BookVectorStore
+    from book_pipeline.core.store.base import BookVectorStore
 
 
 DEFAULT_API_KEY_ENV = QDRANT_API_KEY_ENV
@@ -81,15 +81,10 @@ _LEGACY_DEFAULT = Path("\0legacy")
 
 
 def run_migrate_store(args: argparse.Namespace) -> int:
-    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-
-    from book_pipeline.core.edge_store import EdgeStore
-    from book_pipeline.core.migration import (
-        copy_collection,
-        local_mode_has_collection,
-        upgrade_local_mode_store,
-    )
-    from book_pipeline.core.vector_store import open_vector_store
+    from book_pipeline.core.store.copying import copy_collection
+    from book_pipeline.core.store.edge import EdgeStore
+    from book_pipeline.core.store.legacy import local_mode_has_collection, upgrade_local_mode_store
+    from book_pipeline.core.store.opening import open_vector_store
 
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -98,7 +93,6 @@ def run_migrate_store(args: argparse.Namespace) -> int:
     edge_path = settings.edge_path.expanduser().resolve()
     to_path = args.to_path.expanduser().resolve() if args.to_path else None
     target_collection = args.to_collection or collection
-    server_name = args.to_url or args.from_url or settings.qdrant_url
 
     def progress(copied: int) -> None:
         if copied % MIGRATE_PROGRESS_EVERY < args.batch_size:
@@ -136,7 +130,7 @@ def run_migrate_store(args: argparse.Namespace) -> int:
                 if isinstance(target, EdgeStore) and not target.collection_exists():
                     copied = upgrade_local_mode_store(legacy, target, say, args.batch_size)
                 else:
-                    from book_pipeline.core.server_store import open_local_mode_store
+                    from book_pipeline.core.store.server import open_local_mode_store
 
                     source = open_local_mode_store(legacy, collection)
                     try:
@@ -169,14 +163,6 @@ def run_migrate_store(args: argparse.Namespace) -> int:
                 target_count = target.count()
     except store_errors() as error:
         raise CliError(str(error)) from None
-    except UnexpectedResponse as error:
-        # Its text is the server's answer (status and body); the request and its key are not in it.
-        raise CliError(f"the Qdrant server at {server_name} refused: {error}") from None
-    except ResponseHandlingException as error:
-        raise CliError(
-            f"lost the Qdrant server at {server_name} ({error}); run the command again, "
-            "it is safe to repeat"
-        ) from None
     print(
         f"copied {copied:,} points; collection {target_collection!r} at {target_name} "
         f"holds {target_count:,} points"

@@ -81,7 +81,7 @@ def run_search(args: argparse.Namespace) -> int:
     from book_pipeline.core.embedding import EmbeddingModelError
     from book_pipeline.core.query_embedding import query_embedder
     from book_pipeline.core.search import SearchRefusedError, format_hits_table, search_books
-    from book_pipeline.core.vector_store import open_configured_store
+    from book_pipeline.core.store.opening import open_configured_store
 
     settings = Settings.from_environment()
     try:

@@ -37,11 +37,8 @@ def run_status(args: argparse.Namespace) -> int:
     from book_pipeline.core.ledger import LoadLedger, review_books_folder
     from book_pipeline.core.loading import list_files_to_load
     from book_pipeline.core.status import folder_status, format_status_table
-    from book_pipeline.core.vector_store import (
-        StoreLockedError,
-        open_configured_store,
-        read_collection_stamp,
-    )
+    from book_pipeline.core.store.base import StoreLockedError
+    from book_pipeline.core.store.opening import open_configured_store, read_collection_stamp
 
     settings = Settings.from_environment()
     books_folder = settings.books_folder

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from book_pipeline.core.book_files import FileSnapshot, file_sha256, snapshot_book_files
 from book_pipeline.core.parsing import ParsedBookFile
-from book_pipeline.core.vector_store import CollectionStamp
+from book_pipeline.core.store.base import CollectionStamp
 
 # Refusals: recorded for the file's content, whatever the collection.
 ANY_COLLECTION = ""

@@ -25,7 +25,7 @@ from book_pipeline.core.ledger import (
     review_books_folder,
 )
 from book_pipeline.core.parsing import ParsedBookFile
-from book_pipeline.core.vector_store import BookVectorStore, CollectionStamp, book_point_id
+from book_pipeline.core.store.base import BookVectorStore, CollectionStamp, book_point_id
 
 
 @dataclass(frozen=True)

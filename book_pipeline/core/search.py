@@ -2,7 +2,7 @@
 
 Three modes answer a query text: `dense` compares meaning (the query is embedded like the books
 were), `keyword` scores the query's words against each book's title, author and description
-(BM25), and `hybrid`, the default, fuses the two (`HYBRID_FUSION` in `vector_store`). With books
+(BM25), and `hybrid`, the default, fuses the two (`HYBRID_FUSION` in `store.base`). With books
 to be like (`like`, and `unlike` to steer away from), the search recommends instead: the books
 most like all the given ones, by their stored dense vectors, the query text's meaning joining
 them when there is one; the given books themselves never come back.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from book_pipeline.core.embedding import Embedder
 from book_pipeline.core.keyword_vectors import query_keyword_vector
 from book_pipeline.core.parsing import format_year
-from book_pipeline.core.vector_store import (
+from book_pipeline.core.store.base import (
     DENSE_MODE,
     EDGE_ENGINE,
     KEYWORD_MODE,

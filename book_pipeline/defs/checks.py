@@ -18,7 +18,7 @@ from book_pipeline.core.search import (
     markdown_table,
     search_books,
 )
-from book_pipeline.core.vector_store import BookVectorStore, book_from_payload, book_point_id
+from book_pipeline.core.store.base import BookVectorStore, book_from_payload, book_point_id
 from book_pipeline.defs.assets import book_embeddings
 from book_pipeline.defs.resources import EmbedderResource, PipelineStateResource, QdrantResource
 

@@ -25,7 +25,7 @@ from book_pipeline.core.embedding import EmbeddingModelError
 from book_pipeline.core.embedding_cache import embed_with_cache
 from book_pipeline.core.loading import list_files_to_load, load_books
 from book_pipeline.core.parsing import BookFileError, ParsedBookFile, parse_book_data
-from book_pipeline.core.vector_store import CollectionMismatchError
+from book_pipeline.core.store.base import CollectionMismatchError
 from book_pipeline.defs.resources import (
     BooksFolder,
     EmbedderResource,

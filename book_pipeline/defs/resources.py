@@ -46,12 +46,8 @@ from book_pipeline.core.settings import (
     CollectionSettings,
     Settings,
 )
-from book_pipeline.core.vector_store import (
-    BookVectorStore,
-    CollectionStamp,
-    open_vector_store,
-    read_collection_stamp,
-)
+from book_pipeline.core.store.base import BookVectorStore, CollectionStamp
+from book_pipeline.core.store.opening import open_vector_store, read_collection_stamp
 
 
 def env_or_default(name: str, default: str | None) -> str | dg.EnvVar | None:

@@ -16,7 +16,7 @@ import dagster as dg
 
 from book_pipeline.core.arrivals import PlannedBatch, SeenFiles, plan_tick
 from book_pipeline.core.ledger import review_books_folder
-from book_pipeline.core.vector_store import StoreDamagedError, StoreUnreachableError
+from book_pipeline.core.store.base import StoreDamagedError, StoreUnreachableError
 from book_pipeline.defs.jobs import fetch_data
 from book_pipeline.defs.resources import BooksFolder, PipelineStateResource, QdrantResource
 

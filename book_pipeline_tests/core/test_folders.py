@@ -18,7 +18,7 @@ from book_pipeline.core.folders import (
 )
 from book_pipeline.core.ledger import LoadLedger, review_folder
 from book_pipeline.core.parsing import format_book_line, parse_book_file
-from book_pipeline.core.vector_store import CollectionStamp
+from book_pipeline.core.store.base import CollectionStamp
 from book_pipeline.defs.resources import BooksFolder, PipelineStateResource, folders_run_config
 from book_pipeline.defs.sensors import new_book_files_sensor
 from book_pipeline_tests.conftest import fetch_data_job, point_count, qdrant_in, steps_that_ran

@@ -12,7 +12,7 @@ from book_pipeline.core.ledger import (
     review_folder,
 )
 from book_pipeline.core.parsing import parse_book_file
-from book_pipeline.core.vector_store import CollectionStamp
+from book_pipeline.core.store.base import CollectionStamp
 
 # The collection the tests load into, after its first load.
 STAMP = CollectionStamp("generation-a", 1)

@@ -16,9 +16,10 @@ from qdrant_client import QdrantClient
 from book_pipeline.core.ledger import FileState, LoadLedger
 from book_pipeline.core.loading import list_files_to_load, load_books
 from book_pipeline.core.parsing import ParsedBookFile, parse_book_file
-from book_pipeline.core.server_store import QdrantClientStore
+from book_pipeline.core.store.base import BookVectorStore
+from book_pipeline.core.store.opening import open_vector_store
+from book_pipeline.core.store.server import QdrantClientStore
 from book_pipeline.core.synthetic_books import write_synthetic_books
-from book_pipeline.core.vector_store import BookVectorStore, open_vector_store
 from book_pipeline_tests.conftest import unit_vectors
 
 DIMENSION = 8

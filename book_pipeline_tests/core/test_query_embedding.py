@@ -17,7 +17,7 @@ from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.query_embedding import BundledQueryEmbedder, query_embedder
 from book_pipeline.core.search import search_books
 from book_pipeline.core.settings import DEFAULT_COLLECTION, Settings
-from book_pipeline.core.vector_store import open_vector_store
+from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline_tests.conftest import SampleLoad
 from book_pipeline_tests.core.test_embedding import sentence_transformers_folder
 from book_pipeline_tests.core.test_search import QUERIES

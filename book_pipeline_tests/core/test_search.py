@@ -15,7 +15,6 @@ from book_pipeline import cli
 from book_pipeline.cli import search as cli_search
 from book_pipeline.core.embedding import LOCAL_MODEL_DIMENSION, shared_local_embedder
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.core.migration import copy_collection
 from book_pipeline.core.parsing import parse_book_file, parse_book_text
 from book_pipeline.core.search import (
     SearchHit,
@@ -25,9 +24,11 @@ from book_pipeline.core.search import (
     hits_markdown,
     search_books,
 )
-from book_pipeline.core.server_store import LOCAL_MODE_ENGINE, QdrantClientStore
 from book_pipeline.core.settings import DEFAULT_COLLECTION
-from book_pipeline.core.vector_store import SEARCH_MODES, BookVectorStore, open_vector_store
+from book_pipeline.core.store.base import SEARCH_MODES, BookVectorStore
+from book_pipeline.core.store.copying import copy_collection
+from book_pipeline.core.store.opening import open_vector_store
+from book_pipeline.core.store.server import LOCAL_MODE_ENGINE, QdrantClientStore
 from book_pipeline.definitions import defs
 from book_pipeline_tests.conftest import (
     SampleLoad,

@@ -14,8 +14,8 @@ from book_pipeline.core.embedding import (
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.parsing import BookRecord, parse_book_file
 from book_pipeline.core.settings import DEFAULT_COLLECTION
+from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline.core.synthetic_books import write_synthetic_books
-from book_pipeline.core.vector_store import open_vector_store
 from book_pipeline.defs.checks import (
     SAMPLE_PROBES,
     SELF_PROBE_COUNT,

@@ -20,8 +20,8 @@ import pytest
 
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.ledger import FileState
+from book_pipeline.core.store.base import SEARCH_MODES, CollectionStamp
 from book_pipeline.core.synthetic_books import write_synthetic_books
-from book_pipeline.core.vector_store import SEARCH_MODES, CollectionStamp
 from book_pipeline.defs.checks import SELF_PROBE_COUNT
 from book_pipeline_tests.conftest import (
     fetch_data_job,

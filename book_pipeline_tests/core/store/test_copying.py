@@ -16,15 +16,16 @@ from qdrant_client import models
 
 from book_pipeline import cli
 from book_pipeline.core.embedding import shared_local_embedder
-from book_pipeline.core.migration import VECTOR_TOLERANCE, MigrationError, copy_collection
 from book_pipeline.core.search import search_books
 from book_pipeline.core.settings import DEFAULT_COLLECTION, CollectionSettings
-from book_pipeline.core.vector_store import (
+from book_pipeline.core.store.base import (
     BookVectorStore,
     CollectionMismatchError,
+    MigrationError,
     StoredPoint,
-    open_vector_store,
 )
+from book_pipeline.core.store.copying import VECTOR_TOLERANCE, copy_collection
+from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline_tests.conftest import CountingEmbedder, SampleLoad
 from book_pipeline_tests.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
 

@@ -15,23 +15,23 @@ import qdrant_edge as edge
 from qdrant_client import QdrantClient, models
 
 from book_pipeline import cli
-from book_pipeline.core.edge_store import MANIFEST_NAME
 from book_pipeline.core.embedding import shared_local_embedder
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.keyword_vectors import query_keyword_vector
-from book_pipeline.core.migration import LEGACY_UPGRADE_COMMAND, MigrationError
 from book_pipeline.core.parsing import BookRecord, parse_book_file, parse_book_text
 from book_pipeline.core.search import SearchRefusedError, search_books
 from book_pipeline.core.settings import DEFAULT_COLLECTION
-from book_pipeline.core.vector_store import (
+from book_pipeline.core.store.base import (
     CollectionMismatchError,
     CollectionStamp,
+    MigrationError,
     StoreDamagedError,
     book_payload,
     book_point_id,
-    open_vector_store,
-    read_collection_stamp,
 )
+from book_pipeline.core.store.edge import MANIFEST_NAME
+from book_pipeline.core.store.legacy import LEGACY_UPGRADE_COMMAND
+from book_pipeline.core.store.opening import open_vector_store, read_collection_stamp
 from book_pipeline.defs.resources import QdrantResource, embedded_store_paths
 from book_pipeline_tests.conftest import CountingEmbedder, hold_store_open, unit_vectors
 
@@ -90,7 +90,8 @@ def test_the_embedded_path_never_imports_qdrant_client(tmp_path: Path) -> None:
         "import sys\n"
         "from pathlib import Path\n"
         "from book_pipeline.core.search import search_books\n"
-        "from book_pipeline.core.vector_store import BookFilter, open_vector_store\n"
+        "from book_pipeline.core.store.base import BookFilter\n"
+        "from book_pipeline.core.store.opening import open_vector_store\n"
         "with open_vector_store('books', Path(sys.argv[1]), legacy_path=Path(sys.argv[2])) as s:\n"
         "    s.ensure_collection(2, 'm')\n"
         "    s.search([1.0, 0.0], 1, BookFilter(author='x'))\n"

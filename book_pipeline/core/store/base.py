@@ -1,9 +1,10 @@
-"""The collection of books in Qdrant, whichever engine holds it: one interface, two engines.
+"""The collection of books in Qdrant, whichever engine holds it: the interface and its errors.
 
-The embedded default is a Qdrant Edge shard in a folder (`edge_store`); with a URL it is a Qdrant
-server through qdrant-client (`server_store`). The ops, the retrieval check, search, `info` and
-`migrate-store` only see `BookVectorStore`. Neither engine is imported here: the embedded path
-never pays for qdrant-client. (Both paths compute keyword vectors with qdrant-edge's BM25.)
+The embedded default is a Qdrant Edge shard in a folder (`edge`); with a URL it is a Qdrant
+server through qdrant-client (`server`). The ops, the retrieval check, search, `info` and
+`migrate-store` only see `BookVectorStore`. Nothing of the package is imported here: the engines
+build on this module, never the other way. (Both engines compute keyword vectors with
+qdrant-edge's BM25.)
 
 Every book is stored with two vectors: its dense embedding (the unnamed default vector) and its
 BM25 keyword vector (`KEYWORD_VECTOR_NAME`, an IDF sparse vector). A collection made by the
@@ -14,17 +15,14 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from book_pipeline.core.keyword_vectors import SparseVector, book_keyword_vector
 from book_pipeline.core.parsing import BookRecord
-from book_pipeline.core.settings import CollectionSettings, Settings
 
 # Fixed forever: point ids derive from it, and changing it would duplicate every book.
 _BOOK_ID_NAMESPACE = uuid.UUID("6f1d2a8e-3c55-4c1e-9a51-0b9d7f4e2c10")
@@ -55,6 +53,14 @@ class CollectionMismatchError(RuntimeError):
 
 class StoreDamagedError(RuntimeError):
     """The store's folder cannot be read as a book collection; it is left exactly as it is."""
+
+
+class StoreRefusedError(RuntimeError):
+    """The Qdrant server answered a request with an error; the message is its answer."""
+
+
+class MigrationError(RuntimeError):
+    """A copy between stores cannot start, or the target does not hold what was copied."""
 
 
 def book_point_id(source_file: str, index: int) -> str:
@@ -340,78 +346,5 @@ class BookVectorStore(ABC):
     def close(self) -> None: ...
 
 
-@contextmanager
-def open_vector_store(
-    collection: str,
-    local_path: Path,
-    url: str | None = None,
-    api_key: str | None = None,
-    lock_wait_seconds: float = 0.0,
-    on_wait: Callable[[str], None] | None = None,
-    settings: CollectionSettings | None = None,
-    legacy_path: Path | None = None,
-) -> Iterator[BookVectorStore]:
-    """A server when a URL is given, else the Edge shard under `local_path` (locked until closed).
-
-    A server connection locks nothing: loads and searches in other processes run side by side.
-    `legacy_path` is the previous version's embedded store (qdrant-client local mode): a
-    collection found there and not yet in `local_path` is copied over first (`edge_store`).
-    `on_wait` is told why the open takes time: a lock held elsewhere, or that copy.
-    """
-    store: BookVectorStore
-    if url:
-        from book_pipeline.core.server_store import open_server_store
-
-        store = open_server_store(collection, url, api_key, settings)
-    else:
-        from book_pipeline.core.edge_store import open_edge_store
-
-        store = open_edge_store(
-            collection, local_path, lock_wait_seconds, on_wait, settings, legacy_path
-        )
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-def read_collection_stamp(
-    collection: str, local_path: Path, url: str | None = None, api_key: str | None = None
-) -> CollectionStamp | None:
-    """The collection's stamp without opening the embedded store (its manifest is read, no lock
-    is taken: a load may hold it), or with one request to a server. None: no collection."""
-    if url:
-        from book_pipeline.core.server_store import open_server_store
-
-        store = open_server_store(collection, url, api_key, None)
-        try:
-            return store.stamp()
-        finally:
-            store.close()
-    from book_pipeline.core.edge_store import read_edge_stamp
-
-    return read_edge_stamp(local_path, collection)
-
-
 def new_generation() -> str:
     return uuid.uuid4().hex
-
-
-def open_configured_store(
-    settings: Settings,
-    on_wait: Callable[[str], None] | None = None,
-    lock_wait_seconds: float | None = None,
-) -> AbstractContextManager[BookVectorStore]:
-    """The store the settings name, opened as the pipeline opens it (`open_vector_store`)."""
-    return open_vector_store(
-        settings.collection,
-        settings.edge_path.expanduser().resolve(),
-        settings.qdrant_url,
-        settings.qdrant_api_key,
-        lock_wait_seconds=(
-            settings.lock_wait_seconds if lock_wait_seconds is None else lock_wait_seconds
-        ),
-        on_wait=on_wait,
-        settings=settings.collection_settings,
-        legacy_path=settings.legacy_path.expanduser().resolve(),
-    )

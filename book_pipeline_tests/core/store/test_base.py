@@ -7,15 +7,15 @@ import pytest
 from qdrant_client import models
 
 from book_pipeline.core.parsing import parse_book_text
-from book_pipeline.core.server_store import vector_params
 from book_pipeline.core.settings import CollectionSettings
-from book_pipeline.core.vector_store import (
+from book_pipeline.core.store.base import (
     CollectionMismatchError,
     StoreLockedError,
     StoreUnreachableError,
     book_point_id,
-    open_vector_store,
 )
+from book_pipeline.core.store.opening import open_vector_store
+from book_pipeline.core.store.server import vector_params
 from book_pipeline_tests.conftest import hold_store_open, unit_vectors
 
 BOOKS = parse_book_text(

@@ -43,7 +43,7 @@ import qdrant_edge as edge
 
 from book_pipeline.core.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
 from book_pipeline.core.settings import CollectionSettings
-from book_pipeline.core.vector_store import (
+from book_pipeline.core.store.base import (
     EDGE_ENGINE,
     HYBRID_FUSION,
     INTEGER_FIELDS,
@@ -59,6 +59,7 @@ from book_pipeline.core.vector_store import (
     new_generation,
     point_keyword_vector,
 )
+from book_pipeline.core.store.copying import copy_collection
 
 MANIFEST_NAME = "book_pipeline.json"
 # Edge's own record of the shard's layout, written when the shard is created.
@@ -205,8 +206,6 @@ class EdgeStore(BookVectorStore):
     def add_keyword_vectors(self) -> int:
         """Rebuild this dense-only shard with the BM25 vectors made from its payloads; return
         the points copied. On any failure the shard is left as it was and the error says so."""
-        from book_pipeline.core.migration import copy_collection
-
         assert self._shard is not None and self._manifest is not None, "no collection"
         dimension, _ = self.collection_model()
         partial = _partial_folder(self.folder, self.collection)
@@ -637,7 +636,6 @@ def open_edge_store(
     lock_wait_seconds: float,
     on_wait: Callable[[str], None] | None,
     settings: CollectionSettings | None,
-    legacy_path: Path | None,
 ) -> EdgeStore:
     folder = folder.expanduser().resolve()
     lock_handle = _lock(folder, lock_wait_seconds, on_wait)
@@ -647,14 +645,6 @@ def open_edge_store(
     except BaseException:
         lock_handle.close()
         raise
-    if not store.collection_exists() and legacy_path is not None:
-        from book_pipeline.core.migration import upgrade_local_mode_store
-
-        try:
-            upgrade_local_mode_store(legacy_path, store, on_wait)
-        except BaseException:
-            store.close()
-            raise
     if store.collection_exists() and not store.has_keyword_vectors():
         _add_keyword_vectors(store, on_wait)
     return store

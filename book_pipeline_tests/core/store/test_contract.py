@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from book_pipeline.core.parsing import parse_book_text
-from book_pipeline.core.vector_store import (
+from book_pipeline.core.store.base import (
     EDGE_ENGINE,
     SERVER_ENGINE,
     BookFilter,
@@ -19,8 +19,8 @@ from book_pipeline.core.vector_store import (
     CollectionMismatchError,
     CollectionStamp,
     book_point_id,
-    open_vector_store,
 )
+from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline_tests.conftest import unit_vectors
 from book_pipeline_tests.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
 

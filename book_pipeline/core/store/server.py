@@ -6,16 +6,17 @@ has the server's API) when it is copied into an Edge shard: see `open_local_mode
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
 from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from book_pipeline.core.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
 from book_pipeline.core.settings import CollectionSettings
-from book_pipeline.core.vector_store import (
+from book_pipeline.core.store.base import (
     HYBRID_FUSION,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
@@ -28,6 +29,8 @@ from book_pipeline.core.vector_store import (
     ScoredPoint,
     StoredPoint,
     StoreLockedError,
+    StoreRefusedError,
+    StoreUnreachableError,
     new_generation,
     point_keyword_vector,
 )
@@ -94,6 +97,38 @@ def qdrant_filter(
     return models.Filter(must=conditions or None, must_not=must_not or None)
 
 
+class _TranslatedClient:
+    """qdrant-client whose errors become the store's own, each naming the server: callers (the
+    ops, the CLI, migrate-store) handle `StoreUnreachableError` and `StoreRefusedError` and never
+    import qdrant-client."""
+
+    def __init__(self, client: QdrantClient, location: str) -> None:
+        self._client = client
+        self._location = location
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+        return _translating_errors(attribute, self._location)
+
+
+def _translating_errors(call: Callable[..., Any], location: str) -> Callable[..., Any]:
+    @wraps(call)
+    def translated(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except UnexpectedResponse as error:
+            # Its text is the server's answer (status and body); the request and its key are not.
+            raise StoreRefusedError(f"the Qdrant server at {location} refused: {error}") from None
+        except ResponseHandlingException as error:
+            raise StoreUnreachableError(
+                f"lost the Qdrant server at {location} ({error}); try again, it is safe to repeat"
+            ) from None
+
+    return translated
+
+
 class QdrantClientStore(BookVectorStore):
     engine = SERVER_ENGINE
 
@@ -105,7 +140,7 @@ class QdrantClientStore(BookVectorStore):
         settings: CollectionSettings | None = None,
         engine: str = SERVER_ENGINE,
     ) -> None:
-        self.client = client
+        self.client = _TranslatedClient(client, location)
         self.collection = collection
         self.location = location
         self.settings = settings or CollectionSettings()
@@ -387,8 +422,6 @@ def open_server_store(
     collection: str, url: str, api_key: str | None, settings: CollectionSettings | None
 ) -> QdrantClientStore:
     """Connect and ask one cheap question, so an unreachable server fails here, by its URL."""
-    from book_pipeline.core.vector_store import StoreUnreachableError
-
     # No background version check: it races the first request from a thread of its own, so a
     # refused key is sent twice and reported as "Failed to obtain server version".
     client = QdrantClient(
@@ -402,6 +435,9 @@ def open_server_store(
             f"the Qdrant server at {url} is unreachable ({error}); check QDRANT_URL and that "
             "the server is running"
         ) from None
+    except UnexpectedResponse as error:
+        client.close()
+        raise StoreRefusedError(f"the Qdrant server at {url} refused: {error}") from None
     return QdrantClientStore(client, collection, url, settings)
 
 
