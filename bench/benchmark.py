@@ -27,7 +27,7 @@ from book_pipeline.defs.resources import (
     folders_run_config,
 )
 
-# The instance configuration the README recommends for one machine.
+# The instance configuration docs/operations.md recommends for one machine.
 LOCAL_INSTANCE_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "local" / "dagster.yaml"
 # Besides a transform and an embed step per file: the listing, the load, the refusal fan-out
 # and the check that no file was refused.

@@ -3,14 +3,14 @@ materialize`, `dg launch --assets`, `dg launch --job` and `dagster job execute -
 
     python bench/entry_points_benchmark.py --files 20 --books-per-file 10 --rounds 3
 
-One persistent instance (a temporary DAGSTER_HOME with deploy/local/dagster.yaml, as the README's
-UI section has it) serves them all. The commands run as users type them, from the project root,
-with the folders in BOOK_PIPELINE_BOOKS_DIR and BOOK_PIPELINE_DATA_DIR. The UI's Materialize is
-the webserver's own GraphQL `launchRun` of the implicit asset job with book_embeddings and its
-check selected, as the button sends it, on a `dagster dev` started first (its start-up is not
-timed); the run goes through the queue, the daemon and a run worker as a click's would. Every run
-gets a fresh data folder, so each parses, embeds and loads every file (no cache, no ledger).
-The entry points take turns, round after round, and the medians are compared.
+One persistent instance (a temporary DAGSTER_HOME with deploy/local/dagster.yaml, as
+docs/operations.md's UI section has it) serves them all. The commands run as users type them, from
+the project root, with the folders in BOOK_PIPELINE_BOOKS_DIR and BOOK_PIPELINE_DATA_DIR. The UI's
+Materialize is the webserver's own GraphQL `launchRun` of the implicit asset job with
+book_embeddings and its check selected, as the button sends it, on a `dagster dev` started first
+(its start-up is not timed); the run goes through the queue, the daemon and a run worker as a
+click's would. Every run gets a fresh data folder, so each parses, embeds and loads every file (no
+cache, no ledger). The entry points take turns, round after round, and the medians are compared.
 
 Printed per entry point: the median wall time (the command from start to exit; for the UI, from
 the launch request until the run is seen finished) and the run's own median duration from the

@@ -11,7 +11,8 @@
    books each (random vectors: what they say does not change the count).
 
 The already-loaded state (Qdrant points, ledger, embedding cache) is made by the plain path, as a
-fetch_data run would leave it, so that the set-up does not take an hour of Dagster steps.
+fetch_data run would leave it, so that the set-up does not run two Dagster steps for each of
+thousands of files (docs/benchmarks.md).
 """
 
 import argparse

@@ -4,7 +4,8 @@
 
 Books are synthetic (`write_synthetic_books`), loaded the plain way (parse, embed with the local
 model, `upsert_books`) into a fresh embedded Qdrant store; `--random-vectors` stores random unit
-vectors instead, which skips ~2 minutes of embedding and leaves the query timings comparable
+vectors instead, which skips embedding every book (docs/benchmarks.md) and leaves the query
+timings comparable
 (a brute-force or HNSW search costs the same whatever the vectors mean). Each query is timed
 three ways: `search_books` end to end, the embedding alone, and the store's `search` alone with
 the vector already made. One query per kind is run untimed first, so model and caches are warm.

@@ -137,8 +137,9 @@ def cli_environment(sample_load: SampleLoad, tmp_path: Path) -> dict[str, str]:
 
 
 # What each command may load: search only the bundled model's runtime (onnxruntime, numpy; not
-# fastembed, whose import alone took ~0.4 s) and the Edge store; info and status only the Edge
-# store (status counts each file's books there); add-books none of the heavy packages.
+# fastembed, whose import alone was half of search's start-up) and the Edge store; info and
+# status only the Edge store (status counts each file's books there); add-books none of the heavy
+# packages.
 @pytest.mark.parametrize(
     ("arguments", "allowed"),
     [

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if argv is None:
             # The console script: the process exits next. Its objects (the model's among them)
-            # die with it; the interpreter's last garbage collection over them cost ~0.2 s of
-            # search's wall time (bench/cli_benchmark.py).
+            # die with it; the interpreter's last garbage collection over them was a visible share
+            # of search's wall time (bench/cli_benchmark.py; the figure in docs/benchmarks.md).
             gc.freeze()
 
 

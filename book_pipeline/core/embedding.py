@@ -126,9 +126,10 @@ _LOADING = threading.Lock()
 def shared_local_embedder(
     model: str | None = None, cache_dir: Path | None = None
 ) -> FastEmbedEmbedder:
-    """The local model, loaded once per process (loading costs ~0.25 s, more than a file's worth
-    of books): the bundled default, a folder holding a model's files, or a fastembed model by
-    name, downloaded into `cache_dir` (fastembed's own default when None) on first use."""
+    """The local model, loaded once per process (loading it costs more than embedding a file's
+    worth of books; docs/benchmarks.md): the bundled default, a folder holding a model's files,
+    or a fastembed model by name, downloaded into `cache_dir` (fastembed's own default when None)
+    on first use."""
     with _LOADING:
         if is_bundled_model(model):
             return _bundled_model()
@@ -392,8 +393,8 @@ def _is_cached(description: dict[str, Any], cache_dir: Path) -> bool:
 
 
 def _download(description: dict[str, Any], cache_dir: Path) -> None:
-    """One attempt, failing within seconds: fastembed's own loop retries for ~40 s, and a
-    machine with no route to the hub gains nothing from waiting."""
+    """One attempt, failing within seconds: fastembed's own loop retries for far longer
+    (docs/benchmarks.md), and a machine with no route to the hub gains nothing from waiting."""
     from fastembed import TextEmbedding
     from huggingface_hub import constants
 

@@ -1,9 +1,9 @@
 """The bundled model for a search's few words, without importing fastembed.
 
 `book-pipeline search` embeds one query and exits. Through fastembed that costs its package
-import (~0.4 s: its download, image and sparse-model machinery come with it, whatever the model)
-before the model's own load, half the command's wall time (bench/cli_benchmark.py). This runs
-the same ONNX file with the same tokenizer settings on onnxruntime and tokenizers, the two
+import (its download, image and sparse-model machinery come with it, whatever the model) before
+the model's own load, half the command's wall time (bench/cli_benchmark.py). This runs the
+same ONNX file with the same tokenizer settings on onnxruntime and tokenizers, the two
 libraries fastembed runs it on, so the vectors are fastembed's to float32 rounding
 (book_pipeline_tests/core/test_query_embedding.py compares them). The pipeline, which embeds
 thousands of texts in a process that has paid for Dagster anyway, keeps fastembed.

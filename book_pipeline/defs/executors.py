@@ -1,9 +1,9 @@
 """An executor that runs in-process unless the run config asks for processes.
 
-Dagster's own default is the reverse. Measured on 2 cores: ~0.09 s per step in-process against
-~1.6 s per step with one process per step, while the per-file steps here take well under a
-second; the multiprocess mode pays off only when a step's work dwarfs a process start (a slow
-remote embedding endpoint with many files, or many cores).
+Dagster's own default is the reverse. Starting a process for a step costs many times Dagster's
+in-process overhead per step, and more than a per-file step's own work here (measured:
+docs/benchmarks.md); the multiprocess mode pays off only when a step's work dwarfs a process
+start (a slow remote embedding endpoint with many files, or many cores).
 
 It is the `Definitions`' executor (definitions.py), not only fetch_data's: a job's own
 `executor_def` does not reach the implicit asset job that the UI's Materialize,

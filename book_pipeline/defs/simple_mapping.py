@@ -96,7 +96,7 @@ def mapped_task_two(context: dg.OpExecutionContext, my_cookie_number: int) -> st
 
 
 # In process: each step is an addition or a string, while one process per step (Dagster's
-# default executor) costs over a second per step to start; see book_pipeline/defs/executors.py.
+# default executor) costs far more to start than the step's work; see defs/executors.py.
 @dg.job(
     executor_def=dg.in_process_executor,
     description="The lesson's dynamic-mapping toy: 0 to 3 random numbers, two mapped ops.",
