@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))  # the servers' helpers live with the tests
 
 from book_pipeline.core.synthetic_books import write_synthetic_books  # noqa: E402
 from book_pipeline.defs.resources import folders_run_config  # noqa: E402
-from book_pipeline_tests.services import (  # noqa: E402
+from book_pipeline_tests.support.services import (  # noqa: E402
     celery_worker,
     missing_postgres,
     missing_redis,

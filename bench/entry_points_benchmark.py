@@ -42,11 +42,7 @@ from deploy_benchmark import last_run_seconds, run_command  # noqa: E402
 
 from book_pipeline.core.synthetic_books import write_synthetic_books  # noqa: E402
 from book_pipeline.defs.resources import folders_run_config  # noqa: E402
-from book_pipeline_tests.services import (  # noqa: E402
-    free_port,
-    stop_process_group,
-    wait_until,
-)
+from book_pipeline_tests.support.services import free_port, stop_process_group, wait_until  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 BASELINE = "dagster job execute -j fetch_data"

@@ -16,7 +16,7 @@ import book_pipeline.cli
 import book_pipeline.core
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.parsing import format_book_line
-from book_pipeline_tests.conftest import SampleLoad
+from book_pipeline_tests.support.runs import SampleLoad
 
 # Run first in each subprocess: any import of Dagster (or a dagster-* package) fails.
 BLOCK_DAGSTER = """

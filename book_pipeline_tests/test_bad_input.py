@@ -37,13 +37,8 @@ from book_pipeline.core.parsing import (
     parse_book_text,
 )
 from book_pipeline.defs.resources import resources_from_environment
-from book_pipeline_tests.conftest import (
-    fetch_data_job,
-    fetch_data_run_config,
-    qdrant_in,
-    recorded_entries,
-    steps_that_ran,
-)
+from book_pipeline_tests.support.data_folder import qdrant_in, recorded_entries
+from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config, steps_that_ran
 
 EMMA = "1 ::: Emma (1815) ::: Jane Austen ::: A matchmaker errs."
 PERSUASION = "2 ::: Persuasion (1817) ::: Jane Austen ::: Second chances, eight years on."

@@ -1,8 +1,8 @@
 """Beyond one machine: the instance on PostgreSQL, the steps on Celery workers over Redis.
 
 The servers are real, started here from the system's packages on 127.0.0.1 and stopped by PID
-(book_pipeline_tests/services.py); a test skips, naming what is missing, only where a server's
-binaries are not installed (`.ci/run` installs them).
+(book_pipeline_tests/support/services.py); a test skips, naming what is missing, only where a
+server's binaries are not installed (`.ci/run` installs them).
 """
 
 import shutil
@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from book_pipeline.core.synthetic_books import write_synthetic_books
-from book_pipeline_tests.conftest import (
+from book_pipeline_tests.defs.test_sensors import age, requested_files, tick
+from book_pipeline_tests.support.data_folder import qdrant_in
+from book_pipeline_tests.support.runs import (
     dagster_job_execute,
     fetch_data_job,
     fetch_data_run_config,
-    qdrant_in,
 )
-from book_pipeline_tests.defs.test_sensors import age, requested_files, tick
-from book_pipeline_tests.services import (
+from book_pipeline_tests.support.services import (
     PostgresServer,
     celery_worker,
     missing_postgres,

@@ -19,13 +19,12 @@ from book_pipeline.core.fail_points import (
 )
 from book_pipeline.core.ledger import FileState
 from book_pipeline.core.synthetic_books import write_synthetic_books
-from book_pipeline_tests.conftest import (
-    dagster_job_execute,
-    point_count,
-    qdrant_in,
-    recorded_entries,
+from book_pipeline_tests.support.data_folder import point_count, qdrant_in, recorded_entries
+from book_pipeline_tests.support.openai_compatible_server import (
+    EmbeddingsServerState,
+    embeddings_server,
 )
-from book_pipeline_tests.openai_compatible_server import EmbeddingsServerState, embeddings_server
+from book_pipeline_tests.support.runs import dagster_job_execute
 
 LOAD_STEP = "book_embeddings.load_embeddings_to_vector_db"
 

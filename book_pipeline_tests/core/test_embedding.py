@@ -26,18 +26,14 @@ from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.defs.resources import EmbedderResource
-from book_pipeline_tests.conftest import (
-    fetch_data_job,
-    fetch_data_run_config,
-    qdrant_in,
-    steps_that_ran,
-)
-from book_pipeline_tests.model_hub_server import COMMIT, ModelHub, model_hub_server
-from book_pipeline_tests.openai_compatible_server import (
+from book_pipeline_tests.support.data_folder import qdrant_in
+from book_pipeline_tests.support.model_hub_server import COMMIT, ModelHub, model_hub_server
+from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,
     embeddings_server,
     text_vector,
 )
+from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config, steps_that_ran
 
 TEXTS = [
     "A haunted manor where ghosts walk the corridors at midnight.",

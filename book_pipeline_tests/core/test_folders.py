@@ -21,7 +21,8 @@ from book_pipeline.core.parsing import format_book_line, parse_book_file
 from book_pipeline.core.store.base import CollectionStamp
 from book_pipeline.defs.resources import BooksFolder, PipelineStateResource, folders_run_config
 from book_pipeline.defs.sensors import new_book_files_sensor
-from book_pipeline_tests.conftest import fetch_data_job, point_count, qdrant_in, steps_that_ran
+from book_pipeline_tests.support.data_folder import point_count, qdrant_in
+from book_pipeline_tests.support.runs import fetch_data_job, steps_that_ran
 
 NEW_BOOK = format_book_line(1, "The Moonstone", 1868, "Wilkie Collins", "A diamond vanishes.")
 

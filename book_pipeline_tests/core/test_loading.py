@@ -20,7 +20,7 @@ from book_pipeline.core.store.base import BookVectorStore
 from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline.core.store.server import QdrantClientStore
 from book_pipeline.core.synthetic_books import write_synthetic_books
-from book_pipeline_tests.conftest import unit_vectors
+from book_pipeline_tests.support.embedders import unit_vectors
 
 DIMENSION = 8
 MODEL = "model-a"

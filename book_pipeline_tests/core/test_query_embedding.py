@@ -18,9 +18,9 @@ from book_pipeline.core.query_embedding import BundledQueryEmbedder, query_embed
 from book_pipeline.core.search import search_books
 from book_pipeline.core.settings import DEFAULT_COLLECTION, Settings
 from book_pipeline.core.store.opening import open_vector_store
-from book_pipeline_tests.conftest import SampleLoad
 from book_pipeline_tests.core.test_embedding import sentence_transformers_folder
 from book_pipeline_tests.core.test_search import QUERIES
+from book_pipeline_tests.support.runs import SampleLoad
 
 SAMPLE_TEXTS = [
     book.embedding_text

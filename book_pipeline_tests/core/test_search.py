@@ -30,12 +30,8 @@ from book_pipeline.core.store.copying import copy_collection
 from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline.core.store.server import LOCAL_MODE_ENGINE, QdrantClientStore
 from book_pipeline.definitions import defs
-from book_pipeline_tests.conftest import (
-    SampleLoad,
-    fetch_data_job,
-    fetch_data_run_config,
-    hold_store_open,
-)
+from book_pipeline_tests.support.data_folder import hold_store_open
+from book_pipeline_tests.support.runs import SampleLoad, fetch_data_job, fetch_data_run_config
 
 SAMPLE_BOOKS = [
     book for path in sorted(SAMPLE_BOOKS_DIR.glob("*.txt")) for book in parse_book_file(path).books

@@ -10,14 +10,9 @@ import pytest
 from book_pipeline.cli import main
 from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.synthetic_books import write_synthetic_books
-from book_pipeline_tests.conftest import (
-    fetch_data_job,
-    fetch_data_run_config,
-    hold_store_open,
-    qdrant_in,
-    record_as_loaded,
-    unit_vectors,
-)
+from book_pipeline_tests.support.data_folder import hold_store_open, qdrant_in, record_as_loaded
+from book_pipeline_tests.support.embedders import unit_vectors
+from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config
 
 
 @pytest.fixture

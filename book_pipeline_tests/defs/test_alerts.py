@@ -36,8 +36,9 @@ from book_pipeline.defs.alerts import (
     book_pipeline_failure_alerts,
     email_alert_sensor,
 )
-from book_pipeline_tests.conftest import fetch_data_job, fetch_data_run_config, point_count
-from book_pipeline_tests.loopback_http import WEBHOOK_TOKEN, webhook_server
+from book_pipeline_tests.support.data_folder import point_count
+from book_pipeline_tests.support.loopback_http import WEBHOOK_TOKEN, webhook_server
+from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config
 
 BROKEN_LINE = "99 ::: A Title Without Its Year ::: Someone ::: Text"
 

@@ -15,18 +15,12 @@ from book_pipeline.core.ledger import FileState
 from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.defs.assets import book_embeddings, book_embeddings_kinds
-from book_pipeline_tests.conftest import (
-    fetch_data_job,
-    fetch_data_run_config,
-    point_count,
-    qdrant_in,
-    recorded_entries,
-    steps_that_ran,
-)
-from book_pipeline_tests.openai_compatible_server import (
+from book_pipeline_tests.support.data_folder import point_count, qdrant_in, recorded_entries
+from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,
     embeddings_server,
 )
+from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config, steps_that_ran
 
 BROKEN_LINE = "99 ::: A Title Without Its Year ::: Someone ::: Text"
 

@@ -22,7 +22,8 @@ from book_pipeline.defs.checks import (
     RetrievalReport,
     evaluate_retrieval,
 )
-from book_pipeline_tests.conftest import CountingEmbedder, SampleLoad, unit_vectors
+from book_pipeline_tests.support.embedders import CountingEmbedder, unit_vectors
+from book_pipeline_tests.support.runs import SampleLoad
 
 VectorMaker = Callable[[Sequence[BookRecord]], np.ndarray]
 

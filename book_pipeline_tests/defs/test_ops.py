@@ -23,15 +23,13 @@ from book_pipeline.core.ledger import FileState
 from book_pipeline.core.store.base import SEARCH_MODES, CollectionStamp
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.defs.checks import SELF_PROBE_COUNT
-from book_pipeline_tests.conftest import (
-    fetch_data_job,
-    fetch_data_run_config,
-    ledger_in,
-    qdrant_in,
-    recorded_entries,
+from book_pipeline_tests.support.data_folder import ledger_in, qdrant_in, recorded_entries
+from book_pipeline_tests.support.openai_compatible_server import (
+    EmbeddingsServerState,
+    embeddings_server,
 )
-from book_pipeline_tests.openai_compatible_server import EmbeddingsServerState, embeddings_server
-from book_pipeline_tests.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
+from book_pipeline_tests.support.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
+from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 BOOKS_PER_FILE = 4

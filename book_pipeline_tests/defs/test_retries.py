@@ -27,17 +27,12 @@ from book_pipeline.defs.retries import (
     STEP_RETRIES_VARIABLE,
     external_step_retry_policy,
 )
-from book_pipeline_tests.conftest import (
-    fetch_data_job,
-    fetch_data_run_config,
-    qdrant_in,
-    recorded_entries,
-    steps_that_ran,
-)
-from book_pipeline_tests.openai_compatible_server import (
+from book_pipeline_tests.support.data_folder import qdrant_in, recorded_entries
+from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,
     embeddings_server,
 )
+from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config, steps_that_ran
 
 
 def openai_run_config(

@@ -18,13 +18,9 @@ from book_pipeline.core.synthetic_books import synthetic_book_line, write_synthe
 from book_pipeline.definitions import defs
 from book_pipeline.defs.resources import BooksFolder, PipelineStateResource
 from book_pipeline.defs.sensors import BATCH_TAG, new_book_files_sensor, run_config_for
-from book_pipeline_tests.conftest import (
-    fetch_data_run_config,
-    point_count,
-    qdrant_in,
-    record_as_loaded,
-)
-from book_pipeline_tests.loopback_http import Webhook, webhook_server
+from book_pipeline_tests.support.data_folder import point_count, qdrant_in, record_as_loaded
+from book_pipeline_tests.support.loopback_http import Webhook, webhook_server
+from book_pipeline_tests.support.runs import fetch_data_run_config
 
 
 def age(paths: list[Path], seconds: int = 3600) -> None:

@@ -16,7 +16,8 @@ from book_pipeline.core.store.base import (
 )
 from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline.core.store.server import vector_params
-from book_pipeline_tests.conftest import hold_store_open, unit_vectors
+from book_pipeline_tests.support.data_folder import hold_store_open
+from book_pipeline_tests.support.embedders import unit_vectors
 
 BOOKS = parse_book_text(
     "1 ::: Emma (1815) ::: Jane Austen ::: A matchmaker errs.\n"

@@ -21,8 +21,8 @@ from book_pipeline.core.store.base import (
     book_point_id,
 )
 from book_pipeline.core.store.opening import open_vector_store
-from book_pipeline_tests.conftest import unit_vectors
-from book_pipeline_tests.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
+from book_pipeline_tests.support.embedders import unit_vectors
+from book_pipeline_tests.support.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
 
 BOOKS = parse_book_text(
     "1 ::: Emma (1815) ::: Jane Austen ::: A matchmaker errs.\n"

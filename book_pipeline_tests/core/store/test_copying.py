@@ -26,8 +26,9 @@ from book_pipeline.core.store.base import (
 )
 from book_pipeline.core.store.copying import VECTOR_TOLERANCE, copy_collection
 from book_pipeline.core.store.opening import open_vector_store
-from book_pipeline_tests.conftest import CountingEmbedder, SampleLoad
-from book_pipeline_tests.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
+from book_pipeline_tests.support.embedders import CountingEmbedder
+from book_pipeline_tests.support.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
+from book_pipeline_tests.support.runs import SampleLoad
 
 
 def all_points(store: BookVectorStore) -> dict[str, StoredPoint]:

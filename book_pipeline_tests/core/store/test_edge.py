@@ -33,7 +33,8 @@ from book_pipeline.core.store.edge import MANIFEST_NAME
 from book_pipeline.core.store.legacy import LEGACY_UPGRADE_COMMAND
 from book_pipeline.core.store.opening import open_vector_store, read_collection_stamp
 from book_pipeline.defs.resources import QdrantResource, embedded_store_paths
-from book_pipeline_tests.conftest import CountingEmbedder, hold_store_open, unit_vectors
+from book_pipeline_tests.support.data_folder import hold_store_open
+from book_pipeline_tests.support.embedders import CountingEmbedder, unit_vectors
 
 MODEL = "model-a"
 LEGACY_BOOKS = parse_book_text(

@@ -17,7 +17,7 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from book_pipeline_tests.loopback_http import JsonHandler, serve_on_loopback
+from book_pipeline_tests.support.loopback_http import JsonHandler, serve_on_loopback
 
 STUB_VERSION = "1.20.0"
 

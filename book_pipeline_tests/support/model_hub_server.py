@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from book_pipeline_tests.loopback_http import JsonHandler, serve_on_loopback
+from book_pipeline_tests.support.loopback_http import JsonHandler, serve_on_loopback
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

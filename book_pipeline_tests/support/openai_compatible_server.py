@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from book_pipeline_tests.loopback_http import JsonHandler, serve_on_loopback
+from book_pipeline_tests.support.loopback_http import JsonHandler, serve_on_loopback
 
 
 def text_vector(text: str, dimensions: int) -> list[float]:
