@@ -5,7 +5,7 @@ from collections import Counter
 import dagster as dg
 import pytest
 
-from book_pipeline.defs.simple_mapping import POSSIBLE_LENGTHS, choose_numbers, simple_mapping
+from book_pipeline.lesson.simple_mapping import POSSIBLE_LENGTHS, choose_numbers, simple_mapping
 
 SEED = 7  # Chooses [20, 51] when the length is not forced.
 
