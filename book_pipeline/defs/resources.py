@@ -49,21 +49,18 @@ def _from_variable(variable: Variable[Any], value: Any) -> Any:
     return dg.EnvVar.int(variable.name) if isinstance(value, int) else dg.EnvVar(variable.name)
 
 
+def _field(variable: Variable[Any]) -> Any:
+    """A resource field that a variable sets: its default and description come from the table."""
+    return Field(default=variable.default, description=variable.description)
+
+
 class BooksFolder(dg.ConfigurableResource):
     """Where the bookstore drops its description files (`BOOK_PIPELINE_BOOKS_DIR`)."""
 
     path: str | None = Field(default=None, description=VARIABLES.books_dir.description)
-    settle_seconds: int = Field(
-        default=VARIABLES.settle_seconds.default,
-        description=VARIABLES.settle_seconds.description,
-    )
-    max_files_per_run: int = Field(
-        default=VARIABLES.max_files_per_run.default,
-        description=VARIABLES.max_files_per_run.description,
-    )
-    max_file_mb: int = Field(
-        default=VARIABLES.max_file_mb.default, description=VARIABLES.max_file_mb.description
-    )
+    settle_seconds: int = _field(VARIABLES.settle_seconds)
+    max_files_per_run: int = _field(VARIABLES.max_files_per_run)
+    max_file_mb: int = _field(VARIABLES.max_file_mb)
 
     @property
     def _settings(self) -> Settings:
@@ -146,36 +143,14 @@ class PipelineStateResource(dg.ConfigurableResource):
 class CollectionLayout(dg.Config):
     """How a new collection is laid out (the `QDRANT_*` layout variables, docs/qdrant.md)."""
 
-    shard_number: int | None = Field(
-        default=VARIABLES.shard_number.default, description=VARIABLES.shard_number.description
-    )
-    replication_factor: int | None = Field(
-        default=VARIABLES.replication_factor.default,
-        description=VARIABLES.replication_factor.description,
-    )
-    write_consistency_factor: int | None = Field(
-        default=VARIABLES.write_consistency_factor.default,
-        description=VARIABLES.write_consistency_factor.description,
-    )
-    on_disk_vectors: bool = Field(
-        default=VARIABLES.on_disk_vectors.default,
-        description=VARIABLES.on_disk_vectors.description,
-    )
-    on_disk_payload: bool | None = Field(
-        default=VARIABLES.on_disk_payload.default,
-        description=VARIABLES.on_disk_payload.description,
-    )
-    hnsw_m: int | None = Field(
-        default=VARIABLES.hnsw_m.default, description=VARIABLES.hnsw_m.description
-    )
-    hnsw_ef_construct: int | None = Field(
-        default=VARIABLES.hnsw_ef_construct.default,
-        description=VARIABLES.hnsw_ef_construct.description,
-    )
-    int8_quantization: bool = Field(
-        default=VARIABLES.int8_quantization.default,
-        description=VARIABLES.int8_quantization.description,
-    )
+    shard_number: int | None = _field(VARIABLES.shard_number)
+    replication_factor: int | None = _field(VARIABLES.replication_factor)
+    write_consistency_factor: int | None = _field(VARIABLES.write_consistency_factor)
+    on_disk_vectors: bool = _field(VARIABLES.on_disk_vectors)
+    on_disk_payload: bool | None = _field(VARIABLES.on_disk_payload)
+    hnsw_m: int | None = _field(VARIABLES.hnsw_m)
+    hnsw_ef_construct: int | None = _field(VARIABLES.hnsw_ef_construct)
+    int8_quantization: bool = _field(VARIABLES.int8_quantization)
 
     @classmethod
     def from_settings(cls, settings: CollectionSettings) -> "CollectionLayout":
