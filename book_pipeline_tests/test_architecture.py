@@ -1,6 +1,7 @@
 """The layout's promise: the core and the CLI run where Dagster cannot even be imported, and each
 CLI command loads only what it needs."""
 
+import ast
 import json
 import os
 import pkgutil
@@ -163,3 +164,39 @@ def test_cli_commands_load_no_dagster_and_only_what_they_need(
     assert report["code"] == 0
     assert set(report["loaded"]) <= allowed, report["loaded"]
     assert "dagster" not in report["loaded"]
+
+
+# `os`'s ways into the process environment; a copy of it for a child process counts too.
+ENVIRONMENT_NAMES = {"environ", "environb", "getenv", "getenvb"}
+
+
+def environment_reads(path: Path) -> list[int]:
+    """The lines of a module that touch the environment: `os.environ`, `os.getenv`, or an import
+    of either from `os`."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        attribute_of_os = (
+            isinstance(node, ast.Attribute)
+            and node.attr in ENVIRONMENT_NAMES
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+        )
+        import_from_os = (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and any(alias.name in ENVIRONMENT_NAMES for alias in node.names)
+        )
+        if attribute_of_os or import_from_os:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_configuration_module_reads_the_environment() -> None:
+    """Every variable is a row of core/settings.py's table; everyone else reads through it."""
+    package = Path(book_pipeline.core.__file__).parents[1]
+    reads = {
+        str(path.relative_to(package)): lines
+        for path in sorted(package.rglob("*.py"))
+        if (lines := environment_reads(path))
+    }
+    assert list(reads) == ["core/settings.py"], reads
