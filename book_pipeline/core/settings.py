@@ -66,14 +66,14 @@ def whole_number(value: str) -> int:
         raise ValueError(f"must be a whole number, got {value.strip()!r}") from None
 
 
-def count(value: str) -> int:
+def whole_number_at_least_zero(value: str) -> int:
     number = whole_number(value)
     if number < 0:
         raise ValueError(f"must be a whole number of at least 0, got {value.strip()!r}")
     return number
 
 
-def non_negative_number(value: str) -> float:
+def number_at_least_zero(value: str) -> float:
     refusal = ValueError(f"must be a number of at least 0, got {value.strip()!r}")
     try:
         number = float(value.strip())
@@ -269,13 +269,13 @@ class Variables:
     )
     step_retries = Variable(
         "BOOK_PIPELINE_STEP_RETRIES",
-        count,
+        whole_number_at_least_zero,
         3,
         "Step retries of the embed and load steps (0: none); read when the code location loads",
     )
     retry_delay_seconds = Variable(
         "BOOK_PIPELINE_RETRY_DELAY_SECONDS",
-        non_negative_number,
+        number_at_least_zero,
         2.0,
         "Base delay of those retries: about 2, 6, 14 s (exponential), each give or take 2 s "
         "(jitter)",
