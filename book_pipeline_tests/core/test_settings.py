@@ -1,5 +1,6 @@
 """The configuration read from the environment, as the CLI uses it and the resources wrap it."""
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,16 @@ def test_no_secret_shows_in_a_printed_settings() -> None:
 
     assert "planted-" not in printed
     assert "collection='books'" in printed
+
+
+def test_every_row_of_the_table_is_a_setting_and_every_setting_a_row() -> None:
+    """A new variable is a row of `Variables` and a field of `Settings` of the same name."""
+    rows = {attribute for attribute, _ in VARIABLES.items()}
+    not_variables = {"collection_settings", "lock_wait_seconds"}
+    settings = {field.name for field in fields(Settings)} - not_variables
+    layout = {field.name for field in fields(CollectionSettings)}
+
+    assert rows == settings | layout
 
 
 def test_every_variable_has_a_name_and_a_description_of_its_own() -> None:
