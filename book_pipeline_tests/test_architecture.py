@@ -238,3 +238,39 @@ def test_only_the_server_engine_imports_qdrant_client() -> None:
         if "qdrant_client" in path.read_text()
     )
     assert importers == ["core/store/server.py"]
+
+
+# `os`'s ways into the process environment; a copy of it for a child process counts too.
+ENVIRONMENT_NAMES = {"environ", "environb", "getenv", "getenvb"}
+
+
+def environment_reads(path: Path) -> list[int]:
+    """The lines of a module that touch the environment: `os.environ`, `os.getenv`, or an import
+    of either from `os`."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        attribute_of_os = (
+            isinstance(node, ast.Attribute)
+            and node.attr in ENVIRONMENT_NAMES
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+        )
+        import_from_os = (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and any(alias.name in ENVIRONMENT_NAMES for alias in node.names)
+        )
+        if attribute_of_os or import_from_os:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_configuration_module_reads_the_environment() -> None:
+    """Every variable is a row of core/settings.py's table; everyone else reads through it."""
+    package = Path(book_pipeline.core.__file__).parents[1]
+    reads = {
+        str(path.relative_to(package)): lines
+        for path in sorted(package.rglob("*.py"))
+        if (lines := environment_reads(path))
+    }
+    assert list(reads) == ["core/settings.py"], reads

@@ -12,12 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from book_pipeline.core.fail_points import (
-    AFTER_FIRST_BATCH,
-    BEFORE_RECORDING_THE_LOAD,
-    FAIL_POINT_ENV,
-)
+from book_pipeline.core.fail_points import AFTER_FIRST_BATCH, BEFORE_RECORDING_THE_LOAD
 from book_pipeline.core.ledger import FileState
+from book_pipeline.core.settings import VARIABLES
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline_tests.support.data_folder import point_count, qdrant_in, recorded_entries
 from book_pipeline_tests.support.openai_compatible_server import (
@@ -63,7 +60,9 @@ def loaded_files(data_dir: Path) -> dict[str, int]:
 
 def killed_at(fail_point: str, dagster_home: Path, cwd: Path, environment: dict[str, str]) -> str:
     """Run fetch_data with the fail point armed; it must die there, by SIGKILL."""
-    killed = dagster_job_execute(dagster_home, cwd, {**environment, FAIL_POINT_ENV: fail_point})
+    killed = dagster_job_execute(
+        dagster_home, cwd, {**environment, VARIABLES.fail_point.name: fail_point}
+    )
     output, _ = killed.communicate(timeout=300)
     assert killed.returncode == -signal.SIGKILL, output[-3000:]
     return output

@@ -64,7 +64,8 @@ def test_readme_is_short_and_its_variables_are_in_the_reference() -> None:
     readme_variables = re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE)
     assert readme_variables, "README.md has no table of variables"
     for variable in readme_variables:
-        assert f"| `{variable}` |" in reference
+        # Dagster's own variable is explained in the reference's text, not in the project's table.
+        assert (f"`{variable}`" if variable == "DAGSTER_HOME" else f"| `{variable}` |") in reference
 
 
 def outside_code(markdown: str) -> str:

@@ -12,15 +12,13 @@ from pathlib import Path
 from book_pipeline.cli.common import EXIT_OK, CliError
 from book_pipeline.core.book_files import BOOK_FILE_SUFFIX, is_book_file_name, too_big
 from book_pipeline.core.folders import (
-    BOOKS_DIR_ENV,
     DEFAULT_BOOKS_DIR,
     SAMPLE_BOOKS_DIR,
     create_user_books_dir,
-    default_books_dir,
     is_sample_folder,
 )
 from book_pipeline.core.parsing import BookFileError, parse_book_bytes
-from book_pipeline.core.settings import Settings
+from book_pipeline.core.settings import VARIABLES, Settings
 
 # mkstemp creates 0600 files; the webserver or daemon reading the folder may run as another user.
 BOOK_FILE_MODE = 0o644
@@ -43,8 +41,8 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     add_books.add_argument(
         "--books-dir",
         type=Path,
-        help=f"books folder (default: ${BOOKS_DIR_ENV}, else ./{DEFAULT_BOOKS_DIR}, created with "
-        "copies of the bundled samples when it does not exist)",
+        help=f"books folder (default: ${VARIABLES.books_dir.name}, else ./{DEFAULT_BOOKS_DIR}, "
+        "created with copies of the bundled samples when it does not exist)",
     )
     add_books.add_argument(
         "--overwrite", action="store_true", help="replace the file if it already exists"
@@ -85,20 +83,19 @@ def run_add_books(args: argparse.Namespace) -> int:
 def folder_to_write(books_dir: Path | None) -> tuple[Path, bool]:
     """The folder the pipeline reads, so a file added here is one it sees; and whether it is
     ./books still to be created (user files never go into the package's sample folder)."""
-    chosen = books_dir or os.environ.get(BOOKS_DIR_ENV)
+    chosen = books_dir or Settings.from_environment().books_dir
+    folder = Settings(books_dir=chosen).books_folder
     if chosen:
-        folder = Path(chosen).expanduser().resolve()
         if not folder.is_dir():
             raise CliError(f"books folder does not exist: {folder}")
         return folder, False
-    folder = default_books_dir()
     if not is_sample_folder(folder):
         return folder, False
     user_folder = Path(DEFAULT_BOOKS_DIR).resolve()
     if user_folder.exists():
         raise CliError(
             f"{user_folder} is not a folder; move it away, or choose the books folder with "
-            f"--books-dir or {BOOKS_DIR_ENV}"
+            f"--books-dir or {VARIABLES.books_dir.name}"
         )
     return user_folder, True
 

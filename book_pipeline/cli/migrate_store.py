@@ -4,20 +4,17 @@ another folder, verified; nothing is re-embedded."""
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import re
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from book_pipeline.cli.common import EXIT_OK, CliError, say, store_errors
-from book_pipeline.core.settings import QDRANT_API_KEY_ENV, Settings
+from book_pipeline.core.settings import VARIABLES, Settings
 
 if TYPE_CHECKING:
     from book_pipeline.core.store.base import BookVectorStore
-
-
-DEFAULT_API_KEY_ENV = QDRANT_API_KEY_ENV
 
 
 MIGRATE_BATCH_SIZE = 256
@@ -61,7 +58,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
             f"--{end}-api-key-env",
             metavar="VAR",
             help=f"the NAME of the environment variable holding the {end} server's API key "
-            f"(default: {DEFAULT_API_KEY_ENV}, if set); never the key itself",
+            f"(default: {VARIABLES.qdrant_api_key.name}, if set); never the key itself",
         )
     migrate.add_argument(
         "--to-collection", metavar="NAME", help="target collection (default: the same name)"
@@ -174,13 +171,14 @@ def run_migrate_store(args: argparse.Namespace) -> int:
 
 def _api_key_from_environment(variable: str | None) -> str | None:
     """The key is read from a variable named on the command line: argv is visible to every user."""
-    name = variable or DEFAULT_API_KEY_ENV
+    name = variable or VARIABLES.qdrant_api_key.name
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise CliError(
             "--to-api-key-env takes the name of an environment variable that holds the key, "
             "not the key itself"
         )
-    key = os.environ.get(name)
+    # Read as QDRANT_API_KEY is, under the name given.
+    key = dataclasses.replace(VARIABLES.qdrant_api_key, name=name).read()
     if variable is not None and not key:
         raise CliError(f"the environment variable {name} is not set")
     return key or None

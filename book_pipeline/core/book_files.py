@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 BOOK_FILE_SUFFIX = ".txt"
-# Bigger files are refused from their stat, before a byte is read (BOOK_PIPELINE_MAX_FILE_MB).
+# Bigger files are refused from their stat, before a byte is read (BOOK_PIPELINE_MAX_FILE_MB, a
+# variable of core/settings.py's table, which imports this module: the message spells its name).
 DEFAULT_MAX_FILE_MB = 50
-MAX_FILE_MB_VARIABLE = "BOOK_PIPELINE_MAX_FILE_MB"
 BYTES_PER_MB = 1024 * 1024
 # The ledger's content hash of a file refused before it was read (too big, symlink outside).
 UNREAD_SHA256 = ""
@@ -196,5 +196,5 @@ def too_big(file_name: str, size: int, max_bytes: int) -> BookFileError:
         file_name,
         None,
         f"the file is {size:,} bytes ({size / BYTES_PER_MB:.1f} MiB), over the limit of "
-        f"{max_bytes / BYTES_PER_MB:g} MiB ({MAX_FILE_MB_VARIABLE}): refused before parsing",
+        f"{max_bytes / BYTES_PER_MB:g} MiB (BOOK_PIPELINE_MAX_FILE_MB): refused before parsing",
     )

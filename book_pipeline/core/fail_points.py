@@ -8,7 +8,8 @@ wherever a sleep happens to end. Unarmed, a fail point is one dictionary lookup.
 import os
 import signal
 
-FAIL_POINT_ENV = "BOOK_PIPELINE_FAIL_POINT"
+from book_pipeline.core.settings import VARIABLES
+
 # The load has written some of its points, not all.
 AFTER_FIRST_BATCH = "load:after_first_batch"
 # The load's points are durable in the store, the ledger does not record them yet.
@@ -17,5 +18,5 @@ BEFORE_RECORDING_THE_LOAD = "load:before_recording"
 
 def fail_point(name: str) -> None:
     """Die here, at once and without cleanup (SIGKILL), when a test armed this point."""
-    if os.environ.get(FAIL_POINT_ENV) == name:
+    if VARIABLES.fail_point.read() == name:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from book_pipeline.core.book_files import list_book_files
 
-BOOKS_DIR_ENV = "BOOK_PIPELINE_BOOKS_DIR"
 # Both relative to the working directory, side by side.
 DEFAULT_BOOKS_DIR = "books"
 DEFAULT_DATA_DIR = "data"

@@ -13,7 +13,6 @@ down or refuses the message is logged as an error, never raised: the sensor goes
 import html
 import json
 import logging
-import os
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -22,18 +21,11 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 
-WEBHOOK_URL_VARIABLE = "BOOK_PIPELINE_ALERT_WEBHOOK_URL"
-EMAIL_TO_VARIABLE = "BOOK_PIPELINE_ALERT_EMAIL_TO"
-EMAIL_FROM_VARIABLE = "BOOK_PIPELINE_ALERT_EMAIL_FROM"
-SMTP_HOST_VARIABLE = "BOOK_PIPELINE_ALERT_SMTP_HOST"
-SMTP_PORT_VARIABLE = "BOOK_PIPELINE_ALERT_SMTP_PORT"
-SMTP_PASSWORD_VARIABLE = "BOOK_PIPELINE_ALERT_SMTP_PASSWORD"
+from book_pipeline.core.settings import SMTP_SSL_PORT, VARIABLES, Settings
 
 ALERT_SENSOR_NAME = "book_pipeline_failure_alerts"
 EMAIL_SENSOR_NAME = "book_pipeline_failure_email"
 WEBHOOK_TIMEOUT_SECONDS = 10.0
-# Port 465 speaks TLS from the start; any other port (587, 25) upgrades with STARTTLS.
-SMTP_SSL_PORT = 465
 # A run with hundreds of failed copies still makes a message a person reads.
 _LISTED_STEPS_LIMIT = 20
 _ERROR_CHARS_LIMIT = 500
@@ -176,7 +168,7 @@ def webhook_host(url: str) -> str:
 def post_alert(url: str, alert: RunFailureAlert, timeout: float = WEBHOOK_TIMEOUT_SECONDS) -> int:
     """POST the alert's JSON to the webhook; its HTTP status, or an exception (not logged here)."""
     if urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError(f"{WEBHOOK_URL_VARIABLE} must be an http(s) URL")
+        raise ValueError(f"{VARIABLES.alert_webhook_url.name} must be an http(s) URL")
     request = urllib.request.Request(
         url,
         data=json.dumps(alert.payload()).encode(),
@@ -206,14 +198,14 @@ def alert_log_line(alert: RunFailureAlert) -> str:
     default_status=dg.DefaultSensorStatus.RUNNING,
     monitor_all_code_locations=False,
     description="Every failed run of this code location: a JSON log line, and a POST to the "
-    f"webhook in {WEBHOOK_URL_VARIABLE} when it is set.",
+    f"webhook in {VARIABLES.alert_webhook_url.name} when it is set.",
 )
 def book_pipeline_failure_alerts(context: dg.RunFailureSensorContext) -> None:
     alert = build_alert(
         context.dagster_run, context.get_step_failure_events(), context.failure_event
     )
     context.log.error(alert_log_line(alert))
-    url = os.environ.get(WEBHOOK_URL_VARIABLE, "").strip()
+    url = VARIABLES.alert_webhook_url.read()
     if not url:
         return
     host = webhook_host(url)
@@ -237,26 +229,32 @@ def _email_subject(context: dg.RunFailureSensorContext) -> str:
     return f"[book_pipeline] {run.job_name} failed: run {run.run_id}"
 
 
-def email_alert_sensor(environ: Mapping[str, str] = os.environ) -> dg.SensorDefinition | None:
+def email_alert_sensor(environ: Mapping[str, str] | None = None) -> dg.SensorDefinition | None:
     """Dagster's email-on-failure sensor, when `BOOK_PIPELINE_ALERT_EMAIL_TO` (comma-separated)
-    and the sender and SMTP variables are set; the password is read from the environment only."""
-    addresses = environ.get(EMAIL_TO_VARIABLE, "").split(",")
-    recipients = [address.strip() for address in addresses if address.strip()]
-    if not recipients:
+    and the sender and SMTP variables are set (in `environ` when given); the password is read
+    from the environment only."""
+    settings = Settings.from_environment(environ)
+    if not settings.alert_email_to:
         return None
-    required = (EMAIL_FROM_VARIABLE, SMTP_HOST_VARIABLE, SMTP_PASSWORD_VARIABLE)
-    missing = [name for name in required if not environ.get(name)]
+    required = (
+        (VARIABLES.alert_email_from, settings.alert_email_from),
+        (VARIABLES.alert_smtp_host, settings.alert_smtp_host),
+        (VARIABLES.alert_smtp_password, settings.alert_smtp_password),
+    )
+    missing = [variable.name for variable, value in required if not value]
     if missing:
-        logger.warning(f"{EMAIL_TO_VARIABLE} is set but {', '.join(missing)} not: no email alerts")
+        logger.warning(
+            f"{VARIABLES.alert_email_to.name} is set but {', '.join(missing)} not: no email alerts"
+        )
         return None
-    port = int(environ.get(SMTP_PORT_VARIABLE) or SMTP_SSL_PORT)
+    port = settings.alert_smtp_port
     return dg.make_email_on_run_failure_sensor(
-        email_from=environ[EMAIL_FROM_VARIABLE],
-        email_password=environ[SMTP_PASSWORD_VARIABLE],
-        email_to=recipients,
+        email_from=settings.alert_email_from,
+        email_password=settings.alert_smtp_password,
+        email_to=list(settings.alert_email_to),
         email_body_fn=_email_body,
         email_subject_fn=_email_subject,
-        smtp_host=environ[SMTP_HOST_VARIABLE],
+        smtp_host=settings.alert_smtp_host,
         smtp_type="SSL" if port == SMTP_SSL_PORT else "STARTTLS",
         smtp_port=port,
         name=EMAIL_SENSOR_NAME,

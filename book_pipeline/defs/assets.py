@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from book_pipeline.core.settings import configured_embedder_provider
+from book_pipeline.core.settings import VARIABLES
 from book_pipeline.defs.ops import (
     check_every_file_accepted,
     create_vector_embeddings,
@@ -32,7 +32,7 @@ EVERY_FILE_ACCEPTED = dg.AssetCheckSpec(
 
 @dg.graph_asset(
     group_name=BOOKS_GROUP,
-    kinds=book_embeddings_kinds(configured_embedder_provider()),
+    kinds=book_embeddings_kinds(VARIABLES.embedder.read()),
     check_specs=[EVERY_FILE_ACCEPTED],
 )
 def book_embeddings():

@@ -15,23 +15,22 @@ Dagster instance (deploy/dagster.yaml) and see the same DAGSTER_HOME storage fol
 pass their outputs to each other (the fs IO manager), and the same books and data folders.
 """
 
-import os
+from typing import Any
 
 import dagster as dg
 
+from book_pipeline.core.settings import VARIABLES, Variable
 from book_pipeline.defs.assets import book_embeddings
 
-DEFAULT_CELERY_BROKER = "redis://127.0.0.1:6379/0"
 
-
-def _env_or(name: str, default: str | dict[str, str]) -> str | dict[str, str]:
+def _env_reference_or(variable: Variable[Any], default: object) -> object:
     # An `env:` reference when set, so a broker password is read at run time, never stored.
-    return {"env": name} if os.environ.get(name) else default
+    return {"env": variable.name} if variable.is_set() else default
 
 
 def celery_executor_config() -> dict[str, object]:
-    broker = _env_or("BOOK_PIPELINE_CELERY_BROKER", DEFAULT_CELERY_BROKER)
-    return {"broker": broker, "backend": _env_or("BOOK_PIPELINE_CELERY_BACKEND", broker)}
+    broker = _env_reference_or(VARIABLES.celery_broker, VARIABLES.celery_broker.default)
+    return {"broker": broker, "backend": _env_reference_or(VARIABLES.celery_backend, broker)}
 
 
 def deploy_jobs() -> list:

@@ -1,25 +1,23 @@
 """Jobs: fetch_data materializes book_embeddings, as the lesson's DAG of the same name;
 query_data searches it."""
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
+from book_pipeline.core.settings import Settings
 from book_pipeline.defs.assets import book_embeddings
 from book_pipeline.defs.query_ops import search_loaded_books
 
-LOG_LEVEL_VARIABLE = "BOOK_PIPELINE_LOG_LEVEL"
 
-
-def console_log_run_config(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+def console_log_run_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The console logger at `BOOK_PIPELINE_LOG_LEVEL` (default INFO), as a job's default config.
 
     A run whose config does not name a logger gets Dagster's console logger at DEBUG (or the
     instance's `python_log_level`): ~150 lines for the 45 sample books, three per step.
     """
-    level = (environ.get(LOG_LEVEL_VARIABLE) or "INFO").strip().upper()
+    level = Settings.from_environment(environ).log_level
     return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 

@@ -4,9 +4,9 @@ Each wraps the core (`book_pipeline.core`); their values come from `Settings.fro
 the configuration the `book-pipeline` command reads too.
 """
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +14,6 @@ import dagster as dg
 import diskcache
 from pydantic import Field
 
-from book_pipeline.core.book_files import BYTES_PER_MB, DEFAULT_MAX_FILE_MB, MAX_FILE_MB_VARIABLE
 from book_pipeline.core.embedding import (
     LOCAL_MODEL_NAME,
     OPENAI_DEFAULT_MODEL,
@@ -22,78 +21,61 @@ from book_pipeline.core.embedding import (
     configured_embedder,
 )
 from book_pipeline.core.embedding_cache import open_embedding_cache
-from book_pipeline.core.folders import BOOKS_DIR_ENV, DEFAULT_DATA_DIR, default_books_dir
 from book_pipeline.core.ledger import LoadLedger
 from book_pipeline.core.settings import (
-    COLLECTION_ENV,
-    DEFAULT_COLLECTION,
     DEFAULT_LOCK_WAIT_SECONDS,
-    DEFAULT_MAX_FILES_PER_RUN,
     DEFAULT_OPENAI_MAX_RETRIES,
-    DEFAULT_SETTLE_SECONDS,
-    EDGE_FOLDER_NAME,
-    EMBEDDING_CACHE_FOLDER,
-    EMBEDDING_MODEL_ENV,
-    LEDGER_FILE_NAME,
-    LEGACY_FOLDER_NAME,
-    MAX_FILES_PER_RUN_ENV,
-    MODEL_CACHE_FOLDER,
-    OPENAI_API_KEY_ENV,
-    OPENAI_BASE_URL_ENV,
-    QDRANT_API_KEY_ENV,
-    QDRANT_URL_ENV,
-    SETTLE_SECONDS_ENV,
+    VARIABLES,
     CollectionSettings,
     Settings,
+    Variable,
 )
 from book_pipeline.core.store.base import BookVectorStore, CollectionStamp
 from book_pipeline.core.store.opening import open_vector_store, read_collection_stamp
 
-
-def env_or_default(name: str, default: str | None) -> str | dg.EnvVar | None:
-    """Use the variable when it is set; the UI then shows its name, never a secret's value."""
-    return dg.EnvVar(name) if os.environ.get(name) else default
+DEFAULTS = Settings()
 
 
-def env_int_or_default(name: str, default: int | None) -> int | dg.EnvVar | None:
-    """The same for a number; `Settings` has already checked that it is one."""
-    return dg.EnvVar.int(name) if os.environ.get(name) else default
+def _from_variable(variable: Variable[Any], value: Any) -> Any:
+    """`value`, or an `EnvVar` when the variable is set: the UI then shows the variable's name,
+    never a secret's value. `Settings` has already checked it; a yes/no stays a plain value (an
+    `EnvVar` holds text or a whole number)."""
+    if isinstance(value, bool) or not variable.is_set():
+        return value
+    return dg.EnvVar.int(variable.name) if isinstance(value, int) else dg.EnvVar(variable.name)
+
+
+def _field(variable: Variable[Any]) -> Any:
+    """A resource field that a variable sets: its default and description come from the table."""
+    return Field(default=variable.default, description=variable.description)
 
 
 class BooksFolder(dg.ConfigurableResource):
     """Where the bookstore drops its description files (`BOOK_PIPELINE_BOOKS_DIR`)."""
 
-    path: str | None = Field(
-        default=None,
-        description="Folder of .txt description files; unset: books/ in the working directory, "
-        "or the bundled samples while it does not exist",
-    )
-    settle_seconds: int = Field(
-        default=DEFAULT_SETTLE_SECONDS,
-        description="A file unchanged for this long (or since the sensor's previous tick) is "
-        "complete and may be loaded",
-    )
-    max_files_per_run: int = Field(
-        default=DEFAULT_MAX_FILES_PER_RUN, description="The sensor's largest batch of files"
-    )
-    max_file_mb: int = Field(
-        default=DEFAULT_MAX_FILE_MB,
-        description="A bigger file (in MiB) is refused from its size, before it is read",
-    )
+    path: str | None = Field(default=None, description=VARIABLES.books_dir.description)
+    settle_seconds: int = _field(VARIABLES.settle_seconds)
+    max_files_per_run: int = _field(VARIABLES.max_files_per_run)
+    max_file_mb: int = _field(VARIABLES.max_file_mb)
+
+    @property
+    def _settings(self) -> Settings:
+        books_dir = Path(self.path) if self.path else None
+        return Settings(books_dir=books_dir, max_file_mb=self.max_file_mb)
 
     @property
     def folder(self) -> Path:
-        return Path(self.path).expanduser().resolve() if self.path else default_books_dir()
+        return self._settings.books_folder
 
     @property
     def max_file_bytes(self) -> int:
-        return self.max_file_mb * BYTES_PER_MB
+        return self._settings.max_file_bytes
 
 
 class EmbedderResource(dg.ConfigurableResource):
     """The model that turns book texts into vectors (`BOOK_PIPELINE_EMBEDDER`, `..._MODEL`)."""
 
-    provider: Literal["local", "openai"] = "local"
+    provider: Literal["local", "openai"] = VARIABLES.embedder.default
     model: str | None = Field(
         default=None,
         description=f"local: {LOCAL_MODEL_NAME} (bundled, offline) by default, any fastembed "
@@ -101,7 +83,7 @@ class EmbedderResource(dg.ConfigurableResource):
         f"openai: defaults to {OPENAI_DEFAULT_MODEL}",
     )
     model_cache_dir: str = Field(
-        default=str(Path(DEFAULT_DATA_DIR) / MODEL_CACHE_FOLDER),
+        default=str(DEFAULTS.model_cache_dir),
         description="Where local models named by `model` are downloaded and looked up",
     )
     dimensions: int | None = Field(
@@ -135,29 +117,62 @@ class PipelineStateResource(dg.ConfigurableResource):
     """What the project remembers between runs (`BOOK_PIPELINE_DATA_DIR`): the load ledger and
     the embedding cache."""
 
-    data_dir: str = Field(default=DEFAULT_DATA_DIR, description="Folder of the project's state")
+    data_dir: str = Field(
+        default=str(VARIABLES.data_dir.default), description="Folder of the project's state"
+    )
+
+    @property
+    def _settings(self) -> Settings:
+        return Settings(data_dir=Path(self.data_dir))
 
     @property
     def folder(self) -> Path:
-        return Path(self.data_dir).expanduser().resolve()
+        return self._settings.state_folder
 
     def ledger(self) -> LoadLedger:
-        return LoadLedger(self.folder / LEDGER_FILE_NAME)
+        return LoadLedger(self._settings.ledger_path)
 
     def embedding_cache(self) -> diskcache.Cache:
-        return open_embedding_cache(self.folder / EMBEDDING_CACHE_FOLDER)
+        return open_embedding_cache(self._settings.embedding_cache_path)
+
+
+class CollectionLayout(dg.Config):
+    """How a new collection is laid out (the `QDRANT_*` layout variables, docs/qdrant.md)."""
+
+    shard_number: int | None = _field(VARIABLES.shard_number)
+    replication_factor: int | None = _field(VARIABLES.replication_factor)
+    write_consistency_factor: int | None = _field(VARIABLES.write_consistency_factor)
+    on_disk_vectors: bool = _field(VARIABLES.on_disk_vectors)
+    on_disk_payload: bool | None = _field(VARIABLES.on_disk_payload)
+    hnsw_m: int | None = _field(VARIABLES.hnsw_m)
+    hnsw_ef_construct: int | None = _field(VARIABLES.hnsw_ef_construct)
+    int8_quantization: bool = _field(VARIABLES.int8_quantization)
+
+    @classmethod
+    def from_settings(cls, settings: CollectionSettings) -> "CollectionLayout":
+        return cls(
+            **{
+                name: _from_variable(getattr(VARIABLES, name), value)
+                for name, value in asdict(settings).items()
+            }
+        )
+
+    def collection_settings(self) -> CollectionSettings:
+        return CollectionSettings(
+            **{field.name: getattr(self, field.name) for field in fields(CollectionSettings)}
+        )
 
 
 class QdrantResource(dg.ConfigurableResource):
     """Qdrant: a server when `url` is set (`QDRANT_URL`), else an embedded Qdrant Edge store."""
 
-    collection: str = DEFAULT_COLLECTION
+    collection: str = VARIABLES.collection.default
     local_path: str = Field(
-        default=str(Path(DEFAULT_DATA_DIR) / EDGE_FOLDER_NAME),
+        default=str(DEFAULTS.edge_path),
         description="Folder of the embedded Qdrant Edge store, used when no url is set",
     )
     legacy_path: str | None = Field(
-        default=str(Path(DEFAULT_DATA_DIR) / LEGACY_FOLDER_NAME),
+        default=str(DEFAULTS.legacy_path),
         description="The previous version's embedded store (qdrant-client local mode): its "
         "collection is copied into the Edge store on the first open, then never touched",
     )
@@ -167,44 +182,14 @@ class QdrantResource(dg.ConfigurableResource):
         default=DEFAULT_LOCK_WAIT_SECONDS,
         description="How long to wait for the embedded store while another process has it open",
     )
-    # How a new collection is laid out on a server (docs/qdrant.md); unset: the server's default.
-    shard_number: int | None = Field(
-        default=None, description="Shards of a new collection, spread over the cluster's nodes"
-    )
-    replication_factor: int | None = Field(
-        default=None, description="Copies of each shard of a new collection, on different nodes"
-    )
-    write_consistency_factor: int | None = Field(
-        default=None, description="Replicas that must confirm a write before it succeeds"
-    )
-    on_disk_vectors: bool = Field(
-        default=False, description="Keep a new collection's original vectors on disk (mmap)"
-    )
-    on_disk_payload: bool | None = Field(
-        default=None,
-        description="Keep a new collection's payloads on disk (indexed fields stay in RAM)",
-    )
-    hnsw_m: int | None = Field(default=None, description="HNSW graph links per point (server: 16)")
-    hnsw_ef_construct: int | None = Field(
-        default=None, description="HNSW candidates while building the graph (server: 100)"
-    )
-    int8_quantization: bool = Field(
-        default=False,
-        description="Also keep an int8 copy of each vector in RAM for search (a quarter the size)",
+    layout: CollectionLayout = Field(
+        default=CollectionLayout(),
+        description="How a new collection is laid out; unset: the engine's default",
     )
 
     @property
     def collection_settings(self) -> CollectionSettings:
-        return CollectionSettings(
-            shard_number=self.shard_number,
-            replication_factor=self.replication_factor,
-            write_consistency_factor=self.write_consistency_factor,
-            on_disk_vectors=self.on_disk_vectors,
-            on_disk_payload=self.on_disk_payload,
-            hnsw_m=self.hnsw_m,
-            hnsw_ef_construct=self.hnsw_ef_construct,
-            int8_quantization=self.int8_quantization,
-        )
+        return self.layout.collection_settings()
 
     @property
     def location(self) -> str:
@@ -236,62 +221,49 @@ class QdrantResource(dg.ConfigurableResource):
 
 def embedded_store_paths(data_dir: Path) -> dict[str, str]:
     """QdrantResource's folders in a data folder: the Edge store and the previous version's."""
-    return {
-        "local_path": str(data_dir / EDGE_FOLDER_NAME),
-        "legacy_path": str(data_dir / LEGACY_FOLDER_NAME),
-    }
+    settings = Settings(data_dir=data_dir)
+    return {"local_path": str(settings.edge_path), "legacy_path": str(settings.legacy_path)}
 
 
 def folders_run_config(books_dir: Path, data_dir: Path) -> dict[str, Any]:
     """Run config pointing one run's resources at these folders (state and store in `data_dir`)."""
+    model_cache_dir = Settings(data_dir=data_dir).model_cache_dir
     return {
         "books_folder": {"config": {"path": str(books_dir)}},
-        "embedder": {"config": {"model_cache_dir": str(data_dir / MODEL_CACHE_FOLDER)}},
+        "embedder": {"config": {"model_cache_dir": str(model_cache_dir)}},
         "qdrant": {"config": embedded_store_paths(data_dir)},
         "pipeline_state": {"config": {"data_dir": str(data_dir)}},
     }
 
 
 def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
-    """The code location's resources: `Settings.from_environment()`, with every variable that is
-    set passed as an `EnvVar`, so the UI shows its name rather than its value."""
+    """The code location's resources, from `Settings.from_environment()`; every variable that is
+    set is passed as an `EnvVar`, so the UI shows its name rather than its value."""
     settings = Settings.from_environment()
-    layout = settings.collection_settings
     return {
         "books_folder": BooksFolder(
-            path=env_or_default(BOOKS_DIR_ENV, None),
-            settle_seconds=env_int_or_default(SETTLE_SECONDS_ENV, settings.settle_seconds),
-            max_files_per_run=env_int_or_default(MAX_FILES_PER_RUN_ENV, settings.max_files_per_run),
-            max_file_mb=env_int_or_default(MAX_FILE_MB_VARIABLE, settings.max_file_mb),
+            path=_from_variable(VARIABLES.books_dir, settings.books_dir),
+            settle_seconds=_from_variable(VARIABLES.settle_seconds, settings.settle_seconds),
+            max_files_per_run=_from_variable(
+                VARIABLES.max_files_per_run, settings.max_files_per_run
+            ),
+            max_file_mb=_from_variable(VARIABLES.max_file_mb, settings.max_file_mb),
         ),
         "embedder": EmbedderResource(
             # A plain value, not an EnvVar: the field is a choice of two, checked when this loads.
             provider=settings.embedder,
-            model=env_or_default(EMBEDDING_MODEL_ENV, None),
+            model=_from_variable(VARIABLES.embedding_model, settings.embedding_model),
             model_cache_dir=str(settings.model_cache_dir),
-            openai_api_key=env_or_default(OPENAI_API_KEY_ENV, None),
-            openai_base_url=env_or_default(OPENAI_BASE_URL_ENV, None),
+            openai_api_key=_from_variable(VARIABLES.openai_api_key, settings.openai_api_key),
+            openai_base_url=_from_variable(VARIABLES.openai_base_url, settings.openai_base_url),
         ),
         "qdrant": QdrantResource(
-            collection=env_or_default(COLLECTION_ENV, DEFAULT_COLLECTION),
+            collection=_from_variable(VARIABLES.collection, settings.collection),
             # Plain paths, not EnvVars: derived from the data folder, and no secret.
             **embedded_store_paths(settings.data_dir),
-            url=env_or_default(QDRANT_URL_ENV, None),
-            api_key=env_or_default(QDRANT_API_KEY_ENV, None),
-            shard_number=env_int_or_default("QDRANT_SHARD_NUMBER", layout.shard_number),
-            replication_factor=env_int_or_default(
-                "QDRANT_REPLICATION_FACTOR", layout.replication_factor
-            ),
-            write_consistency_factor=env_int_or_default(
-                "QDRANT_WRITE_CONSISTENCY_FACTOR", layout.write_consistency_factor
-            ),
-            on_disk_vectors=layout.on_disk_vectors,
-            on_disk_payload=layout.on_disk_payload,
-            hnsw_m=env_int_or_default("QDRANT_HNSW_M", layout.hnsw_m),
-            hnsw_ef_construct=env_int_or_default(
-                "QDRANT_HNSW_EF_CONSTRUCT", layout.hnsw_ef_construct
-            ),
-            int8_quantization=layout.int8_quantization,
+            url=_from_variable(VARIABLES.qdrant_url, settings.qdrant_url),
+            api_key=_from_variable(VARIABLES.qdrant_api_key, settings.qdrant_api_key),
+            layout=CollectionLayout.from_settings(settings.collection_settings),
         ),
         "pipeline_state": PipelineStateResource(data_dir=str(settings.data_dir)),
     }

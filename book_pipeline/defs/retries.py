@@ -11,36 +11,21 @@ malformed file, a collection made by another model, a 4xx other than 408, 409 an
 Read once, when the code location loads (the policy is part of the op definitions).
 """
 
-import os
 from collections.abc import Mapping
 
 import dagster as dg
 
-STEP_RETRIES_VARIABLE = "BOOK_PIPELINE_STEP_RETRIES"
-RETRY_DELAY_VARIABLE = "BOOK_PIPELINE_RETRY_DELAY_SECONDS"
-DEFAULT_STEP_RETRIES = 3
-DEFAULT_RETRY_DELAY_SECONDS = 2.0
+from book_pipeline.core.settings import Settings
 
 
-def _number(environ: Mapping[str, str], name: str, default: float, kind: type) -> float:
-    raw = environ.get(name) or ""
-    if not raw.strip():
-        return default
-    try:
-        value = kind(raw.strip())
-    except ValueError:
-        raise ValueError(f"{name} must be a non-negative {kind.__name__}, not {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative {kind.__name__}, not {raw!r}")
-    return value
-
-
-def external_step_retry_policy(environ: Mapping[str, str] = os.environ) -> dg.RetryPolicy:
+def external_step_retry_policy(environ: Mapping[str, str] | None = None) -> dg.RetryPolicy:
     """The retry policy of the embed and load steps, from `BOOK_PIPELINE_STEP_RETRIES` and
-    `BOOK_PIPELINE_RETRY_DELAY_SECONDS`; 0 retries turns step retries off."""
+    `BOOK_PIPELINE_RETRY_DELAY_SECONDS` (of `environ` when given); 0 retries turns step retries
+    off."""
+    settings = Settings.from_environment(environ)
     return dg.RetryPolicy(
-        max_retries=int(_number(environ, STEP_RETRIES_VARIABLE, DEFAULT_STEP_RETRIES, int)),
-        delay=_number(environ, RETRY_DELAY_VARIABLE, DEFAULT_RETRY_DELAY_SECONDS, float),
+        max_retries=settings.step_retries,
+        delay=settings.retry_delay_seconds,
         backoff=dg.Backoff.EXPONENTIAL,
         jitter=dg.Jitter.PLUS_MINUS,
     )

@@ -8,7 +8,6 @@ ledger's loads count only for the collection generation and load sequence they w
 """
 
 import json
-import os
 import time
 from typing import Any
 
@@ -16,6 +15,7 @@ import dagster as dg
 
 from book_pipeline.core.arrivals import PlannedBatch, SeenFiles, plan_tick
 from book_pipeline.core.ledger import review_books_folder
+from book_pipeline.core.settings import VARIABLES
 from book_pipeline.core.store.base import StoreDamagedError, StoreUnreachableError
 from book_pipeline.defs.jobs import fetch_data
 from book_pipeline.defs.resources import BooksFolder, PipelineStateResource, QdrantResource
@@ -24,7 +24,7 @@ BATCH_TAG = "book_pipeline/batch"
 # A batch whose runs keep failing (an embedding endpoint down for good) is not retried forever;
 # a change to its files, or a manual run, starts over.
 MAX_ATTEMPTS_PER_BATCH = 3
-SENSOR_INTERVAL_SECONDS = int(os.environ.get("BOOK_PIPELINE_SENSOR_INTERVAL_SECONDS") or 30)
+SENSOR_INTERVAL_SECONDS = VARIABLES.sensor_interval_seconds.read()
 
 _IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,

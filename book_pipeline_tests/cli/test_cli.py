@@ -15,8 +15,9 @@ import pytest
 from book_pipeline import cli
 from book_pipeline.cli import add_books
 from book_pipeline.core.book_files import list_book_files
-from book_pipeline.core.folders import BOOKS_DIR_ENV, SAMPLE_BOOKS_DIR
+from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.parsing import format_book_line, parse_book_file
+from book_pipeline.core.settings import VARIABLES
 
 LINE_A = format_book_line(1, "The Glass Orchard", 1921, "Ada Brennan", "A greenhouse of secrets.")
 LINE_B = format_book_line(
@@ -90,7 +91,7 @@ def test_unicode_is_written_as_utf8(tmp_path: Path) -> None:
 def test_books_dir_defaults_to_the_environment_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(BOOKS_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(VARIABLES.books_dir.name, str(tmp_path))
 
     assert cli.main(["add-books", "via_env", LINE_A]) == 0
     assert (tmp_path / "via_env.txt").is_file()
@@ -237,7 +238,7 @@ def run_installed_command(
 
 
 def test_installed_console_script(tmp_path: Path) -> None:
-    environment = {**os.environ, BOOKS_DIR_ENV: str(tmp_path)}
+    environment = {**os.environ, VARIABLES.books_dir.name: str(tmp_path)}
 
     result = run_installed_command(
         ["add-books", "piped"], environment, input=f"{LINE_A}\n{LINE_B}\n"
@@ -255,7 +256,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def working_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh working directory with no books folder configured."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(BOOKS_DIR_ENV, raising=False)
+    monkeypatch.delenv(VARIABLES.books_dir.name, raising=False)
     monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(tmp_path / "data"))
     return tmp_path.resolve()
 
@@ -286,7 +287,7 @@ def test_add_books_with_no_settings_leaves_the_package_and_the_git_tree_untouche
     environment = {
         name: value
         for name, value in os.environ.items()
-        if name not in (BOOKS_DIR_ENV, "BOOK_PIPELINE_DATA_DIR")
+        if name not in (VARIABLES.books_dir.name, "BOOK_PIPELINE_DATA_DIR")
     }
     git_before, samples_before = git_status(), package_samples()
 

@@ -31,7 +31,7 @@ NEW_BOOK = format_book_line(1, "The Moonstone", 1868, "Wilkie Collins", "A diamo
 def working_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh working directory with none of the folder variables set."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(folders.BOOKS_DIR_ENV, raising=False)
+    monkeypatch.delenv("BOOK_PIPELINE_BOOKS_DIR", raising=False)
     monkeypatch.delenv("BOOK_PIPELINE_DATA_DIR", raising=False)
     return tmp_path.resolve()
 

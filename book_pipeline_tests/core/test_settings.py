@@ -1,11 +1,20 @@
 """The configuration read from the environment, as the CLI uses it and the resources wrap it."""
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.core.settings import CollectionSettings, Settings, SettingsError
+from book_pipeline.core.settings import (
+    VARIABLES,
+    CollectionSettings,
+    Settings,
+    SettingsError,
+    variable_reference,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_without_any_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,3 +90,40 @@ def test_an_unusable_value_is_refused_naming_the_variable(
     with pytest.raises(SettingsError, match=f"^{variable} ") as refused:
         Settings.from_environment({variable: value})
     assert message in str(refused.value)
+
+
+def test_no_secret_shows_in_a_printed_settings() -> None:
+    secrets = {
+        variable.name: f"planted-{variable.name}" for variable in VARIABLES if variable.secret
+    }
+    assert "QDRANT_API_KEY" in secrets and "BOOK_PIPELINE_ALERT_SMTP_PASSWORD" in secrets
+
+    printed = repr(Settings.from_environment(secrets))
+
+    assert "planted-" not in printed
+    assert "collection='books'" in printed
+
+
+def test_every_row_of_the_table_is_a_setting_and_every_setting_a_row() -> None:
+    """A new variable is a row of `Variables` and a field of `Settings` of the same name."""
+    rows = {attribute for attribute, _ in VARIABLES.items()}
+    not_variables = {"collection_settings", "lock_wait_seconds"}
+    settings = {field.name for field in fields(Settings)} - not_variables
+    layout = {field.name for field in fields(CollectionSettings)}
+
+    assert rows == settings | layout
+
+
+def test_every_variable_has_a_name_and_a_description_of_its_own() -> None:
+    names = [variable.name for variable in VARIABLES]
+    assert len(names) == len(set(names))
+    assert all(variable.description for variable in VARIABLES)
+
+
+def test_docs_configuration_is_the_table() -> None:
+    """docs/configuration.md's table is `variable_reference()`; `python -m
+    book_pipeline.core.settings` prints it after a change to the table."""
+    document = (ROOT / "docs" / "configuration.md").read_text()
+    table = "".join(line for line in document.splitlines(keepends=True) if line.startswith("|"))
+
+    assert table == variable_reference()

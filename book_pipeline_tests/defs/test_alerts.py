@@ -20,17 +20,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from book_pipeline.core.book_files import mapping_key_for
+from book_pipeline.core.settings import VARIABLES
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.definitions import defs
 from book_pipeline.defs.alerts import (
     ALERT_SENSOR_NAME,
-    EMAIL_FROM_VARIABLE,
     EMAIL_SENSOR_NAME,
-    EMAIL_TO_VARIABLE,
-    SMTP_HOST_VARIABLE,
-    SMTP_PASSWORD_VARIABLE,
-    SMTP_PORT_VARIABLE,
-    WEBHOOK_URL_VARIABLE,
     RunFailureAlert,
     alert_for_run,
     book_pipeline_failure_alerts,
@@ -191,7 +186,7 @@ def test_sensor_logs_one_json_line_and_posts_the_alert_to_the_webhook(
     failed_run: FailedRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with webhook_server() as webhook:
-        monkeypatch.setenv(WEBHOOK_URL_VARIABLE, webhook.url)
+        monkeypatch.setenv(VARIABLES.alert_webhook_url.name, webhook.url)
         records = evaluate(book_pipeline_failure_alerts, failed_run)
 
     [(path, content_type, body)] = webhook.posts
@@ -222,11 +217,11 @@ def test_a_failing_webhook_is_logged_and_the_sensor_goes_on(
     with webhook_server(status=500) as webhook:
         url = webhook.url
         if webhook_fault == "answers 500":
-            monkeypatch.setenv(WEBHOOK_URL_VARIABLE, url)
+            monkeypatch.setenv(VARIABLES.alert_webhook_url.name, url)
             records = evaluate(book_pipeline_failure_alerts, failed_run)
             assert len(webhook.posts) == 1
     if webhook_fault == "nothing listening":  # the server has shut down: the port is closed
-        monkeypatch.setenv(WEBHOOK_URL_VARIABLE, url)
+        monkeypatch.setenv(VARIABLES.alert_webhook_url.name, url)
         records = evaluate(book_pipeline_failure_alerts, failed_run)
 
     json_line, webhook_error = records.messages(logging.ERROR)
@@ -239,7 +234,7 @@ def test_a_failing_webhook_is_logged_and_the_sensor_goes_on(
 def test_without_a_webhook_the_sensor_only_logs(
     failed_run: FailedRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(WEBHOOK_URL_VARIABLE, raising=False)
+    monkeypatch.delenv(VARIABLES.alert_webhook_url.name, raising=False)
     records = evaluate(book_pipeline_failure_alerts, failed_run)
     [line] = records.messages()
     assert json.loads(line)["job_name"] == "fetch_data"
@@ -252,19 +247,19 @@ def test_the_alert_sensor_is_in_the_code_location_and_running_by_default() -> No
 
 
 EMAIL_SETTINGS = {
-    EMAIL_TO_VARIABLE: "ops@example.com, books@example.com",
-    EMAIL_FROM_VARIABLE: "dagster@example.com",
-    SMTP_HOST_VARIABLE: "smtp.example.com",
-    SMTP_PORT_VARIABLE: "587",
-    SMTP_PASSWORD_VARIABLE: "planted-smtp-password",
+    VARIABLES.alert_email_to.name: "ops@example.com, books@example.com",
+    VARIABLES.alert_email_from.name: "dagster@example.com",
+    VARIABLES.alert_smtp_host.name: "smtp.example.com",
+    VARIABLES.alert_smtp_port.name: "587",
+    VARIABLES.alert_smtp_password.name: "planted-smtp-password",
 }
 
 
 def test_email_sensor_only_when_configured(caplog: pytest.LogCaptureFixture) -> None:
     assert email_alert_sensor({}) is None
     with caplog.at_level(logging.WARNING, logger="book_pipeline.defs.alerts"):
-        assert email_alert_sensor({EMAIL_TO_VARIABLE: "ops@example.com"}) is None
-    assert f"{SMTP_PASSWORD_VARIABLE} not: no email alerts" in caplog.text
+        assert email_alert_sensor({VARIABLES.alert_email_to.name: "ops@example.com"}) is None
+    assert f"{VARIABLES.alert_smtp_password.name} not: no email alerts" in caplog.text
     sensor = email_alert_sensor(EMAIL_SETTINGS)
     assert sensor is not None and sensor.name == EMAIL_SENSOR_NAME
 
@@ -376,7 +371,10 @@ def test_email_sensor_sends_the_alert_to_a_real_smtp_server(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sender, password = EMAIL_SETTINGS[EMAIL_FROM_VARIABLE], EMAIL_SETTINGS[SMTP_PASSWORD_VARIABLE]
+    sender, password = (
+        EMAIL_SETTINGS[VARIABLES.alert_email_from.name],
+        EMAIL_SETTINGS[VARIABLES.alert_smtp_password.name],
+    )
     caplog.set_level(logging.DEBUG)
     with smtp_server(tmp_path, login=sender, password=password) as mail:
         # Dagster's send_email_via_starttls upgrades with ssl.create_default_context(): it
@@ -387,8 +385,8 @@ def test_email_sensor_sends_the_alert_to_a_real_smtp_server(
         monkeypatch.setenv("SSL_CERT_FILE", str(mail.cert_file))
         settings = {
             **EMAIL_SETTINGS,
-            SMTP_HOST_VARIABLE: mail.host,
-            SMTP_PORT_VARIABLE: str(mail.port),
+            VARIABLES.alert_smtp_host.name: mail.host,
+            VARIABLES.alert_smtp_port.name: str(mail.port),
         }
         sensor = email_alert_sensor(settings)
         assert sensor is not None

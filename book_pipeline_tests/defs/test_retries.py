@@ -13,20 +13,14 @@ import pytest
 
 from book_pipeline.core.book_files import mapping_key_for
 from book_pipeline.core.ledger import FileState
+from book_pipeline.core.settings import VARIABLES
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.defs.ops import (
     create_vector_embeddings,
     load_embeddings_to_vector_db,
     transform_book_description_file,
 )
-from book_pipeline.defs.retries import (
-    DEFAULT_RETRY_DELAY_SECONDS,
-    DEFAULT_STEP_RETRIES,
-    EXTERNAL_STEP_RETRY_POLICY,
-    RETRY_DELAY_VARIABLE,
-    STEP_RETRIES_VARIABLE,
-    external_step_retry_policy,
-)
+from book_pipeline.defs.retries import EXTERNAL_STEP_RETRY_POLICY, external_step_retry_policy
 from book_pipeline_tests.support.data_folder import qdrant_in, recorded_entries
 from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,
@@ -93,17 +87,17 @@ def loaded_files(data_dir: Path) -> set[str]:
 
 def test_retry_policy_defaults_and_environment() -> None:
     default = external_step_retry_policy({})
-    assert (default.max_retries, default.delay) == (DEFAULT_STEP_RETRIES, 2.0)
-    assert DEFAULT_RETRY_DELAY_SECONDS == 2.0
+    assert (default.max_retries, default.delay) == (VARIABLES.step_retries.default, 2.0)
+    assert VARIABLES.retry_delay_seconds.default == 2.0
     assert default.backoff is dg.Backoff.EXPONENTIAL
     assert default.jitter is dg.Jitter.PLUS_MINUS
 
     configured = external_step_retry_policy(
-        {STEP_RETRIES_VARIABLE: "5", RETRY_DELAY_VARIABLE: "0.5"}
+        {VARIABLES.step_retries.name: "5", VARIABLES.retry_delay_seconds.name: "0.5"}
     )
     assert (configured.max_retries, configured.delay) == (5, 0.5)
-    assert external_step_retry_policy({STEP_RETRIES_VARIABLE: "0"}).max_retries == 0
-    for bad in ({STEP_RETRIES_VARIABLE: "three"}, {RETRY_DELAY_VARIABLE: "-1"}):
+    assert external_step_retry_policy({VARIABLES.step_retries.name: "0"}).max_retries == 0
+    for bad in ({VARIABLES.step_retries.name: "three"}, {VARIABLES.retry_delay_seconds.name: "-1"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             external_step_retry_policy(bad)
 
