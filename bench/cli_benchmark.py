@@ -71,9 +71,9 @@ from book_pipeline.core.settings import Settings
 mark("import the CLI")
 import numpy, onnxruntime, tokenizers
 mark("import numpy, onnxruntime, tokenizers")
-from book_pipeline.core.query_embedding import query_embedder
+from book_pipeline.core.embedding.choosing import choose_embedder
 settings = Settings.from_environment()
-embedder = query_embedder(settings)
+embedder = choose_embedder(settings.embedder_choice, for_query=True)
 mark("load the model (onnxruntime session, tokenizer)")
 from book_pipeline.core.search import search_books
 from book_pipeline.core.store.opening import open_configured_store

@@ -49,10 +49,10 @@ from typing import Any
 
 import numpy as np
 
-from book_pipeline.core.embedding import Embedder, configured_embedder
+from book_pipeline.core.embedding.base import Embedder
+from book_pipeline.core.embedding.choosing import choose_embedder
 from book_pipeline.core.keyword_vectors import keyword_text, query_keyword_vector
 from book_pipeline.core.parsing import BookRecord
-from book_pipeline.core.query_embedding import query_embedder
 from book_pipeline.core.search import search_books
 from book_pipeline.core.settings import Settings
 from book_pipeline.core.store.base import SEARCH_MODES, HybridFusion
@@ -463,15 +463,8 @@ def main() -> int:
         f"{args.split}"
     )
     settings = Settings.from_environment()
-    embedder = configured_embedder(
-        settings.embedder,
-        settings.embedding_model,
-        settings.model_cache_dir,
-        api_key=settings.openai_api_key,
-        base_url=settings.openai_base_url,
-        on_error_response=say,
-    )
-    searcher = query_embedder(settings, on_error_response=say)
+    embedder = choose_embedder(settings.embedder_choice, on_error_response=say)
+    searcher = choose_embedder(settings.embedder_choice, for_query=True, on_error_response=say)
     docs, results, fused = run_searches(
         collection, args.modes, embedder, searcher, args.cache_dir.expanduser(), args.fusions
     )

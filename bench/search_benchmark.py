@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from book_pipeline.core.book_files import list_book_files
-from book_pipeline.core.embedding import shared_local_embedder
+from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.search import book_filter, search_books
 from book_pipeline.core.settings import EDGE_FOLDER_NAME

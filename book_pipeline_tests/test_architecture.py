@@ -40,7 +40,7 @@ for module in modules:
     importlib.import_module(module)
 
 from book_pipeline.core.book_files import list_book_files
-from book_pipeline.core.embedding import shared_local_embedder
+from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.search import search_books
 from book_pipeline.core.store.opening import open_vector_store

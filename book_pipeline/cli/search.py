@@ -1,6 +1,6 @@
 """`book-pipeline search`: the loaded books that best match a sentence (by meaning, by words, or
 both), or that are most like given books, with the configured embedder and store; loads only
-those two (the bundled model without fastembed, see `core/query_embedding.py`)."""
+those two (the bundled model without fastembed, see `core/embedding/query.py`)."""
 
 from __future__ import annotations
 
@@ -78,14 +78,14 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     # Imported here: the model and Qdrant take time that add-books and status need not pay.
-    from book_pipeline.core.embedding import EmbeddingModelError
-    from book_pipeline.core.query_embedding import query_embedder
+    from book_pipeline.core.embedding.base import EmbeddingModelError
+    from book_pipeline.core.embedding.choosing import choose_embedder
     from book_pipeline.core.search import SearchRefusedError, format_hits_table, search_books
     from book_pipeline.core.store.opening import open_configured_store
 
     settings = Settings.from_environment()
     try:
-        embedder = query_embedder(settings, on_error_response=say)
+        embedder = choose_embedder(settings.embedder_choice, for_query=True, on_error_response=say)
         # The store is opened for this one query only: a load waiting for it is held up briefly.
         with open_configured_store(settings, say, args.lock_wait) as store:
             hits = search_books(

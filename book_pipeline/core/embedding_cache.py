@@ -14,7 +14,7 @@ from pathlib import Path
 import diskcache
 import numpy as np
 
-from book_pipeline.core.embedding import Embedder
+from book_pipeline.core.embedding.base import Embedder
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from book_pipeline.core.embedding import Embedder
+from book_pipeline.core.embedding.base import Embedder
 from book_pipeline.core.keyword_vectors import query_keyword_vector
 from book_pipeline.core.parsing import format_year
 from book_pipeline.core.store.base import (

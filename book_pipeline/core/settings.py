@@ -379,6 +379,23 @@ class CollectionSettings:
     int8_quantization: bool = VARIABLES.int8_quantization.default
 
 
+@dataclass(frozen=True, repr=False)
+class EmbedderChoice:
+    """What a configuration says about the embedder (`core.embedding.choosing` picks it):
+    `Settings.embedder_choice`, or the Dagster resource's fields."""
+
+    provider: str
+    model: str | None
+    model_cache_dir: Path
+    dimensions: int | None = None
+    api_key: str | None = None
+    base_url: str | None = None
+    max_retries: int = DEFAULT_OPENAI_MAX_RETRIES
+
+    def __repr__(self) -> str:
+        return f"EmbedderChoice({self.provider!r}, {self.model!r}, {self.base_url!r})"
+
+
 # Not generated: a secret is left out of repr, so a logged or printed Settings never shows it.
 @dataclass(frozen=True, repr=False)
 class Settings:
@@ -455,6 +472,16 @@ class Settings:
     @property
     def model_cache_dir(self) -> Path:
         return self.data_dir / MODEL_CACHE_FOLDER
+
+    @property
+    def embedder_choice(self) -> EmbedderChoice:
+        return EmbedderChoice(
+            provider=self.embedder,
+            model=self.embedding_model,
+            model_cache_dir=self.model_cache_dir,
+            api_key=self.openai_api_key,
+            base_url=self.openai_base_url,
+        )
 
     @property
     def edge_path(self) -> Path:

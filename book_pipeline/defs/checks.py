@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import dagster as dg
 import numpy as np
 
-from book_pipeline.core.embedding import Embedder
+from book_pipeline.core.embedding.base import Embedder
 from book_pipeline.core.search import (
     SearchHit,
     SearchRefusedError,

@@ -21,7 +21,7 @@ from book_pipeline.core.book_files import (
     read_book_file,
     snapshot_book_file,
 )
-from book_pipeline.core.embedding import EmbeddingModelError
+from book_pipeline.core.embedding.base import EmbeddingModelError
 from book_pipeline.core.embedding_cache import embed_with_cache
 from book_pipeline.core.loading import list_files_to_load, load_books
 from book_pipeline.core.parsing import BookFileError, ParsedBookFile, parse_book_data

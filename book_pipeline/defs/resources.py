@@ -14,12 +14,10 @@ import dagster as dg
 import diskcache
 from pydantic import Field
 
-from book_pipeline.core.embedding import (
-    LOCAL_MODEL_NAME,
-    OPENAI_DEFAULT_MODEL,
-    Embedder,
-    configured_embedder,
-)
+from book_pipeline.core.embedding.base import Embedder
+from book_pipeline.core.embedding.bundled import LOCAL_MODEL_NAME
+from book_pipeline.core.embedding.choosing import choose_embedder
+from book_pipeline.core.embedding.openai_endpoint import OPENAI_DEFAULT_MODEL
 from book_pipeline.core.embedding_cache import open_embedding_cache
 from book_pipeline.core.ledger import LoadLedger
 from book_pipeline.core.settings import (
@@ -27,6 +25,7 @@ from book_pipeline.core.settings import (
     DEFAULT_OPENAI_MAX_RETRIES,
     VARIABLES,
     CollectionSettings,
+    EmbedderChoice,
     Settings,
     Variable,
 )
@@ -100,14 +99,16 @@ class EmbedderResource(dg.ConfigurableResource):
     )
 
     def get_embedder(self) -> Embedder:
-        return configured_embedder(
-            self.provider,
-            self.model,
-            Path(self.model_cache_dir),
-            dimensions=self.dimensions,
-            api_key=self.openai_api_key,
-            base_url=self.openai_base_url,
-            max_retries=self.openai_max_retries,
+        return choose_embedder(
+            EmbedderChoice(
+                provider=self.provider,
+                model=self.model,
+                model_cache_dir=Path(self.model_cache_dir),
+                dimensions=self.dimensions,
+                api_key=self.openai_api_key,
+                base_url=self.openai_base_url,
+                max_retries=self.openai_max_retries,
+            ),
             # Inside a run, Dagster captures this logger: every error answer is in the log.
             on_error_response=dg.get_dagster_logger("book_pipeline.core.embedding").warning,
         )

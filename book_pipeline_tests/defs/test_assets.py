@@ -9,7 +9,7 @@ import pytest
 
 from book_pipeline.cli import main
 from book_pipeline.core.book_files import mapping_key_for
-from book_pipeline.core.embedding import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
+from book_pipeline.core.embedding.bundled import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.ledger import FileState
 from book_pipeline.core.parsing import parse_book_file

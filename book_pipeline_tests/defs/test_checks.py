@@ -6,11 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from book_pipeline.core.embedding import (
-    LOCAL_MODEL_DIMENSION,
-    LOCAL_MODEL_NAME,
-    shared_local_embedder,
-)
+from book_pipeline.core.embedding.bundled import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
+from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.parsing import BookRecord, parse_book_file
 from book_pipeline.core.settings import DEFAULT_COLLECTION

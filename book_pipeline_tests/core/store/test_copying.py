@@ -15,7 +15,7 @@ import pytest
 from qdrant_client import models
 
 from book_pipeline import cli
-from book_pipeline.core.embedding import shared_local_embedder
+from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.search import search_books
 from book_pipeline.core.settings import DEFAULT_COLLECTION, CollectionSettings
 from book_pipeline.core.store.base import (

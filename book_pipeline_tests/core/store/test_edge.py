@@ -15,7 +15,7 @@ import qdrant_edge as edge
 from qdrant_client import QdrantClient, models
 
 from book_pipeline import cli
-from book_pipeline.core.embedding import shared_local_embedder
+from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.keyword_vectors import query_keyword_vector
 from book_pipeline.core.parsing import BookRecord, parse_book_file, parse_book_text

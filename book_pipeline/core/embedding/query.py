@@ -5,45 +5,23 @@ import (its download, image and sparse-model machinery come with it, whatever th
 the model's own load, half the command's wall time (bench/cli_benchmark.py). This runs the
 same ONNX file with the same tokenizer settings on onnxruntime and tokenizers, the two
 libraries fastembed runs it on, so the vectors are fastembed's to float32 rounding
-(book_pipeline_tests/core/test_query_embedding.py compares them). The pipeline, which embeds
+(book_pipeline_tests/core/embedding/test_query.py compares them). The pipeline, which embeds
 thousands of texts in a process that has paid for Dagster anyway, keeps fastembed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from book_pipeline.core.embedding import (
+from book_pipeline.core.embedding.base import EmbeddingModelError, normalize_rows
+from book_pipeline.core.embedding.bundled import (
     LOCAL_MODEL_DIMENSION,
     LOCAL_MODEL_MAX_TOKENS,
     LOCAL_MODEL_NAME,
-    Embedder,
-    EmbeddingModelError,
     bundled_model_files,
-    configured_embedder,
-    is_bundled_model,
-    normalize_rows,
 )
-from book_pipeline.core.settings import Settings
-
-
-def query_embedder(
-    settings: Settings, on_error_response: Callable[[str], None] | None = None
-) -> Embedder:
-    """The embedder for a search: the bundled model run directly when it is the configured one,
-    any other model as the pipeline loads it."""
-    if settings.embedder == "local" and is_bundled_model(settings.embedding_model):
-        return BundledQueryEmbedder()
-    return configured_embedder(
-        settings.embedder,
-        settings.embedding_model,
-        settings.model_cache_dir,
-        api_key=settings.openai_api_key,
-        base_url=settings.openai_base_url,
-        on_error_response=on_error_response,
-    )
 
 
 class BundledQueryEmbedder:

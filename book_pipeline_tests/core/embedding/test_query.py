@@ -1,24 +1,16 @@
 """The bundled model for a search, run without fastembed: the pipeline's vectors, the same hits."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from book_pipeline.core.embedding import (
-    LOCAL_MODEL_DIMENSION,
-    LOCAL_MODEL_NAME,
-    FastEmbedEmbedder,
-    OpenAIEmbedder,
-    shared_local_embedder,
-)
+from book_pipeline.core.embedding.bundled import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
+from book_pipeline.core.embedding.local import shared_local_embedder
+from book_pipeline.core.embedding.query import BundledQueryEmbedder
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.parsing import parse_book_file
-from book_pipeline.core.query_embedding import BundledQueryEmbedder, query_embedder
 from book_pipeline.core.search import search_books
-from book_pipeline.core.settings import DEFAULT_COLLECTION, Settings
+from book_pipeline.core.settings import DEFAULT_COLLECTION
 from book_pipeline.core.store.opening import open_vector_store
-from book_pipeline_tests.core.test_embedding import sentence_transformers_folder
 from book_pipeline_tests.core.test_search import QUERIES
 from book_pipeline_tests.support.runs import SampleLoad
 
@@ -65,18 +57,3 @@ def test_searches_find_the_same_books_with_the_same_scores(
             np.testing.assert_allclose(
                 [hit.score for hit in direct], [hit.score for hit in pipeline], atol=1e-6
             )
-
-
-def test_only_the_bundled_default_skips_fastembed(tmp_path: Path) -> None:
-    assert isinstance(query_embedder(Settings()), BundledQueryEmbedder)
-    assert isinstance(
-        query_embedder(Settings(embedding_model=LOCAL_MODEL_NAME)), BundledQueryEmbedder
-    )
-
-    folder = sentence_transformers_folder(tmp_path / "minilm-copy")
-    from_folder = query_embedder(Settings(embedding_model=str(folder)))
-    assert isinstance(from_folder, FastEmbedEmbedder)
-    assert from_folder.model_name.startswith("minilm-copy@sha256:")
-
-    remote = query_embedder(Settings(embedder="openai", openai_api_key="sk-test"))
-    assert isinstance(remote, OpenAIEmbedder)

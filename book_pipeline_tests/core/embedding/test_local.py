@@ -1,3 +1,5 @@
+"""Local models on fastembed: the bundled one, a model folder, a model by name from the hub."""
+
 import json
 import os
 import socket
@@ -12,27 +14,21 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from book_pipeline.core.embedding import (
+from book_pipeline.core.embedding.base import EmbeddingModelError
+from book_pipeline.core.embedding.bundled import (
     LOCAL_MODEL_DIMENSION,
     LOCAL_MODEL_NAME,
-    EmbeddingEndpointError,
-    EmbeddingModelError,
-    OpenAIEmbedder,
     bundled_model_files,
-    shared_local_embedder,
 )
+from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.embedding_cache import embed_with_cache, open_embedding_cache
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.defs.resources import EmbedderResource
 from book_pipeline_tests.support.data_folder import qdrant_in
+from book_pipeline_tests.support.embedders import sentence_transformers_folder
 from book_pipeline_tests.support.model_hub_server import COMMIT, ModelHub, model_hub_server
-from book_pipeline_tests.support.openai_compatible_server import (
-    EmbeddingsServerState,
-    embeddings_server,
-    text_vector,
-)
 from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config, steps_that_ran
 
 TEXTS = [
@@ -84,27 +80,6 @@ def test_local_model_is_loaded_once_per_process() -> None:
     assert EmbedderResource().get_embedder() is EmbedderResource().get_embedder()
     assert EmbedderResource(model=LOCAL_MODEL_NAME).get_embedder() is shared_local_embedder()
     assert shared_local_embedder().model_name == LOCAL_MODEL_NAME
-
-
-def sentence_transformers_folder(folder: Path, pooling: str = "mean_tokens") -> Path:
-    """The bundled model laid out as `huggingface-cli download sentence-transformers/...` is."""
-    weights, tokenizer = bundled_model_files()
-    (folder / "onnx").mkdir(parents=True)
-    (folder / "onnx" / "model.onnx").symlink_to(weights)
-    (folder / "tokenizer.json").symlink_to(tokenizer)
-    (folder / "1_Pooling").mkdir()
-    files = {
-        "config.json": {"model_type": "bert", "hidden_size": 384},
-        "tokenizer_config.json": {"model_max_length": 256, "pad_token": "[PAD]"},
-        "modules.json": [
-            {"path": path, "type": f"sentence_transformers.models.{module}"}
-            for path, module in (("", "Transformer"), ("1_Pooling", "Pooling"), ("", "Normalize"))
-        ],
-        "1_Pooling/config.json": {"word_embedding_dimension": 384, f"pooling_mode_{pooling}": True},
-    }
-    for name, content in files.items():
-        (folder / name).write_text(json.dumps(content))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +185,8 @@ def test_an_unknown_model_fails_the_embed_step_at_once_without_retries(
 LOAD_EMBEDDER = """
 import json, sys, time
 from pathlib import Path
-from book_pipeline.core.embedding import EmbeddingModelError, shared_local_embedder
+from book_pipeline.core.embedding.base import EmbeddingModelError
+from book_pipeline.core.embedding.local import shared_local_embedder
 started = time.perf_counter()
 try:
     embedder = shared_local_embedder(sys.argv[1], Path(sys.argv[2]))
@@ -299,88 +275,3 @@ def test_no_network_fails_within_seconds_naming_the_ways_out(
     assert f"TextEmbedding('BAAI/bge-small-en-v1.5', cache_dir='{models}')" in message
     assert f"unset BOOK_PIPELINE_EMBEDDING_MODEL to use the bundled '{LOCAL_MODEL_NAME}'" in message
     assert loaded["seconds"] < 10  # one attempt, not fastembed's own retry loop
-
-
-def test_openai_provider_batches_and_keeps_order() -> None:
-    state = EmbeddingsServerState(dimensions=12)
-    texts = [f"book number {i}" for i in range(7)]
-    with embeddings_server(state) as base_url:
-        embedder = OpenAIEmbedder(
-            model="text-embedding-3-small", api_key="sk-test", base_url=base_url, batch_size=3
-        )
-        vectors = embedder.embed(texts)
-
-    assert [len(request["input"]) for request in state.requests] == [3, 3, 1]
-    assert {request["model"] for request in state.requests} == {"text-embedding-3-small"}
-    expected = np.asarray([text_vector(text, 12) for text in texts])
-    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
-    np.testing.assert_allclose(vectors, expected, rtol=1e-5)
-    assert state.authorization_headers[0] == "Bearer sk-test"
-
-
-def test_openai_provider_retries_429_and_5xx() -> None:
-    state = EmbeddingsServerState(failures_to_inject=[429, 500])
-    with embeddings_server(state) as base_url:
-        embedder = OpenAIEmbedder(api_key="sk-test", base_url=base_url, max_retries=3)
-        vectors = embedder.embed(TEXTS)
-
-    assert state.statuses == [429, 500, 200]
-    assert vectors.shape == (3, 12)
-
-
-def test_openai_provider_gives_up_after_its_retries() -> None:
-    import openai
-
-    state = EmbeddingsServerState(failures_to_inject=[503, 503, 503])
-    with embeddings_server(state) as base_url:
-        embedder = OpenAIEmbedder(api_key="sk-test", base_url=base_url, max_retries=2)
-        with pytest.raises(EmbeddingEndpointError) as raised:
-            embedder.embed(TEXTS)
-    assert state.statuses == [503, 503, 503]
-    message = str(raised.value)
-    assert message.startswith(f"the embedding endpoint {base_url}/embeddings answered 503")
-    assert raised.value.retryable  # the step retries take over
-    assert isinstance(raised.value.__cause__, openai.InternalServerError)
-
-
-def test_openai_provider_does_not_retry_what_cannot_change() -> None:
-    state = EmbeddingsServerState(failures_to_inject=[400])
-    with embeddings_server(state) as base_url:
-        embedder = OpenAIEmbedder(api_key="sk-test", base_url=base_url, max_retries=2)
-        with pytest.raises(EmbeddingEndpointError) as raised:
-            embedder.embed(TEXTS)
-    assert state.statuses == [400]
-    assert not raised.value.retryable
-
-
-def test_openai_provider_reports_every_error_answer() -> None:
-    reported: list[str] = []
-    state = EmbeddingsServerState(failures_to_inject=[429, 500])
-    with embeddings_server(state) as base_url:
-        embedder = OpenAIEmbedder(
-            api_key="sk-test", base_url=base_url, max_retries=2, on_error_response=reported.append
-        )
-        embedder.embed(TEXTS)
-    assert reported == [
-        f"embedding endpoint {base_url}/embeddings answered 429 Too Many Requests",
-        f"embedding endpoint {base_url}/embeddings answered 500 Internal Server Error",
-    ]
-
-
-def test_openai_provider_asks_for_configured_dimensions() -> None:
-    state = EmbeddingsServerState()
-    with embeddings_server(state) as base_url:
-        resource = EmbedderResource(
-            provider="openai",
-            model="text-embedding-3-large",
-            dimensions=5,
-            openai_api_key="sk-test",
-            openai_base_url=base_url,
-        )
-        embedder = resource.get_embedder()
-        vectors = embedder.embed(TEXTS)
-
-    assert embedder.dimension == 5
-    assert vectors.shape == (3, 5)
-    assert state.requests[0]["dimensions"] == 5
-    assert state.requests[0]["model"] == "text-embedding-3-large"
