@@ -14,7 +14,9 @@ import pytest
 
 from book_pipeline import cli
 from book_pipeline.core.settings import DEFAULT_COLLECTION, CollectionSettings
+from book_pipeline.core.store.base import StoreRefusedError, StoreUnreachableError
 from book_pipeline.core.store.opening import open_vector_store
+from book_pipeline.core.store.server import open_server_store
 from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline_tests.support.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
 from book_pipeline_tests.support.runs import SampleLoad, fetch_data_job, fetch_data_run_config
@@ -166,3 +168,19 @@ def test_a_server_refusing_the_key_is_reported_without_it(
     assert f"the Qdrant server at {url} refused" in captured.err and "401" in captured.err
     assert "wrong-key-456" not in captured.out + captured.err
     assert state.api_key_headers == ["wrong-key-456"]  # the default variable was used
+
+
+def test_the_servers_errors_become_the_stores_own_naming_it() -> None:
+    """Callers catch StoreRefusedError and StoreUnreachableError, never qdrant-client's types."""
+    state = QdrantStubState(api_key=API_KEY)
+    with qdrant_rest_stub(state) as url:
+        with pytest.raises(StoreRefusedError, match=f"the Qdrant server at {url} refused: .*401"):
+            open_server_store(DEFAULT_COLLECTION, url, "wrong-key", None)
+        store = open_server_store(DEFAULT_COLLECTION, url, API_KEY, None)
+        store.ensure_collection(4, "model-a")
+        with pytest.raises(StoreRefusedError, match=f"the Qdrant server at {url} refused"):
+            store.search([1.0, 0.0], 1)  # a 2-d query for a 4-d collection
+    # The server is gone: a request of the open store names it and says a retry is safe.
+    with pytest.raises(StoreUnreachableError, match=f"lost the Qdrant server at {url} .*safe"):
+        store.count()
+    store.close()
