@@ -48,7 +48,7 @@ def server_env(sample_load: SampleLoad, monkeypatch: pytest.MonkeyPatch) -> pyte
 
 def server_run_config(books_dir: Path, data_dir: Path, url: str) -> dict[str, Any]:
     run_config = fetch_data_run_config(books_dir, data_dir)
-    run_config["resources"]["qdrant"]["config"].update(url=url, api_key=API_KEY, **LAYOUT)
+    run_config["resources"]["qdrant"]["config"].update(url=url, api_key=API_KEY, layout=LAYOUT)
     return run_config
 
 
