@@ -11,10 +11,11 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from book_pipeline.core.embedding_costs import count_tokens
 from book_pipeline.core.settings import DEFAULT_OPENAI_MAX_RETRIES
 
 if TYPE_CHECKING:
@@ -493,7 +494,13 @@ class OpenAIEmbedder:
         return self._probed_dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed_with_usage(texts)[0]
+
+    def embed_with_usage(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+        """The vectors, and the tokens the endpoint billed for them (its `usage.prompt_tokens`,
+        summed over the requests)."""
         rows: list[list[float]] = []
+        tokens = 0
         for batch in batches(texts, self._batch_size):
             options = {} if self._dimensions is None else {"dimensions": self._dimensions}
             response = self._create_embeddings(list(batch), options)
@@ -503,11 +510,12 @@ class OpenAIEmbedder:
                     f"for {len(batch)} texts"
                 )
             rows.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
+            tokens += _billed_tokens(response, list(batch))
         if not rows:
-            return np.zeros((0, self._dimensions or 0), dtype=np.float32)
+            return np.zeros((0, self._dimensions or 0), dtype=np.float32), tokens
         vectors = np.asarray(rows, dtype=np.float32)
         self._probed_dimension = vectors.shape[1]
-        return normalize_rows(vectors)
+        return normalize_rows(vectors), tokens
 
     def _create_embeddings(self, texts: list[str], options: dict) -> Any:
         import openai
@@ -533,6 +541,20 @@ class OpenAIEmbedder:
                 self.endpoint,
                 retryable=True,
             ) from error
+
+
+def _billed_tokens(response: Any, texts: list[str]) -> int:
+    """The usage an answer reports; from an endpoint that reports none, the texts' count in
+    OpenAI's tokenizer, rather than nothing (the run's cost and budget rest on it)."""
+    tokens = getattr(getattr(response, "usage", None), "prompt_tokens", None)
+    return tokens if isinstance(tokens, int) else count_tokens(texts)
+
+
+@runtime_checkable
+class UsageReportingEmbedder(Protocol):
+    """An embedder paid by the token, which says how many each call was billed."""
+
+    def embed_with_usage(self, texts: Sequence[str]) -> tuple[np.ndarray, int]: ...
 
 
 def _root_cause(error: BaseException) -> str:

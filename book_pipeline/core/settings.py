@@ -27,6 +27,8 @@ OPENAI_BASE_URL_ENV = "OPENAI_BASE_URL"
 COLLECTION_ENV = "BOOK_PIPELINE_COLLECTION"
 QDRANT_URL_ENV = "QDRANT_URL"
 QDRANT_API_KEY_ENV = "QDRANT_API_KEY"
+EMBEDDING_PRICE_ENV = "BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK"
+MAX_EMBEDDING_TOKENS_ENV = "BOOK_PIPELINE_MAX_EMBEDDING_TOKENS_PER_RUN"
 
 EMBEDDER_PROVIDERS = ("local", "openai")
 DEFAULT_COLLECTION = "books"
@@ -41,6 +43,8 @@ EMBEDDING_CACHE_FOLDER = "embedding_cache"
 MODEL_CACHE_FOLDER = "models"
 EDGE_FOLDER_NAME = "qdrant-edge"
 LEGACY_FOLDER_NAME = "qdrant"
+# Each run's reserved embedding tokens, shared by the processes that embed its files.
+EMBEDDING_BUDGET_FILE_NAME = "embedding_budget.sqlite"
 
 _TRUE_WORDS = ("1", "true", "yes", "on")
 _FALSE_WORDS = ("0", "false", "no", "off")
@@ -102,6 +106,10 @@ class Settings:
     qdrant_api_key: str | None = field(default=None, repr=False)
     collection_settings: CollectionSettings = CollectionSettings()
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    # Dollars per million embedding tokens; None: the list price of the model (embedding_costs).
+    embedding_price_per_mtok: float | None = None
+    # None: no limit.
+    max_embedding_tokens_per_run: int | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -110,6 +118,9 @@ class Settings:
         if embedder not in EMBEDDER_PROVIDERS:
             raise SettingsError(f"{EMBEDDER_ENV} must be 'local' or 'openai', got {embedder!r}")
         books_dir = environ.get(BOOKS_DIR_ENV)
+        max_embedding_tokens = env_optional_int(MAX_EMBEDDING_TOKENS_ENV, environ)
+        if max_embedding_tokens is not None and max_embedding_tokens < 0:
+            raise SettingsError(f"{MAX_EMBEDDING_TOKENS_ENV} must not be negative")
         return cls(
             books_dir=Path(books_dir) if books_dir else None,
             data_dir=Path(environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR),
@@ -124,6 +135,8 @@ class Settings:
             qdrant_url=environ.get(QDRANT_URL_ENV) or None,
             qdrant_api_key=environ.get(QDRANT_API_KEY_ENV) or None,
             collection_settings=CollectionSettings.from_environment(environ),
+            embedding_price_per_mtok=env_optional_float(EMBEDDING_PRICE_ENV, environ),
+            max_embedding_tokens_per_run=max_embedding_tokens,
         )
 
     @property
@@ -145,6 +158,10 @@ class Settings:
     @property
     def embedding_cache_path(self) -> Path:
         return self.state_folder / EMBEDDING_CACHE_FOLDER
+
+    @property
+    def embedding_budget_path(self) -> Path:
+        return self.state_folder / EMBEDDING_BUDGET_FILE_NAME
 
     @property
     def model_cache_dir(self) -> Path:
@@ -177,6 +194,19 @@ def env_optional_int(name: str, environ: Mapping[str, str] = os.environ) -> int 
         return int(value)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def env_optional_float(name: str, environ: Mapping[str, str] = os.environ) -> float | None:
+    value = environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {value!r}") from None
+    if not number >= 0:  # also refuses nan
+        raise SettingsError(f"{name} must not be negative, got {value!r}")
+    return number
 
 
 def env_bool(
