@@ -175,6 +175,14 @@ def configured_embedder(
     return shared_local_embedder(model, model_cache_dir.expanduser())
 
 
+def configured_model_name(provider: str, model: str | None) -> str:
+    """The model a configuration names, without loading it: what an endpoint is asked for, or
+    the local model's configured name (a model folder's full name adds its checksum)."""
+    if provider == "openai":
+        return model or OPENAI_DEFAULT_MODEL
+    return model or LOCAL_MODEL_NAME
+
+
 _BUNDLED_WAY_OUT = (
     f"unset BOOK_PIPELINE_EMBEDDING_MODEL to use the bundled {LOCAL_MODEL_NAME!r}, "
     "which needs no network"

@@ -22,6 +22,7 @@ from book_pipeline.core.embedding import (
     configured_embedder,
 )
 from book_pipeline.core.embedding_cache import open_embedding_cache
+from book_pipeline.core.embedding_costs import TokenBudget, price_per_mtok
 from book_pipeline.core.folders import BOOKS_DIR_ENV, DEFAULT_DATA_DIR, default_books_dir
 from book_pipeline.core.ledger import LoadLedger
 from book_pipeline.core.settings import (
@@ -32,10 +33,12 @@ from book_pipeline.core.settings import (
     DEFAULT_OPENAI_MAX_RETRIES,
     DEFAULT_SETTLE_SECONDS,
     EDGE_FOLDER_NAME,
+    EMBEDDING_BUDGET_FILE_NAME,
     EMBEDDING_CACHE_FOLDER,
     EMBEDDING_MODEL_ENV,
     LEDGER_FILE_NAME,
     LEGACY_FOLDER_NAME,
+    MAX_EMBEDDING_TOKENS_ENV,
     MAX_FILES_PER_RUN_ENV,
     MODEL_CACHE_FOLDER,
     OPENAI_API_KEY_ENV,
@@ -121,6 +124,25 @@ class EmbedderResource(dg.ConfigurableResource):
         "longer outages are the step retries' job (BOOK_PIPELINE_STEP_RETRIES)",
     )
 
+    price_per_mtok: float | None = Field(
+        default=None,
+        description="Dollars per million tokens (BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK); unset: "
+        "the OpenAI model's list price, 0 for a local model, unknown for any other model",
+    )
+    max_tokens_per_run: int | None = Field(
+        default=None,
+        description="A run sends no request that would take it past this many tokens "
+        "(BOOK_PIPELINE_MAX_EMBEDDING_TOKENS_PER_RUN); the files that would are held back. "
+        "Unset: no limit. Only for the openai provider, which is billed by the token",
+    )
+
+    @property
+    def billed_by_token(self) -> bool:
+        return self.provider == "openai"
+
+    def price(self, model_name: str) -> float | None:
+        return price_per_mtok(self.provider, model_name, self.price_per_mtok)
+
     def get_embedder(self) -> Embedder:
         return configured_embedder(
             self.provider,
@@ -150,6 +172,9 @@ class PipelineStateResource(dg.ConfigurableResource):
 
     def embedding_cache(self) -> diskcache.Cache:
         return open_embedding_cache(self.folder / EMBEDDING_CACHE_FOLDER)
+
+    def token_budget(self, run_key: str, limit: int) -> TokenBudget:
+        return TokenBudget(self.folder / EMBEDDING_BUDGET_FILE_NAME, run_key, limit)
 
 
 class QdrantResource(dg.ConfigurableResource):
@@ -275,6 +300,11 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             model_cache_dir=str(settings.model_cache_dir),
             openai_api_key=env_or_default(OPENAI_API_KEY_ENV, None),
             openai_base_url=env_or_default(OPENAI_BASE_URL_ENV, None),
+            # A plain value: Dagster's EnvVar reads strings and whole numbers, not prices.
+            price_per_mtok=settings.embedding_price_per_mtok,
+            max_tokens_per_run=env_int_or_default(
+                MAX_EMBEDDING_TOKENS_ENV, settings.max_embedding_tokens_per_run
+            ),
         ),
         "qdrant": QdrantResource(
             collection=env_or_default(COLLECTION_ENV, DEFAULT_COLLECTION),

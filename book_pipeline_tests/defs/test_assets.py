@@ -74,6 +74,7 @@ def stored_points(data_dir: Path) -> dict[str, dict]:
 PER_RUN_STEPS = {
     "list_book_description_files",
     "list_refused_book_files",
+    "list_over_budget_book_files",
     "load_embeddings_to_vector_db",
     "check_every_file_accepted",
 }
