@@ -114,6 +114,11 @@ def test_sample_data_end_to_end(instance: dg.DagsterInstance, data_dir: Path) ->
     assert metadata["embedding_dimension"] == LOCAL_MODEL_DIMENSION
     for stage in ("transform_book_description_file", "create_vector_embeddings"):
         assert metadata[f"seconds_{stage}"] > 0
+    # The local model is billed by no one: its cost is its compute time.
+    assert metadata["embedding_compute_seconds"] > 0
+    assert metadata["embedding_cost_usd"] == 0.0
+    assert metadata["embedding_texts_from_cache"] == 0
+    assert "embedding_tokens" not in metadata
 
 
 def test_points_carry_the_book_payload(instance: dg.DagsterInstance, data_dir: Path) -> None:
