@@ -217,10 +217,13 @@ def test_reexecution_after_an_outage_retries_and_parses_nothing_again(
         ) as second:
             assert second.success
 
-    # The parsed files come from the first run; the embed steps run again, and retry there too.
+    # The parsed files come from the first run; the embed steps run again, and retry there too,
+    # and so do the steps after them: the load, and the budget's fan-out before the check.
     assert steps_that_ran(instance, second.run_id)["success"] == {
         *embed_steps,
         "load_embeddings_to_vector_db",
+        "list_over_budget_book_files",
+        "check_every_file_accepted",
     }
     retried = events_of(instance, second.run_id, dg.DagsterEventType.STEP_UP_FOR_RETRY)
     assert len(retried) == 1 and retried[0].step_key.removeprefix("book_embeddings.") in embed_steps
