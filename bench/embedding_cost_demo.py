@@ -9,6 +9,8 @@ server of the tests, which bills each input's tokens in cl100k_base as OpenAI do
    others, and fails.
 2. The file is fixed; `book-pipeline estimate --json` says what the next run will pay.
 3. The next run loads the fixed file alone. `book-pipeline status` shows each file's tokens.
+4. The same files into a new data folder with a token budget (`--budget`): the files that fit
+   are loaded, the others fail their own step.
 
 It prints the tokens and dollars of each run, against reprocessing every file without the ledger
 and the embedding cache (all the books' tokens again), at text-embedding-3-small's list price.
@@ -44,12 +46,21 @@ BOOK_PIPELINE = Path(sys.executable).parent / "book-pipeline"
 
 
 def fetch_data(
-    instance: dg.DagsterInstance, books_dir: Path, data_dir: Path, base_url: str
+    instance: dg.DagsterInstance,
+    books_dir: Path,
+    data_dir: Path,
+    base_url: str,
+    max_tokens_per_run: int | None = None,
 ) -> dict[str, Any]:
-    """One run; its materialization's cost metadata (a failed run still loads the good files)."""
+    """One run; its materialization's cost metadata (a failed run still loads the good files)
+    and its failed steps' errors."""
     resources = folders_run_config(books_dir, data_dir)
     resources["embedder"]["config"].update(
-        provider="openai", openai_base_url=base_url, openai_api_key="sk-demo", model=MODEL
+        provider="openai",
+        openai_base_url=base_url,
+        openai_api_key="sk-demo",
+        model=MODEL,
+        max_tokens_per_run=max_tokens_per_run,
     )
     result = defs.resolve_job_def("fetch_data").execute_in_process(
         run_config={
@@ -62,8 +73,14 @@ def fetch_data(
     event = instance.get_latest_materialization_event(dg.AssetKey("book_embeddings"))
     assert event is not None and event.asset_materialization is not None
     metadata = {key: value.value for key, value in event.asset_materialization.metadata.items()}
+    failures = [
+        entry.get_dagster_event().step_failure_data.user_failure_data.description
+        for entry in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    ]
     return {
         "run_succeeded": result.success,
+        "failed_steps": len(failures),
+        "first_failure": failures[0] if failures else None,
         **{
             key: metadata[key]
             for key in (
@@ -100,6 +117,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--books-per-file", type=int, default=10)
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=30_000,
+        help="then load the same files into a new data folder with this token budget",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     price = OPENAI_EMBEDDING_PRICES_PER_MTOK[MODEL]
@@ -125,7 +148,10 @@ def main() -> None:
             bad.write_bytes(good_bytes)
             estimate = json.loads(book_pipeline(["estimate", "--json"], books_dir, data_dir))
             rerun = fetch_data(instance, books_dir, data_dir, base_url)
-        status = book_pipeline(["status"], books_dir, data_dir)
+            status = book_pipeline(["status"], books_dir, data_dir)
+            billed_before = state.billed_tokens
+            budgeted = fetch_data(instance, books_dir, root / "budgeted", base_url, args.budget)
+            budgeted["billed_by_the_server_with_its_probes"] = state.billed_tokens - billed_before
     report = {
         "files": args.files,
         "books_per_file": args.books_per_file,
@@ -139,6 +165,8 @@ def main() -> None:
         },
         "rerun_saved_tokens": all_tokens - rerun["embedding_tokens"],
         "rerun_saved_usd": (all_tokens - rerun["embedding_tokens"]) * price / 1_000_000,
+        "budget": args.budget,
+        "run_with_the_budget": budgeted,
     }
     if args.json:
         print(json.dumps(report, indent=2))

@@ -47,6 +47,20 @@ def fetch_data_run_config(books_dir: Path, data_dir: Path, **embedder: Any) -> d
     return {"resources": resources}
 
 
+def openai_run_config(
+    books_dir: Path, data_dir: Path, base_url: str, **embedder: Any
+) -> dict[str, Any]:
+    """`fetch_data_run_config` embedding through an OpenAI-compatible server at `base_url`."""
+    return fetch_data_run_config(
+        books_dir,
+        data_dir,
+        provider="openai",
+        openai_base_url=base_url,
+        openai_api_key="sk-test",
+        **embedder,
+    )
+
+
 def fetch_data_job() -> dg.JobDefinition:
     return defs.resolve_job_def("fetch_data")
 

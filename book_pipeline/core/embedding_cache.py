@@ -10,12 +10,14 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import diskcache
 import numpy as np
 
 from book_pipeline.core.embedding import Embedder, UsageReportingEmbedder
+from book_pipeline.core.embedding_costs import TokenBudget
 
 
 @dataclass(frozen=True)
@@ -96,3 +98,42 @@ def embed_with_cache(
         seconds=seconds,
         tokens_saved=tokens_saved,
     )
+
+
+class CachedEmbedder:
+    """An embedder that asks the cache first, for texts that may have been embedded already
+    (the retrieval check's self probes are books' own texts), and adds the texts it pays for
+    to it. It keeps the tokens it was billed; with a budget, it reserves them before sending,
+    under `budget_entry` and the texts' digest (`TokenBudgetExceeded` when they do not fit)."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        cache: diskcache.Cache,
+        count_tokens: Callable[[Sequence[str]], int] | None = None,
+        budget: TokenBudget | None = None,
+        budget_entry: str = "",
+    ) -> None:
+        self._embedder = embedder
+        self._cache = cache
+        self._count_tokens = count_tokens
+        self._budget = budget
+        self._budget_entry = budget_entry
+        self.tokens = 0
+
+    @property
+    def model_name(self) -> str:
+        return self._embedder.model_name
+
+    @property
+    def dimension(self) -> int:
+        return self._embedder.dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        admit = None
+        if self._budget is not None:
+            digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+            admit = partial(self._budget.reserve, f"{self._budget_entry} {digest}")
+        embedded = embed_with_cache(self._embedder, self._cache, texts, self._count_tokens, admit)
+        self.tokens += embedded.tokens
+        return embedded.vectors

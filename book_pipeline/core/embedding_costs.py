@@ -72,23 +72,26 @@ def count_tokens(texts: Sequence[str]) -> int:
 
 
 class TokenBudgetExceeded(Exception):
-    """A file's texts would take the run past its token budget: none of them was sent."""
+    """Texts that would take the run past its token budget: none of them was sent."""
 
-    def __init__(self, file_name: str, limit: int, spent: int, needed: int) -> None:
-        way_out = (
-            "more than the whole budget: raise it to load this file"
-            if needed > limit
-            else "the next run embeds it, within its own budget"
-        )
+    def __init__(self, what: str, limit: int, spent: int, needed: int) -> None:
         super().__init__(
-            f"{file_name} was not embedded: it needs {needed} token(s), and this run has already "
-            f"spent {spent} of its budget of {limit} (BOOK_PIPELINE_MAX_EMBEDDING_TOKENS_PER_RUN). "
-            f"It stays pending; {way_out}"
+            f"{what} was not embedded: it needs {needed} token(s), and this run has already "
+            f"spent {spent} of its budget of {limit} (BOOK_PIPELINE_MAX_EMBEDDING_TOKENS_PER_RUN)"
         )
-        self.file_name = file_name
+        self.what = what
         self.limit = limit
         self.spent = spent
         self.needed = needed
+
+    def for_a_file(self) -> str:
+        """The message for a file held back: what becomes of it."""
+        way_out = (
+            "it needs more than the whole budget: raise it to load this file"
+            if self.needed > self.limit
+            else "the next run embeds it, within its own budget"
+        )
+        return f"{self}. It stays pending; {way_out}"
 
 
 _BUDGET_SCHEMA = """
@@ -112,8 +115,9 @@ class TokenBudget:
         self.limit = limit
 
     def reserve(self, file_name: str, tokens: int) -> None:
-        """Reserve the file's tokens, or raise `TokenBudgetExceeded`. A file reserves once per
-        run: a retried step finds its reservation and sends what it was granted."""
+        """Reserve the file's tokens (or any other entry's), or raise `TokenBudgetExceeded`. An
+        entry reserves once per run: a retried step finds its reservation and sends what it was
+        granted."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=60, isolation_level=None)) as connection:
             connection.execute(_BUDGET_SCHEMA)

@@ -281,10 +281,10 @@ def create_vector_embeddings(
             admit=None if budget is None else partial(budget.reserve, book_file.file_name),
         )
     except TokenBudgetExceeded as error:
-        context.log.warning(str(error))
+        context.log.warning(error.for_a_file())
         yield dg.Output(
             OverBudgetBookFile(
-                book_file.snapshot, str(error), error.limit, error.spent, error.needed
+                book_file.snapshot, error.for_a_file(), error.limit, error.spent, error.needed
             ),
             "over_budget",
         )

@@ -57,8 +57,12 @@ def test_the_budget_refuses_the_file_that_would_pass_it(tmp_path: Path) -> None:
     assert budget.spent() == 100
     # Another run has its own budget.
     TokenBudget(tmp_path / "budget.sqlite", "run-2", limit=100).reserve("b.txt", 41)
-    with pytest.raises(TokenBudgetExceeded, match="more than the whole budget"):
+    assert refused.value.for_a_file().endswith(
+        ". It stays pending; the next run embeds it, within its own budget"
+    )
+    with pytest.raises(TokenBudgetExceeded) as too_big:
         TokenBudget(tmp_path / "budget.sqlite", "run-3", limit=100).reserve("d.txt", 101)
+    assert "needs more than the whole budget: raise it" in too_big.value.for_a_file()
 
 
 def _reserve_in_a_process(path: str, file_name: str, tokens: int) -> bool:
