@@ -21,7 +21,12 @@ from book_pipeline.core.embedding import (
     bundled_model_files,
     shared_local_embedder,
 )
-from book_pipeline.core.embedding_cache import embed_with_cache, open_embedding_cache
+from book_pipeline.core.embedding_cache import (
+    CachedEmbedder,
+    embed_with_cache,
+    open_embedding_cache,
+)
+from book_pipeline.core.embedding_costs import TokenBudget, TokenBudgetExceeded, count_tokens
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.synthetic_books import write_synthetic_books
@@ -320,6 +325,39 @@ def test_openai_provider_batches_and_keeps_order() -> None:
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(vectors, expected, rtol=1e-5)
     assert state.authorization_headers[0] == "Bearer sk-test"
+
+
+def test_openai_provider_reports_the_tokens_it_was_billed() -> None:
+    state = EmbeddingsServerState(dimensions=12)
+    texts = [f"book number {i}" for i in range(7)]
+    with embeddings_server(state) as base_url:
+        embedder = OpenAIEmbedder(api_key="sk-test", base_url=base_url, batch_size=3)
+        vectors, tokens = embedder.embed_with_usage(texts)
+
+    assert vectors.shape == (7, 12)
+    assert tokens == state.billed_tokens == count_tokens(texts) > 0
+
+
+def test_cached_embedder_pays_only_for_new_texts_within_the_budget(tmp_path: Path) -> None:
+    """What the retrieval check embeds its probes with: the cache first, then the budget."""
+    state = EmbeddingsServerState(dimensions=12)
+    cache = open_embedding_cache(tmp_path / "cache")
+    book_texts = ["a lighthouse keeper in a storm", "a detective on a train"]
+    with embeddings_server(state) as base_url:
+        embedder = OpenAIEmbedder(api_key="sk-test", base_url=base_url)
+        embed_with_cache(embedder, cache, book_texts)
+        budget = TokenBudget(tmp_path / "budget.sqlite", "run-1", count_tokens(book_texts) - 1)
+        probes = CachedEmbedder(embedder, cache, count_tokens, budget, "probe")
+        requests_before = len(state.requests)
+
+        probes.embed(book_texts[:1])
+        assert (len(state.requests), probes.tokens) == (requests_before, 0)
+        with pytest.raises(TokenBudgetExceeded, match=r"^probe [0-9a-f]{16} was not embedded"):
+            probes.embed(["a query nobody embedded " * 20])
+        assert len(state.requests) == requests_before
+        probes.embed(["a short query"])
+
+    assert probes.tokens == count_tokens(["a short query"]) == budget.spent()
 
 
 def test_openai_provider_retries_429_and_5xx() -> None:
