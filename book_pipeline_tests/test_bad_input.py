@@ -380,6 +380,7 @@ def test_next_run_skips_the_refused_files_and_loads_the_others(catalogue: Catalo
     assert steps["success"] == {
         "list_book_description_files",
         "list_refused_book_files",
+        "list_over_budget_book_files",
         "load_embeddings_to_vector_db",
         "check_every_file_accepted",
     }

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from book_pipeline.cli.common import EXIT_OK, CliError, say, store_errors
 from book_pipeline.core.folders import (
@@ -14,6 +15,10 @@ from book_pipeline.core.folders import (
     is_sample_folder,
 )
 from book_pipeline.core.settings import Settings
+
+if TYPE_CHECKING:
+    from book_pipeline.core.ledger import FolderReview, LoadLedger
+    from book_pipeline.core.store.base import CollectionStamp
 
 # A running load holds the embedded store for its whole write: status shows the record alone
 # rather than wait for it.
@@ -33,35 +38,69 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     status.set_defaults(handler=run_status)
 
 
-def run_status(args: argparse.Namespace) -> int:
-    from book_pipeline.core.ledger import LoadLedger, review_books_folder
+@dataclass(frozen=True)
+class FolderReading:
+    """The books folder against the ledger and, when it could be read, the store."""
+
+    review: FolderReview
+    stamp: CollectionStamp | None
+    # None: a running load held the embedded store, so its books were not counted.
+    stored_counts: dict[str, int] | None
+    location: str
+    collection: str
+
+
+def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
+    """What the next run would load: the listing the run makes, or, while a load holds the
+    embedded store, what the ledger alone says (the store's counts are not read)."""
+    from book_pipeline.core.ledger import review_books_folder
     from book_pipeline.core.loading import list_files_to_load
-    from book_pipeline.core.status import folder_status, format_status_table
     from book_pipeline.core.store.base import StoreLockedError
     from book_pipeline.core.store.opening import open_configured_store, read_collection_stamp
 
-    settings = Settings.from_environment()
     books_folder = settings.books_folder
-    ledger = LoadLedger(settings.ledger_path)
-    stored_counts: dict[str, int] | None = None
     try:
         with open_configured_store(settings, lock_wait_seconds=STATUS_LOCK_WAIT_SECONDS) as store:
             listing = list_files_to_load(store, ledger, books_folder)
             location, collection = store.location, store.collection
-        review, stamp, stored_counts = listing.review, listing.stamp, listing.stored_counts
+        return FolderReading(
+            listing.review, listing.stamp, listing.stored_counts, location, collection
+        )
     except StoreLockedError:
         stamp = read_collection_stamp(settings.collection, settings.edge_path)
-        review = review_books_folder(books_folder, ledger, stamp)
-        location, collection = str(settings.edge_path.resolve()), settings.collection
+        location = str(settings.edge_path.resolve())
         say(
             f"a running load holds the embedded store {location}: the books it holds are not "
             "counted, the ledger's record is shown alone"
+        )
+        return FolderReading(
+            review_books_folder(books_folder, ledger, stamp),
+            stamp,
+            None,
+            location,
+            settings.collection,
         )
     except FileNotFoundError as error:
         raise CliError(str(error)) from None
     except store_errors() as error:
         raise CliError(str(error)) from None
-    rows = folder_status(review, ledger.entries(stamp), stored_counts)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from book_pipeline.core.embedding.choosing import configured_model_name
+    from book_pipeline.core.embedding_costs import price_per_mtok
+    from book_pipeline.core.ledger import LoadLedger
+    from book_pipeline.core.status import folder_status, format_cost_total, format_status_table
+
+    settings = Settings.from_environment()
+    books_folder = settings.books_folder
+    ledger = LoadLedger(settings.ledger_path)
+    reading = read_books_folder(settings, ledger)
+    review, stamp = reading.review, reading.stamp
+    location, collection = reading.location, reading.collection
+    model = configured_model_name(settings.embedder_choice)
+    price = price_per_mtok(settings.embedder, model, settings.embedding_price_per_mtok)
+    rows = folder_status(review, ledger.entries(stamp), reading.stored_counts, price)
     if args.json:
         print(json.dumps([asdict(row) for row in rows], ensure_ascii=False, indent=2))
     else:
@@ -69,6 +108,8 @@ def run_status(args: argparse.Namespace) -> int:
         state = "does not exist yet" if stamp is None else f"load {stamp.load_sequence}"
         print(f"store: Qdrant collection {collection!r} at {location} ({state})")
         print(format_status_table(rows))
+        if cost_total := format_cost_total(rows, price, model):
+            print(cost_total)
         if review.drifted:
             print(
                 f"{len(review.drifted)} file(s) recorded as loaded are not held by the store as "

@@ -15,7 +15,7 @@ under no collection (`ANY_COLLECTION`) and survive a switch of collection.
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -31,7 +31,7 @@ ANY_COLLECTION = ""
 # Loads recorded before records were tied to a collection: they describe the collection that
 # was made before generations, which adopts them at its next load (`adopt_previous_release`).
 PREVIOUS_RELEASE = "previous-release"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class FileState(StrEnum):
@@ -57,6 +57,9 @@ class LedgerEntry(NamedTuple):
     error_line: int | None
     updated_at: float
     load_sequence: int
+    # The embedding tokens the endpoint billed for the file at this load (0: all from the
+    # cache); None for a local model, refusals, removals and loads recorded before version 3.
+    tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ CREATE TABLE IF NOT EXISTS book_files (
     error_line INTEGER,
     updated_at REAL NOT NULL,
     load_sequence INTEGER NOT NULL DEFAULT 0,
+    tokens INTEGER,
     PRIMARY KEY (collection, file_name)
 )
 """
@@ -117,13 +121,15 @@ ALTER TABLE book_files RENAME TO book_files_version_1;
 INSERT INTO book_files
 SELECT CASE state WHEN '{FileState.FAILED.value}' THEN '{ANY_COLLECTION}'
                   ELSE '{PREVIOUS_RELEASE}' END,
-       file_name, state, sha256, size, mtime_ns, books, error, error_line, updated_at, 0
+       file_name, state, sha256, size, mtime_ns, books, error, error_line, updated_at, 0, NULL
 FROM book_files_version_1;
 DROP TABLE book_files_version_1;
 """
+# Version 3 records each loaded file's embedding tokens; older loads' are unknown.
+_UPGRADE_FROM_VERSION_2 = "ALTER TABLE book_files ADD COLUMN tokens INTEGER"
 _COLUMNS = (
     "collection, file_name, state, sha256, size, mtime_ns, books, error, error_line, "
-    "updated_at, load_sequence"
+    "updated_at, load_sequence, tokens"
 )
 
 
@@ -212,13 +218,20 @@ class LoadLedger:
         )
 
     def record_loaded(
-        self, files: Iterable[ParsedBookFile], collection: str, load_sequence: int
+        self,
+        files: Iterable[ParsedBookFile],
+        collection: str,
+        load_sequence: int,
+        tokens: Mapping[str, int] | None = None,
     ) -> None:
-        """One transaction for the whole load: one fsync-free commit, not one per file."""
+        """One transaction for the whole load: one fsync-free commit, not one per file.
+        `tokens`: what embedding each file cost, by file name (None: not billed by the token)."""
         files = list(files)
+        tokens = tokens or {}
         self._write_many(
             [(collection, file.file_name, FileState.LOADED, file.sha256, file.snapshot.size,
-              file.snapshot.mtime_ns, len(file.books), None, None, load_sequence)
+              file.snapshot.mtime_ns, len(file.books), None, None, load_sequence,
+              tokens.get(file.file_name))
              for file in files],
             resolved=[file.file_name for file in files],
         )  # fmt: skip
@@ -228,7 +241,7 @@ class LoadLedger:
     ) -> None:
         self._write_many(
             [(ANY_COLLECTION, snapshot.name, FileState.FAILED, sha256, snapshot.size,
-              snapshot.mtime_ns, 0, error, error_line, 0)]
+              snapshot.mtime_ns, 0, error, error_line, 0, None)]
         )  # fmt: skip
 
     def record_removed(
@@ -238,7 +251,7 @@ class LoadLedger:
         entries = list(entries)
         self._write_many(
             [(collection, entry.file_name, FileState.REMOVED, entry.sha256, entry.size,
-              entry.mtime_ns, entry.books if books_kept else 0, None, None, load_sequence)
+              entry.mtime_ns, entry.books if books_kept else 0, None, None, load_sequence, None)
              for entry in entries],
             resolved=[entry.file_name for entry in entries],
         )  # fmt: skip
@@ -262,8 +275,8 @@ class LoadLedger:
             )
             connection.executemany(
                 f"INSERT OR REPLACE INTO book_files ({_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                ((*row[:9], now, row[9]) for row in rows),
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ((*row[:9], now, *row[9:]) for row in rows),
             )
 
 
@@ -282,6 +295,8 @@ def _prepare_schema(connection: sqlite3.Connection) -> None:
                 for statement in _UPGRADE_FROM_VERSION_1.split(";"):
                     if statement.strip():
                         connection.execute(statement)
+            elif columns and "tokens" not in columns:
+                connection.execute(_UPGRADE_FROM_VERSION_2)
             else:
                 connection.execute(_SCHEMA)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -7,7 +7,7 @@ from an older backup; a crash between writing points and recording them) makes i
 pending again instead of passing for loaded.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +63,10 @@ def load_books(
     files: Sequence[tuple[ParsedBookFile, np.ndarray]],
     model_name: str,
     remove_books_of_deleted_files: bool,
+    tokens: Mapping[str, int] | None = None,
 ) -> LoadOutcome:
-    """Replace each file's books, remove what deleted files left, then record it all.
+    """Replace each file's books, remove what deleted files left, then record it all (with
+    `tokens`, what embedding each file cost, by file name, when the model is billed by them).
 
     Points first, then the collection's load sequence, then the ledger: a crash anywhere
     leaves a record that claims no more than the store holds, and the next listing reloads
@@ -99,7 +101,7 @@ def load_books(
             ledger.adopt_previous_release(generation)
     fail_point(BEFORE_RECORDING_THE_LOAD)
     if generation is not None:
-        ledger.record_loaded((parsed for parsed, _ in files), generation, load_sequence)
+        ledger.record_loaded((parsed for parsed, _ in files), generation, load_sequence, tokens)
     ledger.record_removed(
         review.removed,
         generation or ANY_COLLECTION,

@@ -32,6 +32,8 @@ EMBEDDING_CACHE_FOLDER = "embedding_cache"
 MODEL_CACHE_FOLDER = "models"
 EDGE_FOLDER_NAME = "qdrant-edge"
 LEGACY_FOLDER_NAME = "qdrant"
+# Each run's reserved embedding tokens, shared by the processes that embed its files.
+EMBEDDING_BUDGET_FILE_NAME = "embedding_budget.sqlite"
 
 _TRUE_WORDS = ("1", "true", "yes", "on")
 _FALSE_WORDS = ("0", "false", "no", "off")
@@ -267,6 +269,21 @@ class Variables:
         None,
         "Any OpenAI-compatible embeddings server; unset: OpenAI",
     )
+    embedding_price_per_mtok = Variable(
+        "BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK",
+        number_at_least_zero,
+        None,
+        "Dollars per million embedding tokens, for a model the price table lacks or a price of "
+        "your own; unset: the OpenAI model's list price (docs/costs.md), 0 for a local model, "
+        "unknown for any other",
+    )
+    max_embedding_tokens_per_run = Variable(
+        "BOOK_PIPELINE_MAX_EMBEDDING_TOKENS_PER_RUN",
+        whole_number_at_least_zero,
+        None,
+        "A run sends no embedding request that would take it past this many tokens; the files "
+        "that would are held back, pending (openai embedder); unset: no limit",
+    )
     step_retries = Variable(
         "BOOK_PIPELINE_STEP_RETRIES",
         whole_number_at_least_zero,
@@ -416,6 +433,8 @@ class Settings:
     collection_settings: CollectionSettings = CollectionSettings()
     openai_api_key: str | None = VARIABLES.openai_api_key.default
     openai_base_url: str | None = VARIABLES.openai_base_url.default
+    embedding_price_per_mtok: float | None = VARIABLES.embedding_price_per_mtok.default
+    max_embedding_tokens_per_run: int | None = VARIABLES.max_embedding_tokens_per_run.default
     step_retries: int = VARIABLES.step_retries.default
     retry_delay_seconds: float = VARIABLES.retry_delay_seconds.default
     alert_webhook_url: str | None = VARIABLES.alert_webhook_url.default
@@ -468,6 +487,10 @@ class Settings:
     @property
     def embedding_cache_path(self) -> Path:
         return self.state_folder / EMBEDDING_CACHE_FOLDER
+
+    @property
+    def embedding_budget_path(self) -> Path:
+        return self.state_folder / EMBEDDING_BUDGET_FILE_NAME
 
     @property
     def model_cache_dir(self) -> Path:

@@ -4,6 +4,7 @@ the books the store actually holds of it."""
 from collections import Counter
 from dataclasses import dataclass
 
+from book_pipeline.core.embedding_costs import cost_usd, describe_cost
 from book_pipeline.core.ledger import FileState, FolderReview, LedgerEntry
 
 PENDING = "pending"
@@ -20,6 +21,10 @@ class FileStatus:
     error_line: int | None
     # Set when the store does not hold what the record says; the next run loads it again.
     drift: str | None = None
+    # What embedding the file cost at its load: the tokens billed (None: not billed by the
+    # token, or not recorded) and their price (None: no tokens, or no price known).
+    tokens: int | None = None
+    cost_usd: float | None = None
 
     @property
     def detail(self) -> str:
@@ -30,9 +35,11 @@ def folder_status(
     review: FolderReview,
     entries: dict[str, LedgerEntry],
     stored_counts: dict[str, int] | None,
+    price_per_mtok: float | None = None,
 ) -> list[FileStatus]:
     """Pending files from the folder's review; all others as the ledger last recorded them,
-    with the store's count of their books when the store could be read."""
+    with the store's count of their books when the store could be read, and the tokens their
+    load was billed at `price_per_mtok` dollars per million."""
     pending = {snapshot.name for snapshot in review.pending}
     gone = {entry.file_name for entry in review.removed}
     drifts = {drift.file_name: drift for drift in review.drifted}
@@ -66,6 +73,8 @@ def folder_status(
             stored(entry.file_name),
             entry.error,
             entry.error_line,
+            tokens=entry.tokens,
+            cost_usd=None if entry.tokens is None else cost_usd(entry.tokens, price_per_mtok),
         )
         for entry in entries.values()
         if entry.file_name not in pending
@@ -87,14 +96,42 @@ def folder_status(
 
 
 def format_status_table(rows: list[FileStatus]) -> str:
+    """One line per file; with token and cost columns when any load was billed by the token."""
     name_width = max((len(row.file_name) for row in rows), default=4)
     state_width = max((len(row.state) for row in rows), default=5)
-    lines = [f"{'file':<{name_width}}  {'state':<{state_width}}  books  stored  detail"]
+    billed = any(row.tokens is not None for row in rows)
+    costs = "   tokens      cost_usd" if billed else ""
+    lines = [f"{'file':<{name_width}}  {'state':<{state_width}}  books  stored{costs}  detail"]
     lines.extend(
         f"{row.file_name:<{name_width}}  {row.state:<{state_width}}  {row.books:>5}  "
-        f"{'-' if row.stored is None else row.stored:>6}  {row.detail}".rstrip()
+        f"{'-' if row.stored is None else row.stored:>6}"
+        f"{_cost_columns(row) if billed else ''}  {row.detail}".rstrip()
         for row in rows
     )
     counts = Counter(row.state for row in rows)
     summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
     return "\n".join([*lines, "", summary or "no files"])
+
+
+def _cost_columns(row: FileStatus) -> str:
+    if row.tokens is None:
+        return f"  {'-':>7}  {'-':>12}"
+    cost = "unknown" if row.cost_usd is None else f"{row.cost_usd:.6f}"
+    return f"  {row.tokens:>7}  {cost:>12}"
+
+
+def format_cost_total(rows: list[FileStatus], price_per_mtok: float | None, model: str) -> str:
+    """The tokens the files' loads were billed, in all, and their cost; "" when none was."""
+    billed = [row for row in rows if row.tokens is not None]
+    if not billed:
+        return ""
+    tokens = sum(row.tokens or 0 for row in billed)
+    priced = (
+        f"no price known for {model!r}: set BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK"
+        if price_per_mtok is None
+        else f"at ${price_per_mtok} per million tokens of {model}"
+    )
+    return (
+        f"embedding: {tokens} token(s) billed for the {len(billed)} file(s) as last loaded, "
+        f"{describe_cost(cost_usd(tokens, price_per_mtok))} ({priced})"
+    )

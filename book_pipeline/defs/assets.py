@@ -7,9 +7,11 @@ from book_pipeline.defs.ops import (
     check_every_file_accepted,
     create_vector_embeddings,
     list_book_description_files,
+    list_over_budget_book_files,
     list_refused_book_files,
     load_embeddings_to_vector_db,
     refuse_book_description_file,
+    refuse_over_budget_book_file,
     transform_book_description_file,
 )
 
@@ -25,8 +27,10 @@ def book_embeddings_kinds(embedder_provider: str) -> set[str]:
 EVERY_FILE_ACCEPTED = dg.AssetCheckSpec(
     "every_file_accepted",
     asset="book_embeddings",
-    description="No file of the run was refused. After a refusal (each refused file fails its "
-    "own refuse_book_description_file step) it does not run: the UI shows it failed to execute",
+    description="No file of the run was refused, nor held back by the token budget. After a "
+    "refusal (each refused file fails its own refuse_book_description_file step, each held-back "
+    "file its refuse_over_budget_book_file step) it does not run: the UI shows it failed to "
+    "execute",
 )
 
 
@@ -40,11 +44,16 @@ def book_embeddings():
 
     One transform and one embed copy per file (`.map()`), collected into a single load. A
     refused file goes the other way, to its own failing step, so the load does not wait for it
-    (Airflow's `trigger_rule="all_done"`): the good files load and the run still fails.
+    (Airflow's `trigger_rule="all_done"`): the good files load and the run still fails. So does
+    a file that the run's token budget held back (`BOOK_PIPELINE_MAX_EMBEDDING_TOKENS_PER_RUN`).
     """
     books, refusals = list_book_description_files().map(transform_book_description_file)
     refused = list_refused_book_files(refusals.collect()).map(refuse_book_description_file)
+    embedded, over_budget = books.map(create_vector_embeddings)
+    held_back = list_over_budget_book_files(over_budget.collect()).map(refuse_over_budget_book_file)
     return {
-        "result": load_embeddings_to_vector_db(books.map(create_vector_embeddings).collect()),
-        "book_embeddings_every_file_accepted": check_every_file_accepted(refused.collect()),
+        "result": load_embeddings_to_vector_db(embedded.collect()),
+        "book_embeddings_every_file_accepted": check_every_file_accepted(
+            refused=refused.collect(), over_budget=held_back.collect()
+        ),
     }

@@ -11,6 +11,8 @@ import dagster as dg
 import numpy as np
 
 from book_pipeline.core.embedding.base import Embedder
+from book_pipeline.core.embedding_cache import CachedEmbedder
+from book_pipeline.core.embedding_costs import TokenBudgetExceeded, count_tokens
 from book_pipeline.core.search import (
     SearchHit,
     SearchRefusedError,
@@ -218,9 +220,24 @@ def book_embeddings_retrieval_sanity(
     pipeline_state: PipelineStateResource,
 ) -> dg.AssetCheckResult:
     model = embedder.get_embedder()
+    # Through the cache: a self probe is a book's own text, which the run has just paid for.
+    # A paid probe counts against the run's token budget like a file.
+    budget = None
+    if embedder.billed_by_token and embedder.max_tokens_per_run is not None:
+        budget = pipeline_state.token_budget(context.run.run_id, embedder.max_tokens_per_run)
+    probe_embedder = CachedEmbedder(
+        model,
+        pipeline_state.embedding_cache(),
+        count_tokens if embedder.billed_by_token else None,
+        budget,
+        budget_entry="retrieval_sanity probe",
+    )
     with qdrant.open(on_wait=context.log.warning) as store:
         recorded_books = pipeline_state.ledger().loaded_books(store.stamp())
-        report = evaluate_retrieval(store, model, recorded_books=recorded_books)
+        try:
+            report = evaluate_retrieval(store, probe_embedder, recorded_books=recorded_books)
+        except TokenBudgetExceeded as error:
+            report = RetrievalReport(False, f"the probes were not sent: {error}", "none", [])
     if not report.passed:
         context.log.error(report.description)
     else:
@@ -232,5 +249,6 @@ def book_embeddings_retrieval_sanity(
             "probe_kind": report.probe_kind,
             "probes": dg.MetadataValue.md(report.markdown()),
             "embedding_model": model.model_name,
+            **({"embedding_tokens": probe_embedder.tokens} if embedder.billed_by_token else {}),
         },
     )

@@ -8,6 +8,7 @@ import hashlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -23,6 +24,12 @@ from book_pipeline.core.book_files import (
 )
 from book_pipeline.core.embedding.base import EmbeddingModelError
 from book_pipeline.core.embedding_cache import embed_with_cache
+from book_pipeline.core.embedding_costs import (
+    TokenBudgetExceeded,
+    cost_usd,
+    count_tokens,
+    describe_cost,
+)
 from book_pipeline.core.loading import list_files_to_load, load_books
 from book_pipeline.core.parsing import BookFileError, ParsedBookFile, parse_book_data
 from book_pipeline.core.store.base import CollectionMismatchError
@@ -48,6 +55,22 @@ class EmbeddedBookFile:
     model_name: str
     cache_hits: int
     cache_misses: int
+    # What the misses cost: the tokens the endpoint billed (0 for a local model) and seconds.
+    tokens: int = 0
+    seconds: float = 0.0
+    # What the hits would have cost, for a model billed by the token.
+    tokens_saved: int | None = None
+
+
+@dataclass(frozen=True)
+class OverBudgetBookFile:
+    """A file the run's token budget held back: none of its texts was sent."""
+
+    snapshot: FileSnapshot
+    error: str
+    limit: int
+    spent: int
+    needed: int
 
 
 class ListFilesConfig(dg.Config):
@@ -196,12 +219,15 @@ def refuse_book_description_file(books_folder: BooksFolder, refusal: RefusedBook
 
 
 # No return annotation: Dagster would type-check the check's output, which it stores as None.
-@dg.op(ins={"refused": dg.In(dg.Nothing)})
+@dg.op(ins={"refused": dg.In(dg.Nothing), "over_budget": dg.In(dg.Nothing)})
 def check_every_file_accepted():
-    """Reached only when no copy was refused: a refusal step fails, and Dagster runs nothing
-    after a failed step. Dagster asks for it too: every step of a graph-backed asset must lead
-    to the asset or one of its checks, and the refusal steps cannot lead to the load."""
-    return dg.AssetCheckResult(passed=True, description="no file of this run was refused")
+    """Reached only when no copy was refused, nor held back by the token budget: those steps
+    fail, and Dagster runs nothing after a failed step. Dagster asks for it too: every step of a
+    graph-backed asset must lead to the asset or one of its checks, and the refusal steps
+    cannot lead to the load."""
+    return dg.AssetCheckResult(
+        passed=True, description="no file of this run was refused or held back by the budget"
+    )
 
 
 def _changed_since(snapshot: FileSnapshot, books_folder: Path) -> bool:
@@ -217,29 +243,94 @@ def _cannot_heal(error: Exception) -> dg.Failure:
     return dg.Failure(description=str(error), allow_retries=False)
 
 
-@dg.op(retry_policy=EXTERNAL_STEP_RETRY_POLICY)
+@dg.op(
+    retry_policy=EXTERNAL_STEP_RETRY_POLICY,
+    out={
+        "embedded": dg.Out(EmbeddedBookFile, is_required=False, description="The file's vectors"),
+        # Yielded for every file (None: within the budget), like the transform's refusal.
+        "over_budget": dg.Out(
+            OverBudgetBookFile | None,
+            description="Why the run's token budget held the file back; None: embedded",
+        ),
+    },
+)
 def create_vector_embeddings(
-    embedder: EmbedderResource, pipeline_state: PipelineStateResource, book_file: ParsedBookFile
-) -> EmbeddedBookFile:
+    context: dg.OpExecutionContext,
+    embedder: EmbedderResource,
+    pipeline_state: PipelineStateResource,
+    book_file: ParsedBookFile,
+):
     """Embed one file's books in batches, paying only for texts this model has never seen.
 
     An endpoint that is down, busy or failing is retried (book_pipeline.defs.retries); an answer
-    that cannot change (a bad request or key, a damaged local model) fails at once.
+    that cannot change (a bad request or key, a damaged local model) fails at once. A file that
+    would take the run past its token budget is not sent: like a refused file, it goes to its
+    own failing step (`refuse_over_budget_book_file`), so the load of the others goes on.
     """
+    budget = None
+    if embedder.billed_by_token and embedder.max_tokens_per_run is not None:
+        budget = pipeline_state.token_budget(context.run_id, embedder.max_tokens_per_run)
     try:
         model = embedder.get_embedder()
         texts = [book.embedding_text for book in book_file.books]
-        embedded = embed_with_cache(model, pipeline_state.embedding_cache(), texts)
+        embedded = embed_with_cache(
+            model,
+            pipeline_state.embedding_cache(),
+            texts,
+            count_tokens=count_tokens if embedder.billed_by_token else None,
+            admit=None if budget is None else partial(budget.reserve, book_file.file_name),
+        )
+    except TokenBudgetExceeded as error:
+        context.log.warning(error.for_a_file())
+        yield dg.Output(
+            OverBudgetBookFile(
+                book_file.snapshot, error.for_a_file(), error.limit, error.spent, error.needed
+            ),
+            "over_budget",
+        )
+        return
     except EmbeddingModelError as error:
         if error.retryable:
             raise
         raise _cannot_heal(error) from error
-    return EmbeddedBookFile(
-        file=book_file,
-        vectors=embedded.vectors,
-        model_name=model.model_name,
-        cache_hits=embedded.cache_hits,
-        cache_misses=embedded.cache_misses,
+    yield dg.Output(
+        EmbeddedBookFile(
+            file=book_file,
+            vectors=embedded.vectors,
+            model_name=model.model_name,
+            cache_hits=embedded.cache_hits,
+            cache_misses=embedded.cache_misses,
+            tokens=embedded.tokens,
+            seconds=embedded.seconds,
+            tokens_saved=embedded.tokens_saved,
+        ),
+        "embedded",
+    )
+    yield dg.Output(None, "over_budget")
+
+
+@dg.op(out=dg.DynamicOut(OverBudgetBookFile))
+def list_over_budget_book_files(held_back: list[OverBudgetBookFile | None]):
+    """One dynamic output per file the token budget held back, under its own mapping key."""
+    for file in held_back:
+        if file is not None:
+            yield dg.DynamicOutput(file, mapping_key=mapping_key_for(file.snapshot.name))
+
+
+@dg.op(out=dg.Out(dg.Nothing))
+def refuse_over_budget_book_file(held_back: OverBudgetBookFile) -> None:
+    """Fail this file's own step, naming the budget, what the run had spent and what the file
+    needs, so the run fails (and its alerts fire) while the other files load. Not retried: the
+    budget is the run's; the next run has its own."""
+    raise dg.Failure(
+        description=held_back.error,
+        metadata={
+            "file": dg.MetadataValue.path(str(held_back.snapshot.path)),
+            "max_embedding_tokens_per_run": held_back.limit,
+            "tokens_spent_by_the_run": held_back.spent,
+            "tokens_needed": held_back.needed,
+        },
+        allow_retries=False,
     )
 
 
@@ -259,6 +350,7 @@ def load_embeddings_to_vector_db(
     """
     started = time.perf_counter()
     model = embedder.get_embedder()
+    costs = embedding_costs(embedder, model.model_name, embedded_files)
     with qdrant.open(on_wait=context.log.warning) as store:
         try:
             outcome = load_books(
@@ -268,6 +360,9 @@ def load_embeddings_to_vector_db(
                 [(embedded.file, embedded.vectors) for embedded in embedded_files],
                 model.model_name,
                 config.remove_books_of_deleted_files,
+                {e.file.file_name: e.tokens for e in embedded_files}
+                if embedder.billed_by_token
+                else None,
             )
         except CollectionMismatchError as error:
             raise _cannot_heal(error) from error
@@ -290,6 +385,7 @@ def load_embeddings_to_vector_db(
         "embedding_dimension": dimension,
         "embedding_cache_hits": sum(e.cache_hits for e in embedded_files),
         "embedding_cache_misses": sum(e.cache_misses for e in embedded_files),
+        **costs,
         "load_sequence": outcome.load_sequence,
     }
     context.log.info(
@@ -297,6 +393,7 @@ def load_embeddings_to_vector_db(
         f"collection {qdrant.collection!r} at {qdrant.location} ({collection_size} in all), "
         f"removed the books of {len(review.removed)} deleted file(s)"
     )
+    context.log.info(describe_embedding_costs(costs, model.model_name))
     if collection_size:
         context.log.info(f'search them: book-pipeline search "{SEARCH_EXAMPLE}" --limit 5')
     stage_seconds = _stage_seconds(context)
@@ -313,11 +410,59 @@ def load_embeddings_to_vector_db(
             "failed_files": dg.MetadataValue.json(
                 {e.file_name: e.error for e in review.failed_unchanged[:_LISTED_FILES_LIMIT]}
             ),
+            # Unknown, never 0, when nothing gives the model's price.
+            "embedding_cost_usd": "unknown"
+            if costs["embedding_cost_usd"] is None
+            else dg.MetadataValue.float(costs["embedding_cost_usd"]),
             **{
                 f"seconds_{stage}": dg.MetadataValue.float(round(seconds, 3))
                 for stage, seconds in stage_seconds.items()
             },
         },
+    )
+
+
+def embedding_costs(
+    embedder: EmbedderResource, model_name: str, embedded_files: list[EmbeddedBookFile]
+) -> dict[str, int | float | None]:
+    """What embedding the run's files cost. Billed by the token: the tokens the endpoint
+    reported, their price (None: unknown), the texts the cache served and the tokens that
+    saved. A local model: its compute seconds, at no cost."""
+    texts_from_cache = sum(e.cache_hits for e in embedded_files)
+    if not embedder.billed_by_token:
+        return {
+            "embedding_compute_seconds": round(sum(e.seconds for e in embedded_files), 3),
+            "embedding_cost_usd": 0.0,
+            "embedding_texts_from_cache": texts_from_cache,
+        }
+    tokens = sum(e.tokens for e in embedded_files)
+    price = embedder.price(model_name)
+    return {
+        "embedding_tokens": tokens,
+        "embedding_cost_usd": cost_usd(tokens, price),
+        "embedding_price_per_mtok": price,
+        "embedding_texts_from_cache": texts_from_cache,
+        "embedding_tokens_saved": sum(e.tokens_saved or 0 for e in embedded_files),
+    }
+
+
+def describe_embedding_costs(costs: dict[str, int | float | None], model_name: str) -> str:
+    if "embedding_tokens" not in costs:
+        return (
+            f"embedding took {costs['embedding_compute_seconds']} s of local compute "
+            f"({costs['embedding_texts_from_cache']} text(s) from the cache), at no cost"
+        )
+    price = costs["embedding_price_per_mtok"]
+    priced = (
+        f"no price known for {model_name!r}: set BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK"
+        if price is None
+        else f"${price} per million tokens of {model_name}"
+    )
+    return (
+        f"embedding cost {costs['embedding_tokens']} token(s), "
+        f"{describe_cost(costs['embedding_cost_usd'])} ({priced}); the cache served "
+        f"{costs['embedding_texts_from_cache']} text(s), saving "
+        f"{costs['embedding_tokens_saved']} token(s)"
     )
 
 

@@ -19,6 +19,7 @@ from book_pipeline.core.embedding.bundled import LOCAL_MODEL_NAME
 from book_pipeline.core.embedding.choosing import choose_embedder
 from book_pipeline.core.embedding.openai_endpoint import OPENAI_DEFAULT_MODEL
 from book_pipeline.core.embedding_cache import open_embedding_cache
+from book_pipeline.core.embedding_costs import TokenBudget, price_per_mtok
 from book_pipeline.core.ledger import LoadLedger
 from book_pipeline.core.settings import (
     DEFAULT_LOCK_WAIT_SECONDS,
@@ -98,6 +99,25 @@ class EmbedderResource(dg.ConfigurableResource):
         "longer outages are the step retries' job (BOOK_PIPELINE_STEP_RETRIES)",
     )
 
+    price_per_mtok: float | None = Field(
+        default=None,
+        description="Dollars per million tokens (BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK); unset: "
+        "the OpenAI model's list price, 0 for a local model, unknown for any other model",
+    )
+    max_tokens_per_run: int | None = Field(
+        default=None,
+        description="A run sends no request that would take it past this many tokens "
+        "(BOOK_PIPELINE_MAX_EMBEDDING_TOKENS_PER_RUN); the files that would are held back. "
+        "Unset: no limit. Only for the openai provider, which is billed by the token",
+    )
+
+    @property
+    def billed_by_token(self) -> bool:
+        return self.provider == "openai"
+
+    def price(self, model_name: str) -> float | None:
+        return price_per_mtok(self.provider, model_name, self.price_per_mtok)
+
     def get_embedder(self) -> Embedder:
         return choose_embedder(
             EmbedderChoice(
@@ -135,6 +155,9 @@ class PipelineStateResource(dg.ConfigurableResource):
 
     def embedding_cache(self) -> diskcache.Cache:
         return open_embedding_cache(self._settings.embedding_cache_path)
+
+    def token_budget(self, run_key: str, limit: int) -> TokenBudget:
+        return TokenBudget(self._settings.embedding_budget_path, run_key, limit)
 
 
 class CollectionLayout(dg.Config):
@@ -257,6 +280,11 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             model_cache_dir=str(settings.model_cache_dir),
             openai_api_key=_from_variable(VARIABLES.openai_api_key, settings.openai_api_key),
             openai_base_url=_from_variable(VARIABLES.openai_base_url, settings.openai_base_url),
+            # A plain value: Dagster's EnvVar reads strings and whole numbers, not prices.
+            price_per_mtok=settings.embedding_price_per_mtok,
+            max_tokens_per_run=_from_variable(
+                VARIABLES.max_embedding_tokens_per_run, settings.max_embedding_tokens_per_run
+            ),
         ),
         "qdrant": QdrantResource(
             collection=_from_variable(VARIABLES.collection, settings.collection),

@@ -231,3 +231,31 @@ def test_the_previous_release_ledger_is_upgraded_in_place(tmp_path: Path) -> Non
     ledger.adopt_previous_release("generation-new")
     assert review(tmp_path, ledger, stamp=CollectionStamp("generation-new", 1)).up_to_date == 1
     assert review(tmp_path, ledger, stamp=made_before_generations).pending != []
+
+
+def test_a_version_2_ledger_gains_the_tokens_column_in_place(tmp_path: Path) -> None:
+    """Its records stay as they were; their tokens are unknown, a new load records its own."""
+    path = tmp_path / "ledger.sqlite"
+    loaded = write(tmp_path / "loaded.txt", book_line("Loaded"))
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE book_files (collection TEXT NOT NULL, file_name TEXT NOT NULL, "
+            "state TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, "
+            "mtime_ns INTEGER NOT NULL, books INTEGER NOT NULL, error TEXT, error_line INTEGER, "
+            "updated_at REAL NOT NULL, load_sequence INTEGER NOT NULL DEFAULT 0, "
+            "PRIMARY KEY (collection, file_name))"
+        )
+        connection.execute(
+            "INSERT INTO book_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ("generation-a", "loaded.txt", "loaded", file_sha256(loaded.path), loaded.size,
+             loaded.mtime_ns, 1, None, None, 1.0, 1),
+        )  # fmt: skip
+        connection.execute("PRAGMA user_version = 2")
+    ledger = LoadLedger(path)
+
+    assert review(tmp_path, ledger).up_to_date == 1
+    assert ledger.entries(STAMP)["loaded.txt"].tokens is None
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    ledger.record_loaded([parse_book_file(loaded.path)], "generation-a", 2, {"loaded.txt": 9})
+    assert ledger.entries(CollectionStamp("generation-a", 2))["loaded.txt"].tokens == 9

@@ -52,6 +52,8 @@ def test_every_variable_is_used(tmp_path: Path) -> None:
             "QDRANT_SHARD_NUMBER": "6",
             "QDRANT_ON_DISK_VECTORS": "true",
             "QDRANT_ON_DISK_PAYLOAD": "0",
+            "BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK": "0.015",
+            "BOOK_PIPELINE_MAX_EMBEDDING_TOKENS_PER_RUN": "50000",
         }
     )
 
@@ -71,6 +73,8 @@ def test_every_variable_is_used(tmp_path: Path) -> None:
     assert settings.collection_settings == CollectionSettings(
         shard_number=6, on_disk_vectors=True, on_disk_payload=False
     )
+    assert settings.embedding_price_per_mtok == 0.015
+    assert settings.max_embedding_tokens_per_run == 50000
     # A printed or logged Settings never shows a secret.
     assert "secret" not in repr(settings)
 
@@ -82,6 +86,10 @@ def test_every_variable_is_used(tmp_path: Path) -> None:
         ("BOOK_PIPELINE_SETTLE_SECONDS", "soon", "must be a whole number, got 'soon'"),
         ("QDRANT_HNSW_M", "16.5", "must be a whole number, got '16.5'"),
         ("QDRANT_INT8_QUANTIZATION", "maybe", "must be one of 1, true, yes, on, 0, false"),
+        ("BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK", "$0.02", "a number of at least 0, got '$0.02'"),
+        ("BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK", "-1", "a number of at least 0, got '-1'"),
+        ("BOOK_PIPELINE_MAX_EMBEDDING_TOKENS_PER_RUN", "1e6", "must be a whole number"),
+        ("BOOK_PIPELINE_MAX_EMBEDDING_TOKENS_PER_RUN", "-5", "a whole number of at least 0"),
     ],
 )
 def test_an_unusable_value_is_refused_naming_the_variable(

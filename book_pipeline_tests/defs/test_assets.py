@@ -20,7 +20,13 @@ from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,
     embeddings_server,
 )
-from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config, steps_that_ran
+from book_pipeline_tests.support.runs import (
+    failure_messages,
+    fetch_data_job,
+    fetch_data_run_config,
+    materialization_metadata,
+    steps_that_ran,
+)
 
 BROKEN_LINE = "99 ::: A Title Without Its Year ::: Someone ::: Text"
 
@@ -33,17 +39,6 @@ def run_fetch_data(
         instance=instance,
         raise_on_error=False,
     )
-
-
-def failure_messages(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
-    """The run's failed steps (without the graph's prefix) and their Failure's description."""
-    messages = {}
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-        event = entry.get_dagster_event()
-        user_data = event.step_failure_data.user_failure_data
-        assert user_data is not None and event.step_key is not None
-        messages[event.step_key.removeprefix("book_embeddings.")] = user_data.description
-    return messages
 
 
 def checks_evaluated(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
@@ -68,15 +63,10 @@ def stored_points(data_dir: Path) -> dict[str, dict]:
 PER_RUN_STEPS = {
     "list_book_description_files",
     "list_refused_book_files",
+    "list_over_budget_book_files",
     "load_embeddings_to_vector_db",
     "check_every_file_accepted",
 }
-
-
-def materialization_metadata(instance: dg.DagsterInstance) -> dict:
-    event = instance.get_latest_materialization_event(dg.AssetKey("book_embeddings"))
-    assert event is not None and event.asset_materialization is not None
-    return {key: value.value for key, value in event.asset_materialization.metadata.items()}
 
 
 def test_sample_data_end_to_end(instance: dg.DagsterInstance, data_dir: Path) -> None:
@@ -107,6 +97,11 @@ def test_sample_data_end_to_end(instance: dg.DagsterInstance, data_dir: Path) ->
     assert metadata["embedding_dimension"] == LOCAL_MODEL_DIMENSION
     for stage in ("transform_book_description_file", "create_vector_embeddings"):
         assert metadata[f"seconds_{stage}"] > 0
+    # The local model is billed by no one: its cost is its compute time.
+    assert metadata["embedding_compute_seconds"] > 0
+    assert metadata["embedding_cost_usd"] == 0.0
+    assert metadata["embedding_texts_from_cache"] == 0
+    assert "embedding_tokens" not in metadata
 
 
 def test_points_carry_the_book_payload(instance: dg.DagsterInstance, data_dir: Path) -> None:

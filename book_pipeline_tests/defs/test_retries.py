@@ -6,7 +6,6 @@ tests' retry delay is ~0.05 s (book_pipeline_tests/__init__.py); the policy is t
 
 import socket
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
@@ -26,20 +25,7 @@ from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,
     embeddings_server,
 )
-from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config, steps_that_ran
-
-
-def openai_run_config(
-    books_dir: Path, data_dir: Path, base_url: str, client_retries: int
-) -> dict[str, Any]:
-    return fetch_data_run_config(
-        books_dir,
-        data_dir,
-        provider="openai",
-        openai_base_url=base_url,
-        openai_api_key="sk-test",
-        openai_max_retries=client_retries,
-    )
+from book_pipeline_tests.support.runs import fetch_data_job, openai_run_config, steps_that_ran
 
 
 def run_with_openai(
@@ -50,7 +36,9 @@ def run_with_openai(
     client_retries: int = 0,
 ) -> dg.ExecuteInProcessResult:
     return fetch_data_job().execute_in_process(
-        run_config=openai_run_config(books_dir, data_dir, base_url, client_retries),
+        run_config=openai_run_config(
+            books_dir, data_dir, base_url, openai_max_retries=client_retries
+        ),
         instance=instance,
         raise_on_error=False,
     )
@@ -189,7 +177,7 @@ def test_reexecution_after_an_outage_retries_and_parses_nothing_again(
 ) -> None:
     files = write_synthetic_books(books_dir, files=2, books_per_file=2)
     job = dg.reconstructable(fetch_data_job)
-    down = openai_run_config(books_dir, data_dir, closed_loopback_url(), client_retries=0)
+    down = openai_run_config(books_dir, data_dir, closed_loopback_url(), openai_max_retries=0)
     with dg.execute_job(job, instance, run_config=down) as first:
         assert not first.success
     embed_steps = {f"create_vector_embeddings[{mapping_key_for(path.name)}]" for path in files}
@@ -197,7 +185,7 @@ def test_reexecution_after_an_outage_retries_and_parses_nothing_again(
 
     state = EmbeddingsServerState(failures_to_inject=[503])
     with embeddings_server(state) as base_url:
-        back = openai_run_config(books_dir, data_dir, base_url, client_retries=0)
+        back = openai_run_config(books_dir, data_dir, base_url, openai_max_retries=0)
         with dg.execute_job(
             job,
             instance,
@@ -206,10 +194,13 @@ def test_reexecution_after_an_outage_retries_and_parses_nothing_again(
         ) as second:
             assert second.success
 
-    # The parsed files come from the first run; the embed steps run again, and retry there too.
+    # The parsed files come from the first run; the embed steps run again, and retry there too,
+    # and so do the steps after them: the load, and the budget's fan-out before the check.
     assert steps_that_ran(instance, second.run_id)["success"] == {
         *embed_steps,
         "load_embeddings_to_vector_db",
+        "list_over_budget_book_files",
+        "check_every_file_accepted",
     }
     retried = events_of(instance, second.run_id, dg.DagsterEventType.STEP_UP_FOR_RETRY)
     assert len(retried) == 1 and retried[0].step_key.removeprefix("book_embeddings.") in embed_steps

@@ -1,7 +1,8 @@
 """A small HTTP server on loopback that speaks the OpenAI embeddings API, for the real client.
 
-It answers `POST /v1/embeddings` with deterministic vectors (hashed from the text) and can be told
-to fail the next requests with given status codes, to prove the client's retries.
+It answers `POST /v1/embeddings` with deterministic vectors (hashed from the text) and the usage
+OpenAI would bill (each input's tokens in cl100k_base), and can be told to fail the next requests
+with given status codes, to prove the client's retries.
 """
 
 import hashlib
@@ -9,9 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import bpe_openai
 import numpy as np
 
 from book_pipeline_tests.support.loopback_http import JsonHandler, serve_on_loopback
+
+_CL100K = bpe_openai.get_encoding("cl100k_base")
 
 
 def text_vector(text: str, dimensions: int) -> list[float]:
@@ -26,6 +30,8 @@ class EmbeddingsServerState:
     requests: list[dict] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     authorization_headers: list[str] = field(default_factory=list)
+    # What the answers' usage reported, summed.
+    billed_tokens: int = 0
 
 
 def _handler_for(state: EmbeddingsServerState) -> type[JsonHandler]:
@@ -46,7 +52,10 @@ def _handler_for(state: EmbeddingsServerState) -> type[JsonHandler]:
                     {"object": "embedding", "index": i, "embedding": text_vector(text, dimensions)}
                     for i, text in enumerate(inputs)
                 ]
-                usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
+                # Counted here with the tokenizer itself, not with the code under test.
+                tokens = sum(len(_CL100K.encode_ordinary(text)) for text in inputs)
+                state.billed_tokens += tokens
+                usage = {"prompt_tokens": tokens, "total_tokens": tokens}
                 # Reversed on purpose: the API does not promise order, the index field does.
                 self._reply(
                     200,

@@ -21,6 +21,20 @@ def fetch_data_run_config(books_dir: Path, data_dir: Path, **embedder: Any) -> d
     return {"resources": resources}
 
 
+def openai_run_config(
+    books_dir: Path, data_dir: Path, base_url: str, **embedder: Any
+) -> dict[str, Any]:
+    """`fetch_data_run_config` embedding through an OpenAI-compatible server at `base_url`."""
+    return fetch_data_run_config(
+        books_dir,
+        data_dir,
+        provider="openai",
+        openai_base_url=base_url,
+        openai_api_key="sk-test",
+        **embedder,
+    )
+
+
 def fetch_data_job() -> dg.JobDefinition:
     return defs.resolve_job_def("fetch_data")
 
@@ -89,3 +103,20 @@ def run_project_command(
         text=True,
         timeout=300,
     )
+
+
+def failure_messages(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
+    """The run's failed steps (without the graph's prefix) and their Failure's description."""
+    messages = {}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = entry.get_dagster_event()
+        user_data = event.step_failure_data.user_failure_data
+        assert user_data is not None and event.step_key is not None
+        messages[event.step_key.removeprefix("book_embeddings.")] = user_data.description
+    return messages
+
+
+def materialization_metadata(instance: dg.DagsterInstance) -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey("book_embeddings"))
+    assert event is not None and event.asset_materialization is not None
+    return {key: value.value for key, value in event.asset_materialization.metadata.items()}

@@ -4,7 +4,7 @@ and search rely on, whatever runs the model."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -35,6 +35,13 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """One L2-normalised float32 row per text, in order."""
         ...
+
+
+@runtime_checkable
+class UsageReportingEmbedder(Protocol):
+    """An embedder paid by the token, which says how many each call was billed."""
+
+    def embed_with_usage(self, texts: Sequence[str]) -> tuple[np.ndarray, int]: ...
 
 
 def batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

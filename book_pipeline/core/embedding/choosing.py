@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from book_pipeline.core.embedding.base import Embedder
-from book_pipeline.core.embedding.bundled import is_bundled_model
+from book_pipeline.core.embedding.bundled import LOCAL_MODEL_NAME, is_bundled_model
 from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.embedding.openai_endpoint import OPENAI_DEFAULT_MODEL, OpenAIEmbedder
 from book_pipeline.core.embedding.query import BundledQueryEmbedder
@@ -35,3 +35,11 @@ def choose_embedder(
     if for_query and is_bundled_model(choice.model):
         return BundledQueryEmbedder()
     return shared_local_embedder(choice.model, choice.model_cache_dir.expanduser())
+
+
+def configured_model_name(choice: EmbedderChoice) -> str:
+    """The model a configuration names, without loading it: what an endpoint is asked for, or
+    the local model's configured name (a model folder's full name adds its checksum)."""
+    if choice.provider == "openai":
+        return choice.model or OPENAI_DEFAULT_MODEL
+    return choice.model or LOCAL_MODEL_NAME

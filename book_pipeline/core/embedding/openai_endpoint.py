@@ -16,6 +16,7 @@ from book_pipeline.core.embedding.base import (
     root_cause,
     short_text,
 )
+from book_pipeline.core.embedding_costs import count_tokens
 from book_pipeline.core.settings import DEFAULT_OPENAI_MAX_RETRIES
 
 if TYPE_CHECKING:
@@ -105,7 +106,13 @@ class OpenAIEmbedder:
         return self._probed_dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed_with_usage(texts)[0]
+
+    def embed_with_usage(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+        """The vectors, and the tokens the endpoint billed for them (its `usage.prompt_tokens`,
+        summed over the requests)."""
         rows: list[list[float]] = []
+        tokens = 0
         for batch in batches(texts, self._batch_size):
             options = {} if self._dimensions is None else {"dimensions": self._dimensions}
             response = self._create_embeddings(list(batch), options)
@@ -115,11 +122,12 @@ class OpenAIEmbedder:
                     f"for {len(batch)} texts"
                 )
             rows.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
+            tokens += _billed_tokens(response, list(batch))
         if not rows:
-            return np.zeros((0, self._dimensions or 0), dtype=np.float32)
+            return np.zeros((0, self._dimensions or 0), dtype=np.float32), tokens
         vectors = np.asarray(rows, dtype=np.float32)
         self._probed_dimension = vectors.shape[1]
-        return normalize_rows(vectors)
+        return normalize_rows(vectors), tokens
 
     def _create_embeddings(self, texts: list[str], options: dict) -> Any:
         import openai
@@ -145,3 +153,10 @@ class OpenAIEmbedder:
                 self.endpoint,
                 retryable=True,
             ) from error
+
+
+def _billed_tokens(response: Any, texts: list[str]) -> int:
+    """The usage an answer reports; from an endpoint that reports none, the texts' count in
+    OpenAI's tokenizer, rather than nothing (the run's cost and budget rest on it)."""
+    tokens = getattr(getattr(response, "usage", None), "prompt_tokens", None)
+    return tokens if isinstance(tokens, int) else count_tokens(texts)

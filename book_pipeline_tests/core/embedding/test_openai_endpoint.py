@@ -5,6 +5,7 @@ import pytest
 
 from book_pipeline.core.embedding.base import EmbeddingEndpointError
 from book_pipeline.core.embedding.openai_endpoint import OpenAIEmbedder
+from book_pipeline.core.embedding_costs import count_tokens
 from book_pipeline.defs.resources import EmbedderResource
 from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,
@@ -102,3 +103,14 @@ def test_openai_provider_asks_for_configured_dimensions() -> None:
     assert vectors.shape == (3, 5)
     assert state.requests[0]["dimensions"] == 5
     assert state.requests[0]["model"] == "text-embedding-3-large"
+
+
+def test_openai_provider_reports_the_tokens_it_was_billed() -> None:
+    state = EmbeddingsServerState(dimensions=12)
+    texts = [f"book number {i}" for i in range(7)]
+    with embeddings_server(state) as base_url:
+        embedder = OpenAIEmbedder(api_key="sk-test", base_url=base_url, batch_size=3)
+        vectors, tokens = embedder.embed_with_usage(texts)
+
+    assert vectors.shape == (7, 12)
+    assert tokens == state.billed_tokens == count_tokens(texts) > 0
