@@ -11,6 +11,7 @@ import functools
 import sqlite3
 from collections.abc import Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,57 @@ def cost_usd(tokens: int, price: float | None) -> float | None:
 
 def describe_cost(cost: float | None) -> str:
     return "unknown" if cost is None else f"${cost:.6f}"
+
+
+@dataclass(frozen=True)
+class EmbeddingBill:
+    """What embedding a run's files cost. Billed by the token: the tokens the endpoint
+    reported, their price (None: unknown) and what the cache saved; a local model: its compute
+    seconds, at no cost."""
+
+    model_name: str
+    billed_by_token: bool
+    texts_from_cache: int
+    tokens: int
+    tokens_saved: int
+    compute_seconds: float
+    price_per_mtok: float | None
+
+    @property
+    def cost_usd(self) -> float | None:
+        return cost_usd(self.tokens, self.price_per_mtok) if self.billed_by_token else 0.0
+
+    def counts(self) -> dict[str, int | float | None]:
+        if not self.billed_by_token:
+            return {
+                "embedding_compute_seconds": round(self.compute_seconds, 3),
+                "embedding_cost_usd": 0.0,
+                "embedding_texts_from_cache": self.texts_from_cache,
+            }
+        return {
+            "embedding_tokens": self.tokens,
+            "embedding_cost_usd": self.cost_usd,
+            "embedding_price_per_mtok": self.price_per_mtok,
+            "embedding_texts_from_cache": self.texts_from_cache,
+            "embedding_tokens_saved": self.tokens_saved,
+        }
+
+    def describe(self) -> str:
+        if not self.billed_by_token:
+            return (
+                f"embedding took {round(self.compute_seconds, 3)} s of local compute "
+                f"({self.texts_from_cache} text(s) from the cache), at no cost"
+            )
+        priced = (
+            f"no price known for {self.model_name!r}: set BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK"
+            if self.price_per_mtok is None
+            else f"${self.price_per_mtok} per million tokens of {self.model_name}"
+        )
+        return (
+            f"embedding cost {self.tokens} token(s), {describe_cost(self.cost_usd)} ({priced}); "
+            f"the cache served {self.texts_from_cache} text(s), saving {self.tokens_saved} "
+            "token(s)"
+        )
 
 
 def counts_exactly(provider: str, model_name: str) -> bool:

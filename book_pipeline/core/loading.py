@@ -7,12 +7,16 @@ from an older backup; a crash between writing points and recording them) makes i
 pending again instead of passing for loaded.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from book_pipeline.core.embedding_costs import EmbeddingBill
 from book_pipeline.core.fail_points import (
     AFTER_FIRST_BATCH,
     BEFORE_RECORDING_THE_LOAD,
@@ -26,6 +30,10 @@ from book_pipeline.core.ledger import (
 )
 from book_pipeline.core.parsing import ParsedBookFile
 from book_pipeline.core.store.base import BookVectorStore, CollectionStamp, book_point_id
+
+if TYPE_CHECKING:
+    # Only its fields are read: the listing (`status`, the sensor) does not pay for the cache.
+    from book_pipeline.core.book_embedding import EmbeddedBookFile
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,27 @@ class LoadOutcome:
     review: FolderReview
     collection_size: int
     load_sequence: int
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """What a load did, as the asset reports it: `counts` is its output and metadata."""
+
+    counts: dict[str, Any]
+    # The files loaded and the failed files skipped (name: error), sorted by name.
+    loaded_files: list[str]
+    failed_files: dict[str, str]
+    bill: EmbeddingBill
+
+    def messages(self, collection: str, location: str) -> list[str]:
+        counts = self.counts
+        return [
+            f"loaded {counts['books_loaded']} book(s) from {counts['files_processed']} file(s) "
+            f"into the Qdrant collection {collection!r} at {location} "
+            f"({counts['collection_size']} in all), removed the books of "
+            f"{counts['files_removed']} deleted file(s)",
+            self.bill.describe(),
+        ]
 
 
 def list_files_to_load(store: BookVectorStore, ledger: LoadLedger, books_folder: Path) -> Listing:
@@ -109,3 +138,61 @@ def load_books(
         books_kept=not remove_books_of_deleted_files,
     )
     return LoadOutcome(books_loaded, review, store.count(), load_sequence)
+
+
+def load_embedded_files(
+    store: BookVectorStore,
+    ledger: LoadLedger,
+    books_folder: Path,
+    embedded_files: Sequence[EmbeddedBookFile],
+    model_name: str,
+    remove_books_of_deleted_files: bool,
+    billed_by_token: bool,
+    price_per_mtok: float | None,
+) -> LoadSummary:
+    """`load_books` for a run's embedded files, and what it did and cost."""
+    outcome = load_books(
+        store,
+        ledger,
+        books_folder,
+        [(embedded.file, embedded.vectors) for embedded in embedded_files],
+        model_name,
+        remove_books_of_deleted_files,
+        {e.file.file_name: e.tokens for e in embedded_files} if billed_by_token else None,
+    )
+    # From the vectors or the collection, not the model: asking a remote one costs a request.
+    dimension: int | None = None
+    if embedded_files:
+        dimension = embedded_files[0].vectors.shape[1]
+    elif outcome.collection_size:
+        dimension, _ = store.collection_model()
+    bill = EmbeddingBill(
+        model_name=model_name,
+        billed_by_token=billed_by_token,
+        texts_from_cache=sum(e.cache_hits for e in embedded_files),
+        tokens=sum(e.tokens for e in embedded_files),
+        tokens_saved=sum(e.tokens_saved or 0 for e in embedded_files),
+        compute_seconds=sum(e.seconds for e in embedded_files),
+        price_per_mtok=price_per_mtok,
+    )
+    review = outcome.review
+    counts = {
+        "files_processed": len(embedded_files),
+        "books_loaded": outcome.books_loaded,
+        "files_removed": len(review.removed),
+        "orphan_files_removed": len(review.orphans) if remove_books_of_deleted_files else 0,
+        "failed_files_skipped": len(review.failed_unchanged),
+        "collection_size": outcome.collection_size,
+        "embedding_model": model_name,
+        "embedding_dimension": dimension,
+        "embedding_cache_hits": sum(e.cache_hits for e in embedded_files),
+        "embedding_cache_misses": sum(e.cache_misses for e in embedded_files),
+        **bill.counts(),
+        "load_sequence": outcome.load_sequence,
+    }
+    return LoadSummary(
+        counts=counts,
+        loaded_files=sorted(e.file.file_name for e in embedded_files),
+        failed_files={entry.file_name: entry.error for entry in review.failed_unchanged},
+        bill=bill,
+    )

@@ -8,13 +8,12 @@ import hashlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 from pydantic import Field
 
+from book_pipeline.core.book_embedding import EmbeddedBookFile, embed_book_file
 from book_pipeline.core.book_files import (
     UNREAD_SHA256,
     FileSnapshot,
@@ -23,14 +22,8 @@ from book_pipeline.core.book_files import (
     snapshot_book_file,
 )
 from book_pipeline.core.embedding.base import EmbeddingModelError
-from book_pipeline.core.embedding_cache import embed_with_cache
-from book_pipeline.core.embedding_costs import (
-    TokenBudgetExceeded,
-    cost_usd,
-    count_tokens,
-    describe_cost,
-)
-from book_pipeline.core.loading import list_files_to_load, load_books
+from book_pipeline.core.embedding_costs import TokenBudgetExceeded
+from book_pipeline.core.loading import list_files_to_load, load_embedded_files
 from book_pipeline.core.parsing import BookFileError, ParsedBookFile, parse_book_data
 from book_pipeline.core.store.base import CollectionMismatchError
 from book_pipeline.defs.resources import (
@@ -45,21 +38,6 @@ from book_pipeline.defs.retries import EXTERNAL_STEP_RETRY_POLICY
 _LISTED_FILES_LIMIT = 100
 # The query the load's last log line suggests trying next: it makes sense for any books.
 SEARCH_EXAMPLE = "a detective on a train"
-
-
-@dataclass(frozen=True)
-class EmbeddedBookFile:
-    file: ParsedBookFile
-    # float32, one row per book: a quarter of the pickle size of a list of Python floats.
-    vectors: np.ndarray
-    model_name: str
-    cache_hits: int
-    cache_misses: int
-    # What the misses cost: the tokens the endpoint billed (0 for a local model) and seconds.
-    tokens: int = 0
-    seconds: float = 0.0
-    # What the hits would have cost, for a model billed by the token.
-    tokens_saved: int | None = None
 
 
 @dataclass(frozen=True)
@@ -271,14 +249,12 @@ def create_vector_embeddings(
     if embedder.billed_by_token and embedder.max_tokens_per_run is not None:
         budget = pipeline_state.token_budget(context.run_id, embedder.max_tokens_per_run)
     try:
-        model = embedder.get_embedder()
-        texts = [book.embedding_text for book in book_file.books]
-        embedded = embed_with_cache(
-            model,
+        embedded = embed_book_file(
+            embedder.get_embedder(),
             pipeline_state.embedding_cache(),
-            texts,
-            count_tokens=count_tokens if embedder.billed_by_token else None,
-            admit=None if budget is None else partial(budget.reserve, book_file.file_name),
+            book_file,
+            embedder.billed_by_token,
+            budget,
         )
     except TokenBudgetExceeded as error:
         context.log.warning(error.for_a_file())
@@ -293,19 +269,7 @@ def create_vector_embeddings(
         if error.retryable:
             raise
         raise _cannot_heal(error) from error
-    yield dg.Output(
-        EmbeddedBookFile(
-            file=book_file,
-            vectors=embedded.vectors,
-            model_name=model.model_name,
-            cache_hits=embedded.cache_hits,
-            cache_misses=embedded.cache_misses,
-            tokens=embedded.tokens,
-            seconds=embedded.seconds,
-            tokens_saved=embedded.tokens_saved,
-        ),
-        "embedded",
-    )
+    yield dg.Output(embedded, "embedded")
     yield dg.Output(None, "over_budget")
 
 
@@ -349,120 +313,45 @@ def load_embeddings_to_vector_db(
     The store is opened only for the time this takes (the embedded store locks its folder).
     """
     started = time.perf_counter()
-    model = embedder.get_embedder()
-    costs = embedding_costs(embedder, model.model_name, embedded_files)
+    model_name = embedder.get_embedder().model_name
     with qdrant.open(on_wait=context.log.warning) as store:
         try:
-            outcome = load_books(
+            summary = load_embedded_files(
                 store,
                 pipeline_state.ledger(),
                 books_folder.folder,
-                [(embedded.file, embedded.vectors) for embedded in embedded_files],
-                model.model_name,
+                embedded_files,
+                model_name,
                 config.remove_books_of_deleted_files,
-                {e.file.file_name: e.tokens for e in embedded_files}
-                if embedder.billed_by_token
-                else None,
+                embedder.billed_by_token,
+                embedder.price(model_name),
             )
         except CollectionMismatchError as error:
             raise _cannot_heal(error) from error
-        # From the vectors or the collection, not the model: asking a remote one costs a request.
-        dimension: int | None = None
-        if embedded_files:
-            dimension = embedded_files[0].vectors.shape[1]
-        elif outcome.collection_size:
-            dimension, _ = store.collection_model()
-    review = outcome.review
-    books_loaded, collection_size = outcome.books_loaded, outcome.collection_size
-    summary = {
-        "files_processed": len(embedded_files),
-        "books_loaded": books_loaded,
-        "files_removed": len(review.removed),
-        "orphan_files_removed": len(review.orphans) if config.remove_books_of_deleted_files else 0,
-        "failed_files_skipped": len(review.failed_unchanged),
-        "collection_size": collection_size,
-        "embedding_model": model.model_name,
-        "embedding_dimension": dimension,
-        "embedding_cache_hits": sum(e.cache_hits for e in embedded_files),
-        "embedding_cache_misses": sum(e.cache_misses for e in embedded_files),
-        **costs,
-        "load_sequence": outcome.load_sequence,
-    }
-    context.log.info(
-        f"loaded {books_loaded} book(s) from {len(embedded_files)} file(s) into the Qdrant "
-        f"collection {qdrant.collection!r} at {qdrant.location} ({collection_size} in all), "
-        f"removed the books of {len(review.removed)} deleted file(s)"
-    )
-    context.log.info(describe_embedding_costs(costs, model.model_name))
-    if collection_size:
+    for message in summary.messages(qdrant.collection, qdrant.location):
+        context.log.info(message)
+    if summary.counts["collection_size"]:
         context.log.info(f'search them: book-pipeline search "{SEARCH_EXAMPLE}" --limit 5')
     stage_seconds = _stage_seconds(context)
     stage_seconds["load_embeddings_to_vector_db"] = time.perf_counter() - started
+    cost = summary.counts["embedding_cost_usd"]
     return dg.Output(
-        summary,
+        summary.counts,
         metadata={
-            **summary,
+            **summary.counts,
             "qdrant_collection": qdrant.collection,
             "qdrant_location": qdrant.location,
-            "files": dg.MetadataValue.json(
-                sorted(e.file.file_name for e in embedded_files)[:_LISTED_FILES_LIMIT]
-            ),
+            "files": dg.MetadataValue.json(summary.loaded_files[:_LISTED_FILES_LIMIT]),
             "failed_files": dg.MetadataValue.json(
-                {e.file_name: e.error for e in review.failed_unchanged[:_LISTED_FILES_LIMIT]}
+                dict(list(summary.failed_files.items())[:_LISTED_FILES_LIMIT])
             ),
             # Unknown, never 0, when nothing gives the model's price.
-            "embedding_cost_usd": "unknown"
-            if costs["embedding_cost_usd"] is None
-            else dg.MetadataValue.float(costs["embedding_cost_usd"]),
+            "embedding_cost_usd": "unknown" if cost is None else dg.MetadataValue.float(cost),
             **{
                 f"seconds_{stage}": dg.MetadataValue.float(round(seconds, 3))
                 for stage, seconds in stage_seconds.items()
             },
         },
-    )
-
-
-def embedding_costs(
-    embedder: EmbedderResource, model_name: str, embedded_files: list[EmbeddedBookFile]
-) -> dict[str, int | float | None]:
-    """What embedding the run's files cost. Billed by the token: the tokens the endpoint
-    reported, their price (None: unknown), the texts the cache served and the tokens that
-    saved. A local model: its compute seconds, at no cost."""
-    texts_from_cache = sum(e.cache_hits for e in embedded_files)
-    if not embedder.billed_by_token:
-        return {
-            "embedding_compute_seconds": round(sum(e.seconds for e in embedded_files), 3),
-            "embedding_cost_usd": 0.0,
-            "embedding_texts_from_cache": texts_from_cache,
-        }
-    tokens = sum(e.tokens for e in embedded_files)
-    price = embedder.price(model_name)
-    return {
-        "embedding_tokens": tokens,
-        "embedding_cost_usd": cost_usd(tokens, price),
-        "embedding_price_per_mtok": price,
-        "embedding_texts_from_cache": texts_from_cache,
-        "embedding_tokens_saved": sum(e.tokens_saved or 0 for e in embedded_files),
-    }
-
-
-def describe_embedding_costs(costs: dict[str, int | float | None], model_name: str) -> str:
-    if "embedding_tokens" not in costs:
-        return (
-            f"embedding took {costs['embedding_compute_seconds']} s of local compute "
-            f"({costs['embedding_texts_from_cache']} text(s) from the cache), at no cost"
-        )
-    price = costs["embedding_price_per_mtok"]
-    priced = (
-        f"no price known for {model_name!r}: set BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK"
-        if price is None
-        else f"${price} per million tokens of {model_name}"
-    )
-    return (
-        f"embedding cost {costs['embedding_tokens']} token(s), "
-        f"{describe_cost(costs['embedding_cost_usd'])} ({priced}); the cache served "
-        f"{costs['embedding_texts_from_cache']} text(s), saving "
-        f"{costs['embedding_tokens_saved']} token(s)"
     )
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
+from book_pipeline.core.book_embedding import EmbeddedBookFile
 from book_pipeline.core.ledger import FileState, LoadLedger
-from book_pipeline.core.loading import list_files_to_load, load_books
+from book_pipeline.core.loading import list_files_to_load, load_books, load_embedded_files
 from book_pipeline.core.parsing import ParsedBookFile, parse_book_file
 from book_pipeline.core.store.base import BookVectorStore
 from book_pipeline.core.store.opening import open_vector_store
@@ -186,3 +187,51 @@ def test_an_older_copy_of_the_store_reloads_only_the_later_files(
     assert run(open_edge, loaded, books_dir) == [later.name]
     assert_one_point_per_book(open_edge, loaded, books_dir)
     assert run(open_edge, loaded, books_dir) == []
+
+
+def test_a_load_reports_what_it_did_and_what_embedding_cost(
+    open_store: OpenStore, tmp_path: Path
+) -> None:
+    books_dir, ledger = tmp_path / "books", LoadLedger(tmp_path / "ledger.sqlite")
+    first, second = write_synthetic_books(books_dir, files=2, books_per_file=BOOKS_PER_FILE)
+    files = [
+        EmbeddedBookFile(
+            file, vectors, MODEL, cache_hits=1, cache_misses=2, tokens=30, tokens_saved=10
+        )
+        for file, vectors in embedded([first, second])
+    ]
+    with open_store("books") as store:
+        summary = load_embedded_files(store, ledger, books_dir, files, MODEL, True, True, 0.02)
+    second.unlink()
+    with open_store("books") as store:
+        after_delete = load_embedded_files(store, ledger, books_dir, [], MODEL, True, True, None)
+
+    assert summary.counts == {
+        "files_processed": 2,
+        "books_loaded": 2 * BOOKS_PER_FILE,
+        "files_removed": 0,
+        "orphan_files_removed": 0,
+        "failed_files_skipped": 0,
+        "collection_size": 2 * BOOKS_PER_FILE,
+        "embedding_model": MODEL,
+        "embedding_dimension": DIMENSION,
+        "embedding_cache_hits": 2,
+        "embedding_cache_misses": 4,
+        "embedding_tokens": 60,
+        "embedding_cost_usd": 60 * 0.02 / 1_000_000,
+        "embedding_price_per_mtok": 0.02,
+        "embedding_texts_from_cache": 2,
+        "embedding_tokens_saved": 20,
+        "load_sequence": 1,
+    }
+    assert summary.loaded_files == [first.name, second.name]
+    assert (
+        "loaded 6 book(s) from 2 file(s) into the Qdrant collection 'books' at here "
+        in (summary.messages("books", "here")[0])
+    )
+    # Nothing embedded: the dimension comes from the collection, an unknown price stays unknown.
+    assert after_delete.counts["files_removed"] == 1
+    assert after_delete.counts["collection_size"] == BOOKS_PER_FILE
+    assert after_delete.counts["embedding_dimension"] == DIMENSION
+    assert after_delete.counts["embedding_cost_usd"] is None
+    assert "no price known for 'model-a'" in after_delete.messages("books", "here")[1]
