@@ -1,10 +1,12 @@
 """A small HTTP server on loopback that speaks the OpenAI embeddings API, for the real client.
 
 It answers `POST /v1/embeddings` with deterministic vectors (hashed from the text) and can be told
-to fail the next requests with given status codes, to prove the client's retries.
+to fail the next requests with given status codes, to prove the client's retries, or to hold
+every request until released (a slow endpoint, as slow as the test needs).
 """
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,12 +28,23 @@ class EmbeddingsServerState:
     requests: list[dict] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     authorization_headers: list[str] = field(default_factory=list)
+    # Cleared: requests wait until it is set. `held` is set once a request waits.
+    released: threading.Event = field(default_factory=lambda: _set(threading.Event()))
+    held: threading.Event = field(default_factory=threading.Event)
+
+
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
 
 
 def _handler_for(state: EmbeddingsServerState) -> type[JsonHandler]:
     class EmbeddingsHandler(JsonHandler):
         def do_POST(self) -> None:
             body = self.read_json()
+            if not state.released.is_set():
+                state.held.set()
+                state.released.wait()
             state.requests.append(body)
             state.authorization_headers.append(self.headers.get("Authorization", ""))
             if self.path != "/v1/embeddings":

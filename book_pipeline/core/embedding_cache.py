@@ -15,6 +15,7 @@ import diskcache
 import numpy as np
 
 from book_pipeline.core.embedding import Embedder
+from book_pipeline.core.fail_points import BEFORE_EMBEDDING, fail_point
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ def embed_with_cache(
             found[position] = np.frombuffer(cached, dtype=np.float32)
     missing = [position for position in range(len(texts)) if position not in found]
     if missing:
+        fail_point(BEFORE_EMBEDDING)
         new_vectors = embedder.embed([texts[position] for position in missing])
         with cache.transact():
             for position, vector in zip(missing, new_vectors, strict=True):

@@ -9,6 +9,8 @@ import os
 import signal
 
 FAIL_POINT_ENV = "BOOK_PIPELINE_FAIL_POINT"
+# An embed step is about to ask the model for vectors: the run dies in the middle of embedding.
+BEFORE_EMBEDDING = "embed:before_request"
 # The load has written some of its points, not all.
 AFTER_FIRST_BATCH = "load:after_first_batch"
 # The load's points are durable in the store, the ledger does not record them yet.

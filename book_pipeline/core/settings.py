@@ -27,6 +27,7 @@ OPENAI_BASE_URL_ENV = "OPENAI_BASE_URL"
 COLLECTION_ENV = "BOOK_PIPELINE_COLLECTION"
 QDRANT_URL_ENV = "QDRANT_URL"
 QDRANT_API_KEY_ENV = "QDRANT_API_KEY"
+DEAD_RUN_GRACE_SECONDS_ENV = "BOOK_PIPELINE_DEAD_RUN_GRACE_SECONDS"
 
 EMBEDDER_PROVIDERS = ("local", "openai")
 DEFAULT_COLLECTION = "books"
@@ -34,6 +35,10 @@ DEFAULT_SETTLE_SECONDS = 30
 DEFAULT_MAX_FILES_PER_RUN = 100
 DEFAULT_OPENAI_MAX_RETRIES = 2
 DEFAULT_LOCK_WAIT_SECONDS = 120.0
+# A run none of whose processes lives is failed once it has shown no life for this long: well
+# above a multiprocess run's pause between two steps, and within the two minutes a dead run may
+# block the sensor (core/run_leases.py).
+DEFAULT_DEAD_RUN_GRACE_SECONDS = 60
 # Inside the data folder: the ledger, the embedding cache, local models named by
 # BOOK_PIPELINE_EMBEDDING_MODEL, the Edge store, and the previous version's (local mode) store.
 LEDGER_FILE_NAME = "ledger.sqlite"
@@ -102,6 +107,7 @@ class Settings:
     qdrant_api_key: str | None = field(default=None, repr=False)
     collection_settings: CollectionSettings = CollectionSettings()
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    dead_run_grace_seconds: int = DEFAULT_DEAD_RUN_GRACE_SECONDS
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -124,6 +130,9 @@ class Settings:
             qdrant_url=environ.get(QDRANT_URL_ENV) or None,
             qdrant_api_key=environ.get(QDRANT_API_KEY_ENV) or None,
             collection_settings=CollectionSettings.from_environment(environ),
+            dead_run_grace_seconds=env_int(
+                DEAD_RUN_GRACE_SECONDS_ENV, DEFAULT_DEAD_RUN_GRACE_SECONDS, environ
+            ),
         )
 
     @property

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import dagster as dg
 import diskcache
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from book_pipeline.core.book_files import BYTES_PER_MB, DEFAULT_MAX_FILE_MB, MAX_FILE_MB_VARIABLE
 from book_pipeline.core.embedding import (
@@ -24,9 +24,12 @@ from book_pipeline.core.embedding import (
 from book_pipeline.core.embedding_cache import open_embedding_cache
 from book_pipeline.core.folders import BOOKS_DIR_ENV, DEFAULT_DATA_DIR, default_books_dir
 from book_pipeline.core.ledger import LoadLedger
+from book_pipeline.core.run_leases import RunLease
 from book_pipeline.core.settings import (
     COLLECTION_ENV,
+    DEAD_RUN_GRACE_SECONDS_ENV,
     DEFAULT_COLLECTION,
+    DEFAULT_DEAD_RUN_GRACE_SECONDS,
     DEFAULT_LOCK_WAIT_SECONDS,
     DEFAULT_MAX_FILES_PER_RUN,
     DEFAULT_OPENAI_MAX_RETRIES,
@@ -136,10 +139,30 @@ class EmbedderResource(dg.ConfigurableResource):
 
 
 class PipelineStateResource(dg.ConfigurableResource):
-    """What the project remembers between runs (`BOOK_PIPELINE_DATA_DIR`): the load ledger and
-    the embedding cache."""
+    """What the project remembers between runs (`BOOK_PIPELINE_DATA_DIR`): the load ledger, the
+    embedding cache, and the leases of running runs.
+
+    In a run, every process that uses it holds the run's lease from setup to teardown
+    (core/run_leases.py): the in-process executor's one process, each step's process otherwise.
+    """
 
     data_dir: str = Field(default=DEFAULT_DATA_DIR, description="Folder of the project's state")
+    dead_run_grace_seconds: int = Field(
+        default=DEFAULT_DEAD_RUN_GRACE_SECONDS,
+        description="A run none of whose processes is alive is failed after this long without "
+        "a sign of life",
+    )
+    _lease: RunLease | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Sensors and schedules build resources too, outside any run.
+        if context.run_id is not None:
+            self._lease = RunLease(self.folder, context.run_id, self.dead_run_grace_seconds)
+            self._lease.start()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._lease is not None:
+            self._lease.end()
 
     @property
     def folder(self) -> Path:
@@ -297,5 +320,10 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             ),
             int8_quantization=layout.int8_quantization,
         ),
-        "pipeline_state": PipelineStateResource(data_dir=str(settings.data_dir)),
+        "pipeline_state": PipelineStateResource(
+            data_dir=str(settings.data_dir),
+            dead_run_grace_seconds=env_int_or_default(
+                DEAD_RUN_GRACE_SECONDS_ENV, settings.dead_run_grace_seconds
+            ),
+        ),
     }

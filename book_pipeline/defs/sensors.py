@@ -17,6 +17,7 @@ import dagster as dg
 from book_pipeline.core.arrivals import PlannedBatch, SeenFiles, plan_tick
 from book_pipeline.core.ledger import review_books_folder
 from book_pipeline.core.vector_store import StoreDamagedError, StoreUnreachableError
+from book_pipeline.defs.dead_runs import fail_dead_runs
 from book_pipeline.defs.jobs import fetch_data
 from book_pipeline.defs.resources import BooksFolder, PipelineStateResource, QdrantResource
 
@@ -84,6 +85,9 @@ def new_book_files_sensor(
     qdrant: QdrantResource,
     pipeline_state: PipelineStateResource,
 ) -> dg.SensorResult | dg.SkipReason:
+    # A dead run would otherwise hold its files (or every pending file) forever.
+    for run_id in fail_dead_runs(context.instance, pipeline_state):
+        context.log.warning(f"run {run_id} died: marked failed, its files are pending again")
     in_progress = context.instance.get_runs(
         filters=dg.RunsFilter(job_name=fetch_data.name, statuses=_IN_PROGRESS)
     )
@@ -120,3 +124,19 @@ def new_book_files_sensor(
         )
         return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
     return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+@dg.sensor(
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Fails runs whose processes died (a kill, an out-of-memory kill, a power cut), "
+    "however they were started, so that the failure alerts fire; new_book_files_sensor then "
+    "loads their files again.",
+)
+def dead_run_sensor(
+    context: dg.SensorEvaluationContext, pipeline_state: PipelineStateResource
+) -> dg.SkipReason:
+    failed = fail_dead_runs(context.instance, pipeline_state)
+    for run_id in failed:
+        context.log.warning(f"run {run_id} died: marked failed")
+    return dg.SkipReason(f"marked failed: {', '.join(failed)}" if failed else "no dead run")
