@@ -13,8 +13,14 @@ it, and `new_book_files_sensor` no longer counts it as loading its files. Both
 import time
 
 import dagster as dg
+from dagster._core.scheduler.instigation import (
+    InstigatorStatus,
+    InstigatorType,
+    SensorInstigatorData,
+)
 
 from book_pipeline.core.run_leases import forget_run, judge_run, read_leases, runs_with_leases
+from book_pipeline.defs.alerts import ALERT_SENSOR_NAME, EMAIL_SENSOR_NAME
 from book_pipeline.defs.assets import book_embeddings
 from book_pipeline.defs.jobs import fetch_data
 from book_pipeline.defs.resources import PipelineStateResource
@@ -25,12 +31,36 @@ def _loads_books(run: dg.DagsterRun) -> bool:
     return run.job_name == fetch_data.name or book_embeddings.key in (run.asset_selection or ())
 
 
+def failure_alerts_ready(instance: dg.DagsterInstance) -> bool:
+    """The failure sensors have started watching: a run failure sensor's first tick sets its
+    cursor past every failure already stored, so a run failed before it would never be alerted
+    on (a daemon started for the first time after a crash). A sensor stopped by hand waits for
+    nothing."""
+    states = {
+        state.instigator_name: state
+        for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+        if state.instigator_name in (ALERT_SENSOR_NAME, EMAIL_SENSOR_NAME)
+    }
+    alert = states.get(ALERT_SENSOR_NAME)
+    if alert is None:
+        return False
+    return all(
+        state.status == InstigatorStatus.STOPPED
+        or (
+            isinstance(state.instigator_data, SensorInstigatorData) and state.instigator_data.cursor
+        )
+        for state in states.values()
+    )
+
+
 def fail_dead_runs(
     instance: dg.DagsterInstance, pipeline_state: PipelineStateResource, now: float | None = None
 ) -> list[str]:
     """Mark failed every STARTED run that died; the ids of those marked. Forgets the leases of
-    runs that have ended."""
+    runs that have ended. Marks nothing until the failure alerts are ready to tell of it."""
     now = time.time() if now is None else now
+    if not failure_alerts_ready(instance):
+        return []
     state_folder = pipeline_state.folder
     started = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
     started_ids = {run.run_id for run in started}
