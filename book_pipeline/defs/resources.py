@@ -156,8 +156,8 @@ class PipelineStateResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Sensors and schedules build resources too, outside any run.
-        if context.run_id is not None:
-            self._lease = RunLease(self.folder, context.run_id, self.dead_run_grace_seconds)
+        if context.run is not None:
+            self._lease = RunLease(self.folder, context.run.run_id, self.dead_run_grace_seconds)
             self._lease.start()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

@@ -12,10 +12,12 @@ from book_pipeline.defs.resources import BooksFolder, resources_from_environment
 
 def resources_outside_dagster() -> dict[str, dg.ConfigurableResource]:
     """As a run sees them: every `EnvVar` field holds the variable's value, not its name."""
-    return {
-        name: resource.process_config_and_initialize()
-        for name, resource in resources_from_environment().items()
-    }
+    resources = {}
+    for name, resource in resources_from_environment().items():
+        # The context manager form: the pipeline state's teardown ends a run's lease.
+        with resource.process_config_and_initialize_cm() as initialized:
+            resources[name] = initialized
+    return resources
 
 
 def test_defaults_without_any_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -41,7 +41,8 @@ def tick(
     cursor: str | None = None,
     max_files_per_run: int = 100,
 ) -> tuple[list[dg.RunRequest], str | None, str | None]:
-    context = dg.build_sensor_context(
+    # A `with` block: the pipeline state resource has a teardown (its run lease).
+    with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         resources={
@@ -52,8 +53,8 @@ def tick(
             "qdrant": qdrant_in(data_dir),
         },
         definitions=defs,
-    )
-    result = new_book_files_sensor(context)
+    ) as context:
+        result = new_book_files_sensor(context)
     if isinstance(result, dg.SkipReason):
         return [], None, result.skip_message
     skip = result.skip_reason.skip_message if result.skip_reason else None
