@@ -14,6 +14,7 @@ from pathlib import Path
 import diskcache
 import numpy as np
 
+from book_pipeline.core.disk_space import naming_full_disk
 from book_pipeline.core.embedding import Embedder
 from book_pipeline.core.fail_points import BEFORE_EMBEDDING, fail_point
 
@@ -35,7 +36,8 @@ def open_embedding_cache(directory: Path) -> diskcache.Cache:
 
     A diskcache Cache is safe to share between threads, and other processes open their own.
     """
-    return diskcache.Cache(str(directory))
+    with naming_full_disk(directory):
+        return diskcache.Cache(str(directory))
 
 
 def embed_with_cache(
@@ -52,7 +54,7 @@ def embed_with_cache(
     if missing:
         fail_point(BEFORE_EMBEDDING)
         new_vectors = embedder.embed([texts[position] for position in missing])
-        with cache.transact():
+        with naming_full_disk(Path(cache.directory)), cache.transact():
             for position, vector in zip(missing, new_vectors, strict=True):
                 cache.set(keys[position], vector.astype(np.float32).tobytes())
                 found[position] = vector

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from book_pipeline.core.disk_space import naming_full_disk
+
 LEASES_FOLDER_NAME = "run_leases"
 _LEASE_SUFFIX = ".json"
 _ENDED_SUFFIX = ".ended"
@@ -127,11 +129,12 @@ class RunLease:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         record = {"run_id": self._run_id, **self.holder.__dict__}
         partial = self.path.with_suffix(".partial")
-        partial.write_text(json.dumps(record))
-        os.replace(partial, self.path)
+        with naming_full_disk(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(record))
+            os.replace(partial, self.path)
         self._thread = threading.Thread(target=self._beat, name="run-lease", daemon=True)
         self._thread.start()
 

@@ -21,6 +21,7 @@ from book_pipeline.core.book_files import (
     read_book_file,
     snapshot_book_file,
 )
+from book_pipeline.core.disk_space import DiskFullError
 from book_pipeline.core.embedding import EmbeddingModelError
 from book_pipeline.core.embedding_cache import embed_with_cache
 from book_pipeline.core.loading import list_files_to_load, load_books
@@ -234,6 +235,8 @@ def create_vector_embeddings(
         if error.retryable:
             raise
         raise _cannot_heal(error) from error
+    except DiskFullError as error:
+        raise _cannot_heal(error) from error
     return EmbeddedBookFile(
         file=book_file,
         vectors=embedded.vectors,
@@ -269,7 +272,7 @@ def load_embeddings_to_vector_db(
                 model.model_name,
                 config.remove_books_of_deleted_files,
             )
-        except CollectionMismatchError as error:
+        except (CollectionMismatchError, DiskFullError) as error:
             raise _cannot_heal(error) from error
         # From the vectors or the collection, not the model: asking a remote one costs a request.
         dimension: int | None = None

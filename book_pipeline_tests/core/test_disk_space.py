@@ -1,0 +1,123 @@
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from book_pipeline.core.book_files import snapshot_book_file
+from book_pipeline.core.disk_space import (
+    EDGE_INDEXING_THRESHOLD_BYTES,
+    FIXED_MARGIN_BYTES,
+    DiskFullError,
+    PlannedWrite,
+    bytes_needed,
+    folder_size_bytes,
+    naming_full_disk,
+    planned_edge_upsert,
+    point_bytes,
+    require_space_for,
+)
+from book_pipeline.core.embedding_cache import embed_with_cache, open_embedding_cache
+from book_pipeline.core.ledger import LoadLedger
+from book_pipeline.core.vector_store import StoredPoint
+from book_pipeline_tests.small_filesystems import cannot_mount, fill, mounted_tmpfs
+
+
+def a_point(dimension: int = 384) -> StoredPoint:
+    return StoredPoint(id="1", payload={"title": "Dune"}, vector=[0.0] * dimension)
+
+
+def test_a_write_needs_the_batch_twice_and_the_margin() -> None:
+    point = a_point()
+    assert point_bytes(point) == 4 * 384 + len('{"title": "Dune"}') + 8 * 4 + 256
+    planned = planned_edge_upsert([point] * 10, points_count=100, indexed_count=0)
+    assert planned == PlannedWrite(10, 10 * point_bytes(point), 0, point_bytes(point))
+    assert bytes_needed(planned) == 2 * 10 * point_bytes(point) + FIXED_MARGIN_BYTES
+
+
+def test_a_write_that_makes_an_index_build_due_needs_room_for_the_rewrite() -> None:
+    threshold_points = EDGE_INDEXING_THRESHOLD_BYTES // (4 * 384)
+    below = planned_edge_upsert([a_point()], points_count=threshold_points - 2, indexed_count=0)
+    at = planned_edge_upsert([a_point()], points_count=threshold_points, indexed_count=0)
+    assert below.points_to_index == 0
+    assert at.points_to_index == threshold_points + 1
+    assert bytes_needed(at) > bytes_needed(below) + threshold_points * point_bytes(a_point())
+    # Indexed points do not count towards the next build.
+    indexed = planned_edge_upsert([a_point()], points_count=threshold_points, indexed_count=10)
+    assert indexed.points_to_index == 0
+
+
+def test_a_write_the_filesystem_cannot_hold_is_refused_naming_folder_and_bytes(
+    tmp_path: Path,
+) -> None:
+    huge = PlannedWrite(points=3, point_bytes=2**62)
+    with pytest.raises(DiskFullError) as raised:
+        require_space_for(tmp_path / "not-yet-made", huge, "the embedded Qdrant store")
+    message = str(raised.value)
+    assert message.startswith(
+        f"not enough free space for the embedded Qdrant store in {tmp_path / 'not-yet-made'}: "
+    )
+    assert f"{raised.value.free_bytes:,} bytes" in message
+    assert f"{bytes_needed(huge):,} bytes" in message
+    require_space_for(tmp_path, PlannedWrite(3, 3000), "the embedded Qdrant store")
+
+
+def test_the_size_on_disk_counts_blocks_not_lengths(tmp_path: Path) -> None:
+    with (tmp_path / "sparse").open("wb") as handle:
+        handle.truncate(2**30)
+    (tmp_path / "dense").write_bytes(b"x" * 100_000)
+    assert 100_000 <= folder_size_bytes(tmp_path) < 2**20
+    assert folder_size_bytes(tmp_path / "missing") == 0
+
+
+def test_other_errors_pass_through_unnamed() -> None:
+    with pytest.raises(sqlite3.OperationalError), naming_full_disk(Path("x")):
+        raise sqlite3.OperationalError("database is locked")
+
+
+@pytest.fixture
+def full_tmpfs(tmp_path: Path):
+    reason = cannot_mount()
+    if reason:
+        pytest.skip(reason)
+    with mounted_tmpfs(tmp_path / "small", size="2m") as folder:
+        yield folder
+
+
+def test_the_ledger_on_a_full_disk_raises_an_error_naming_it(
+    full_tmpfs: Path, tmp_path: Path
+) -> None:
+    ledger = LoadLedger(full_tmpfs / "ledger.sqlite")
+    ledger.entries(None)  # created while there is room
+    book_file = tmp_path / "a.txt"
+    book_file.write_text("x")
+    fill(full_tmpfs)
+
+    with pytest.raises(DiskFullError) as raised:
+        ledger.record_failed(snapshot_book_file(book_file, tmp_path), "0" * 64, "e" * 2**20, 1)
+
+    assert str(raised.value).startswith(
+        f"the disk is full: could not write {full_tmpfs / 'ledger.sqlite'} ("
+    )
+    assert "database or disk is full" in str(raised.value)
+
+
+class ConstantEmbedder:
+    model_name = "constant"
+    dimension = 384
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return np.ones((len(texts), self.dimension), dtype=np.float32)
+
+
+def test_the_embedding_cache_on_a_full_disk_raises_an_error_naming_it(full_tmpfs: Path) -> None:
+    cache = open_embedding_cache(full_tmpfs / "embedding_cache")
+    filler = fill(full_tmpfs)
+
+    with pytest.raises(DiskFullError) as raised:
+        embed_with_cache(ConstantEmbedder(), cache, [f"book {n}" for n in range(2000)])
+
+    assert f"could not write {full_tmpfs / 'embedding_cache'} (" in str(raised.value)
+    filler.unlink()
+    assert embed_with_cache(ConstantEmbedder(), cache, ["book 1"]).cache_misses == 1
+    cache.close()

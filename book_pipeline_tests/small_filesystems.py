@@ -1,0 +1,83 @@
+"""Real small filesystems for the full-disk tests: a tmpfs of a given size, or an ext4 image on a
+loop device that can grow. Mounting needs root (CI runs as root); elsewhere the tests skip and
+say why. Whatever is mounted is unmounted, and a loop device detached, when the block ends.
+"""
+
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+EXT4_TOOLS = ("mkfs.ext4", "losetup", "resize2fs", "mount", "umount")
+_FILLER_CHUNK = b"\0" * (64 * 1024)
+
+
+def cannot_mount(tools: tuple[str, ...] = ("mount", "umount")) -> str | None:
+    """Why this machine cannot mount a test filesystem; None when it can."""
+    if os.geteuid() != 0:
+        return "mounting a small filesystem needs root (CI runs as root)"
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    return f"missing {', '.join(missing)} (e2fsprogs, mount)" if missing else None
+
+
+def _run(*command: str) -> str:
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@contextmanager
+def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+    mount_point.mkdir(parents=True, exist_ok=True)
+    _run("mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point))
+    try:
+        yield mount_point
+    finally:
+        _run("umount", str(mount_point))
+
+
+@dataclass(frozen=True)
+class LoopExt4:
+    image: Path
+    device: str
+    mount_point: Path
+
+    def grow(self, size: str) -> None:
+        """Grow the image and the mounted filesystem in it (ext4 grows online)."""
+        _run("truncate", "-s", size, str(self.image))
+        _run("losetup", "-c", self.device)
+        _run("resize2fs", self.device)
+
+
+@contextmanager
+def mounted_ext4(image: Path, mount_point: Path, size: str) -> Iterator[LoopExt4]:
+    _run("truncate", "-s", size, str(image))
+    _run("mkfs.ext4", "-q", str(image))
+    device = _run("losetup", "-f", "--show", str(image))
+    try:
+        mount_point.mkdir(parents=True, exist_ok=True)
+        _run("mount", device, str(mount_point))
+        try:
+            yield LoopExt4(image, device, mount_point)
+        finally:
+            _run("umount", str(mount_point))
+    finally:
+        _run("losetup", "-d", device)
+
+
+def fill(folder: Path, leave_bytes: int = 0) -> Path:
+    """A filler file that takes the folder's free space, but `leave_bytes`; delete it to free
+    the space again."""
+    filler = folder / "filler"
+    with filler.open("ab", buffering=0) as handle:
+        for chunk in (_FILLER_CHUNK, _FILLER_CHUNK[:512]):
+            while shutil.disk_usage(folder).free > leave_bytes + (len(chunk) if leave_bytes else 0):
+                try:
+                    handle.write(chunk)
+                except OSError as error:
+                    if error.errno != errno.ENOSPC:
+                        raise
+                    break
+    return filler
