@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-EXT4_TOOLS = ("mkfs.ext4", "losetup", "resize2fs", "mount", "umount")
+EXT4_TOOLS = ("mkfs.ext4", "e2fsck", "losetup", "resize2fs", "mount", "umount")
 _FILLER_CHUNK = b"\0" * (64 * 1024)
 
 
@@ -25,7 +25,10 @@ def cannot_mount(tools: tuple[str, ...] = ("mount", "umount")) -> str | None:
 
 
 def _run(*command: str) -> str:
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {completed.stderr.strip()}")
+    return completed.stdout.strip()
 
 
 @contextmanager
@@ -45,10 +48,16 @@ class LoopExt4:
     mount_point: Path
 
     def grow(self, size: str) -> None:
-        """Grow the image and the mounted filesystem in it (ext4 grows online)."""
-        _run("truncate", "-s", size, str(self.image))
-        _run("losetup", "-c", self.device)
-        _run("resize2fs", self.device)
+        """Grow the image and the filesystem in it. Unmounted for the while: a container may
+        refuse ext4's online resize (resize2fs: "Permission denied to resize filesystem")."""
+        _run("umount", str(self.mount_point))
+        try:
+            _run("truncate", "-s", size, str(self.image))
+            _run("losetup", "-c", self.device)
+            _run("e2fsck", "-f", "-y", self.device)
+            _run("resize2fs", self.device)
+        finally:
+            _run("mount", self.device, str(self.mount_point))
 
 
 @contextmanager
