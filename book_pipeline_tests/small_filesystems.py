@@ -31,6 +31,16 @@ def _run(*command: str) -> str:
     return completed.stdout.strip()
 
 
+def _unmount(mount_point: Path) -> None:
+    """Unmount; a filesystem a failed test left files open on is detached lazily (the kernel
+    finishes when they close), so that nothing stays mounted."""
+    try:
+        _run("umount", str(mount_point))
+    except RuntimeError:
+        _run("umount", "-l", str(mount_point))
+        raise
+
+
 @contextmanager
 def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
     mount_point.mkdir(parents=True, exist_ok=True)
@@ -38,7 +48,7 @@ def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
     try:
         yield mount_point
     finally:
-        _run("umount", str(mount_point))
+        _unmount(mount_point)
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,7 @@ def mounted_ext4(image: Path, mount_point: Path, size: str) -> Iterator[LoopExt4
         try:
             yield LoopExt4(image, device, mount_point)
         finally:
-            _run("umount", str(mount_point))
+            _unmount(mount_point)
     finally:
         _run("losetup", "-d", device)
 

@@ -51,10 +51,12 @@ class DiskFullError(RuntimeError):
     """Not enough free space where the pipeline writes; retrying cannot help, freeing space does.
 
     Nothing was written when the store refused a write: the next run, once space is freed,
-    loads the same books (the same point ids).
+    loads the same books (the same point ids). `needed_bytes` is what a new attempt wants free
+    in `folder`: the write's estimate, or for a file that met a full disk, the margin more than
+    was free then.
     """
 
-    def __init__(self, message: str, folder: Path, free_bytes: int, needed_bytes: int | None):
+    def __init__(self, message: str, folder: Path, free_bytes: int, needed_bytes: int):
         super().__init__(message)
         self.folder = folder
         self.free_bytes = free_bytes
@@ -189,5 +191,5 @@ def naming_full_disk(path: Path) -> Iterator[None]:
             f"filesystem): {error}. Free space there, and the next run goes on.",
             path,
             free,
-            None,
+            free + FIXED_MARGIN_BYTES,
         ) from error

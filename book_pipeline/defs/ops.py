@@ -35,6 +35,9 @@ from book_pipeline.defs.resources import (
 )
 from book_pipeline.defs.retries import EXTERNAL_STEP_RETRY_POLICY
 
+# A step that met a full disk names the folder, and the free bytes a new attempt needs there.
+FULL_DISK_FOLDER = "full_disk_folder"
+FULL_DISK_NEEDED_BYTES = "needed_bytes"
 # Asset metadata lists at most this many file names; the counts are always complete.
 _LISTED_FILES_LIMIT = 100
 # The query the load's last log line suggests trying next: it makes sense for any books.
@@ -218,6 +221,19 @@ def _cannot_heal(error: Exception) -> dg.Failure:
     return dg.Failure(description=str(error), allow_retries=False)
 
 
+def _disk_full(error: DiskFullError) -> dg.Failure:
+    """Not retried either; the metadata tells the sensor when a new run may succeed."""
+    return dg.Failure(
+        description=str(error),
+        metadata={
+            FULL_DISK_FOLDER: dg.MetadataValue.path(str(error.folder)),
+            FULL_DISK_NEEDED_BYTES: error.needed_bytes,
+            "free_bytes": error.free_bytes,
+        },
+        allow_retries=False,
+    )
+
+
 @dg.op(retry_policy=EXTERNAL_STEP_RETRY_POLICY)
 def create_vector_embeddings(
     embedder: EmbedderResource, pipeline_state: PipelineStateResource, book_file: ParsedBookFile
@@ -236,7 +252,7 @@ def create_vector_embeddings(
             raise
         raise _cannot_heal(error) from error
     except DiskFullError as error:
-        raise _cannot_heal(error) from error
+        raise _disk_full(error) from error
     return EmbeddedBookFile(
         file=book_file,
         vectors=embedded.vectors,
@@ -272,8 +288,10 @@ def load_embeddings_to_vector_db(
                 model.model_name,
                 config.remove_books_of_deleted_files,
             )
-        except (CollectionMismatchError, DiskFullError) as error:
+        except CollectionMismatchError as error:
             raise _cannot_heal(error) from error
+        except DiskFullError as error:
+            raise _disk_full(error) from error
         # From the vectors or the collection, not the model: asking a remote one costs a request.
         dimension: int | None = None
         if embedded_files:
