@@ -5,6 +5,10 @@ collection's stamp (the embedded store's manifest, read without the lock a runni
 one request to a server), never a file's content unless its size and mtime are ambiguous. The
 stamp is what makes a deleted, replaced, emptied or restored collection start a run: the
 ledger's loads count only for the collection generation and load sequence they were made in.
+
+A run in progress holds its files, unless its processes died: each tick first fails the dead
+runs (defs/dead_runs.py), so their files are requested again. A batch whose last run met a full
+disk is requested again only once the space that run lacked is free (docs/operations.md).
 """
 
 import json
