@@ -149,7 +149,7 @@ def test_a_full_disk_fails_the_load_cleanly_and_a_run_after_it_grows_loads_every
         store = data_dir / "qdrant-edge" / "books"
         assert f"not enough free space for the embedded Qdrant store in {store}: " in output
         assert re.search(
-            r"[\d,]+ bytes \([\d.]+ MiB\) free, [\d,]+ bytes \([\d.]+ MiB\) needed", output
+            r"[\d,]+ bytes \([\d.]+ [MG]iB\) free, [\d,]+ bytes \([\d.]+ [MG]iB\) needed", output
         )
         assert "STEP_UP_FOR_RETRY" not in output
 

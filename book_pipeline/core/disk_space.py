@@ -143,6 +143,8 @@ def folder_size_bytes(folder: Path) -> int:
 
 
 def describe_bytes(count: int) -> str:
+    if count >= 2**30:
+        return f"{count:,} bytes ({count / 2**30:.1f} GiB)"
     return f"{count:,} bytes ({count / 2**20:.1f} MiB)"
 
 

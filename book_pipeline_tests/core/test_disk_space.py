@@ -11,6 +11,7 @@ from book_pipeline.core.disk_space import (
     DiskFullError,
     PlannedWrite,
     bytes_needed,
+    describe_bytes,
     folder_size_bytes,
     naming_full_disk,
     planned_edge_upsert,
@@ -68,6 +69,11 @@ def test_the_size_on_disk_counts_blocks_not_lengths(tmp_path: Path) -> None:
     (tmp_path / "dense").write_bytes(b"x" * 100_000)
     assert 100_000 <= folder_size_bytes(tmp_path) < 2**20
     assert folder_size_bytes(tmp_path / "missing") == 0
+
+
+def test_bytes_are_shown_exactly_and_in_a_unit_a_person_reads() -> None:
+    assert describe_bytes(4_741_056) == "4,741,056 bytes (4.5 MiB)"
+    assert describe_bytes(3 * 2**30) == "3,221,225,472 bytes (3.0 GiB)"
 
 
 def test_other_errors_pass_through_unnamed() -> None:

@@ -282,8 +282,8 @@ def test_info_on_an_empty_store_and_in_words(
     out = capsys.readouterr().out
     assert "engine:       qdrant-edge" in out and "points:       0" in out
     assert "model:        -" in out and "search_modes: -" in out
-    assert re.search(r"^size_on_disk: [\d,]+ bytes \([\d.]+ MiB\)$", out, re.MULTILINE)
-    assert re.search(r"^free_space:   [\d,]+ bytes \([\d.]+ MiB\)$", out, re.MULTILINE)
+    assert re.search(r"^size_on_disk: [\d,]+ bytes \([\d.]+ [MG]iB\)$", out, re.MULTILINE)
+    assert re.search(r"^free_space:   [\d,]+ bytes \([\d.]+ [MG]iB\)$", out, re.MULTILINE)
 
 
 PREVIOUS_MANIFEST_EXTRAS = {"generation": "gen-0001", "load_sequence": 7}

@@ -202,7 +202,7 @@ def test_a_batch_that_met_a_full_disk_waits_for_space_and_keeps_its_attempts(
         assert requests == []
         assert skip is not None
         assert skip.startswith(f"waiting for free space in {data_dir / 'qdrant-edge'}: ")
-        assert re.search(r"[\d,]+ bytes \([\d.]+ MiB\) needed$", skip)
+        assert re.search(r"[\d,]+ bytes \([\d.]+ [MG]iB\) needed$", skip)
 
         filler.unlink()
         [retry], _, _ = tick(instance, books_dir, data_dir, cursor=cursor)
