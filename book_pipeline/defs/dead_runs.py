@@ -11,6 +11,7 @@ it, and `new_book_files_sensor` no longer counts it as loading its files. Both
 """
 
 import time
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.scheduler.instigation import (
@@ -62,11 +63,9 @@ def fail_dead_runs(
     if not failure_alerts_ready(instance):
         return []
     state_folder = pipeline_state.folder
+    grace = pipeline_state.dead_run_grace_seconds
+    forget_ended_runs(instance, state_folder, now, grace)
     started = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-    started_ids = {run.run_id for run in started}
-    for run_id in runs_with_leases(state_folder):
-        if run_id not in started_ids:
-            forget_run(state_folder, run_id)
     failed = []
     for run in started:
         leases = read_leases(state_folder, run.run_id)
@@ -75,7 +74,7 @@ def fail_dead_runs(
         record = instance.get_run_record_by_id(run.run_id)
         if record is None or record.start_time is None:
             continue
-        verdict = judge_run(leases, record.start_time, now, pipeline_state.dead_run_grace_seconds)
+        verdict = judge_run(leases, record.start_time, now, grace)
         if verdict.alive:
             continue
         # Read again: the run may have ended, or another sensor failed it, since the listing.
@@ -86,3 +85,19 @@ def fail_dead_runs(
         forget_run(state_folder, run.run_id)
         failed.append(run.run_id)
     return failed
+
+
+def forget_ended_runs(
+    instance: dg.DagsterInstance, state_folder: Path, now: float, grace: float
+) -> None:
+    """Remove the leases of runs that have ended. Read run by run, after the leases: a run that
+    starts during the tick keeps its new lease. A run this instance does not know (another
+    instance sharing the data folder) loses its leases only once none of them lives."""
+    for run_id in runs_with_leases(state_folder):
+        run = instance.get_run_by_id(run_id)
+        if run is not None:
+            ended = run.is_finished
+        else:
+            ended = not judge_run(read_leases(state_folder, run_id), 0.0, now, grace).alive
+        if ended:
+            forget_run(state_folder, run_id)
