@@ -1,6 +1,7 @@
 """Real small filesystems for the full-disk tests: a tmpfs of a given size, or an ext4 image on a
-loop device that can grow. Mounting needs root (CI runs as root); elsewhere the tests skip and
-say why. Whatever is mounted is unmounted, and a loop device detached, when the block ends.
+loop device that can grow. Mounting needs root (CI runs as root); where it cannot be done the
+test skips and says why. Whatever is mounted is unmounted, and a loop device detached, when the
+block ends.
 """
 
 import errno
@@ -12,16 +13,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 EXT4_TOOLS = ("mkfs.ext4", "e2fsck", "losetup", "resize2fs", "mount", "umount")
 _FILLER_CHUNK = b"\0" * (64 * 1024)
 
 
-def cannot_mount(tools: tuple[str, ...] = ("mount", "umount")) -> str | None:
-    """Why this machine cannot mount a test filesystem; None when it can."""
+def _skip_if_cannot_mount(tools: tuple[str, ...]) -> None:
     if os.geteuid() != 0:
-        return "mounting a small filesystem needs root (CI runs as root)"
+        pytest.skip("mounting a small filesystem needs root (CI runs as root)")
     missing = [tool for tool in tools if shutil.which(tool) is None]
-    return f"missing {', '.join(missing)} (e2fsprogs, mount)" if missing else None
+    if missing:
+        pytest.skip(f"missing {', '.join(missing)} (e2fsprogs, mount)")
+
+
+def _mount_or_skip(*arguments: str) -> None:
+    """Mount; a machine that refuses (a container without the right) skips the test, saying so."""
+    try:
+        _run("mount", *arguments)
+    except RuntimeError as error:
+        pytest.skip(f"cannot mount a test filesystem here: {error}")
 
 
 def _run(*command: str) -> str:
@@ -43,8 +54,10 @@ def _unmount(mount_point: Path) -> None:
 
 @contextmanager
 def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` ("2m") at the mount point; the test skips where none can be mounted."""
+    _skip_if_cannot_mount(("mount", "umount"))
     mount_point.mkdir(parents=True, exist_ok=True)
-    _run("mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point))
+    _mount_or_skip("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point))
     try:
         yield mount_point
     finally:
@@ -72,12 +85,18 @@ class LoopExt4:
 
 @contextmanager
 def mounted_ext4(image: Path, mount_point: Path, size: str) -> Iterator[LoopExt4]:
+    """An ext4 filesystem of `size` in an image on a loop device, mounted; the test skips where
+    none can be mounted (not root, no loop device)."""
+    _skip_if_cannot_mount(EXT4_TOOLS)
     _run("truncate", "-s", size, str(image))
     _run("mkfs.ext4", "-q", str(image))
-    device = _run("losetup", "-f", "--show", str(image))
+    try:
+        device = _run("losetup", "-f", "--show", str(image))
+    except RuntimeError as error:
+        pytest.skip(f"no loop device for an ext4 image: {error}")
     try:
         mount_point.mkdir(parents=True, exist_ok=True)
-        _run("mount", device, str(mount_point))
+        _mount_or_skip(device, str(mount_point))
         try:
             yield LoopExt4(image, device, mount_point)
         finally:

@@ -27,7 +27,7 @@ from book_pipeline_tests.conftest import (
     recorded_entries,
 )
 from book_pipeline_tests.openai_compatible_server import EmbeddingsServerState, embeddings_server
-from book_pipeline_tests.small_filesystems import EXT4_TOOLS, LoopExt4, cannot_mount, mounted_ext4
+from book_pipeline_tests.small_filesystems import LoopExt4, mounted_ext4
 
 LOAD_STEP = "book_embeddings.load_embeddings_to_vector_db"
 
@@ -124,9 +124,6 @@ def test_two_loads_at_once_wait_for_each_other_and_duplicate_nothing(
 @pytest.fixture
 def small_ext4(tmp_path: Path) -> Iterator[LoopExt4]:
     """A 24 MB ext4 filesystem on a loop device, as the issue's full disk was."""
-    reason = cannot_mount(EXT4_TOOLS)
-    if reason:
-        pytest.skip(reason)
     with mounted_ext4(tmp_path / "data.img", tmp_path / "small", "24M") as filesystem:
         yield filesystem
 

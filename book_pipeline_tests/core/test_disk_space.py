@@ -21,7 +21,7 @@ from book_pipeline.core.disk_space import (
 from book_pipeline.core.embedding_cache import embed_with_cache, open_embedding_cache
 from book_pipeline.core.ledger import LoadLedger
 from book_pipeline.core.vector_store import StoredPoint
-from book_pipeline_tests.small_filesystems import cannot_mount, fill, mounted_tmpfs
+from book_pipeline_tests.small_filesystems import fill, mounted_tmpfs
 
 
 def a_point(dimension: int = 384) -> StoredPoint:
@@ -83,9 +83,6 @@ def test_other_errors_pass_through_unnamed() -> None:
 
 @pytest.fixture
 def full_tmpfs(tmp_path: Path):
-    reason = cannot_mount()
-    if reason:
-        pytest.skip(reason)
     with mounted_tmpfs(tmp_path / "small", size="2m") as folder:
         yield folder
 

@@ -28,7 +28,7 @@ from book_pipeline_tests.conftest import (
     record_as_loaded,
 )
 from book_pipeline_tests.loopback_http import Webhook, webhook_server
-from book_pipeline_tests.small_filesystems import cannot_mount, fill, mounted_tmpfs
+from book_pipeline_tests.small_filesystems import fill, mounted_tmpfs
 
 
 def age(paths: list[Path], seconds: int = 3600) -> None:
@@ -181,9 +181,6 @@ def test_a_run_that_refused_a_file_leaves_nothing_to_retry_until_it_is_fixed(
 def test_a_batch_that_met_a_full_disk_waits_for_space_and_keeps_its_attempts(
     instance: dg.DagsterInstance, books_dir: Path, tmp_path: Path
 ) -> None:
-    reason = cannot_mount()
-    if reason:
-        pytest.skip(reason)
     age(write_synthetic_books(books_dir, files=2, books_per_file=3))
     with mounted_tmpfs(tmp_path / "small", size="16m") as small:
         data_dir = small / "data"
