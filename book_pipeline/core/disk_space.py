@@ -4,8 +4,9 @@ Qdrant Edge writes its WAL and its segments through memory-mapped files that gro
 page is given a disk block only when it is first written, and a page the full disk cannot back
 kills the process with SIGBUS, with no error, no failed step and no alert. So before each write
 the embedded store checks that its filesystem can hold what the write may need
-(`space_for_points`): the points twice (the WAL keeps each operation whole, the segment stores
-it again), and a rewrite of the collection when the write makes an index build due.
+(`planned_edge_upsert`, `require_space_for`): the points twice (the WAL keeps each operation
+whole, the segment stores it again), and a rewrite of the collection once it is large enough for
+an index build to be due.
 
 A new WAL segment (32 MiB) is created sparse as well: it costs its blocks only as operations
 fill it, which the points already count. The fixed margin covers the rest: the filesystem's
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -45,6 +47,10 @@ _PAYLOAD_BYTES_PER_KEYWORD = 4
 # 10,000 KB (about 6,500 384-d vectors); counted in bytes of 1,000 it is reached a little early.
 EDGE_INDEXING_THRESHOLD_BYTES = 10_000 * 1000
 _SQLITE_FULL_MESSAGE = "database or disk is full"
+# Edge's optimizer checks the space an index build needs before it starts.
+_OPTIMIZER_REFUSAL = re.compile(
+    r"Not enough space available for optimization, needed: ([\d.]+) MiB, available: ([\d.]+) MiB"
+)
 
 
 class DiskFullError(RuntimeError):
@@ -91,22 +97,24 @@ def point_bytes(point: StoredPoint) -> int:
     )
 
 
-def planned_edge_upsert(
-    points: Sequence[StoredPoint], points_count: int, indexed_count: int
-) -> PlannedWrite:
-    """An upsert into an Edge shard holding `points_count` points, `indexed_count` of them in an
-    HNSW index: the index build is due when the unindexed vectors then pass the threshold."""
+def planned_edge_upsert(points: Sequence[StoredPoint], points_count: int) -> PlannedWrite:
+    """An upsert into an Edge shard holding `points_count` points.
+
+    Edge does not say how many of its vectors wait for an index (its `indexed_vectors_count`
+    counts the plain index too), so a collection that reaches the indexing threshold is taken to
+    be due for an index build at every write, one that may write the whole collection again:
+    Edge's optimizer refuses to start with less free space than about that.
+    """
     sizes = [point_bytes(point) for point in points]
     if not sizes:
         return PlannedWrite(0, 0)
     dimension = max(len(point.vector or ()) for point in points)
-    unindexed = points_count - indexed_count + len(points)
-    due = unindexed * 4 * dimension >= EDGE_INDEXING_THRESHOLD_BYTES
+    after = points_count + len(points)
+    due = after * 4 * dimension >= EDGE_INDEXING_THRESHOLD_BYTES
     return PlannedWrite(
         points=len(points),
         point_bytes=sum(sizes),
-        # The build merges into the indexed segment: every point is written again.
-        points_to_index=points_count + len(points) if due else 0,
+        points_to_index=after if due else 0,
         average_point_bytes=sum(sizes) // len(sizes),
     )
 
@@ -195,3 +203,22 @@ def naming_full_disk(path: Path) -> Iterator[None]:
             free,
             free + FIXED_MARGIN_BYTES,
         ) from error
+
+
+def optimizer_refusal(error: Exception, folder: Path) -> DiskFullError | None:
+    """Edge's refusal to build an index without room for it, as a `DiskFullError`; None for any
+    other error. Batches admitted one by one can leave less room at the end of a load than the
+    index build they made due needs."""
+    found = _OPTIMIZER_REFUSAL.search(str(error))
+    if found is None:
+        return None
+    needed, free = (int(float(mebibytes) * 2**20) for mebibytes in found.groups())
+    return DiskFullError(
+        f"not enough free space to index the embedded Qdrant store in {folder}: "
+        f"{describe_bytes(free)} free, {describe_bytes(needed)} needed for its HNSW index build "
+        "(Qdrant Edge's own figures). The points are written and searchable; free space on that "
+        "filesystem, and the next load that writes builds the index.",
+        folder,
+        free,
+        needed,
+    )

@@ -41,7 +41,13 @@ from typing import Any
 
 import qdrant_edge as edge
 
-from book_pipeline.core.disk_space import PlannedWrite, planned_edge_upsert, require_space_for
+from book_pipeline.core.disk_space import (
+    DiskFullError,
+    PlannedWrite,
+    optimizer_refusal,
+    planned_edge_upsert,
+    require_space_for,
+)
 from book_pipeline.core.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
 from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.core.vector_store import (
@@ -284,7 +290,7 @@ class EdgeStore(BookVectorStore):
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
         shard = self._require_shard()
         # Edge writes through mmap: a full disk would be a SIGBUS, not an error.
-        planned = planned_edge_upsert(points, *self.indexing_status())
+        planned = planned_edge_upsert(points, self.count())
         require_space_for(self.shard_path, planned, STORE_DESCRIPTION)
         shard.update(
             edge.UpdateOperation.upsert_points(
@@ -440,11 +446,19 @@ class EdgeStore(BookVectorStore):
     def close(self) -> None:
         try:
             if self._shard is not None:
+                refused: DiskFullError | None = None
                 if self._written:
-                    self._shard.optimize()
+                    try:
+                        self._shard.optimize()
+                    except Exception as error:  # the engine raises a bare Exception
+                        refused = optimizer_refusal(error, self.shard_path)
+                        if refused is None:
+                            raise
                 self._shard.flush()
                 self._shard.close()
                 self._shard = None
+                if refused is not None:
+                    raise refused
         finally:
             if self._lock_handle is not None:
                 self._lock_handle.close()

@@ -278,26 +278,29 @@ def load_embeddings_to_vector_db(
     """
     started = time.perf_counter()
     model = embedder.get_embedder()
-    with qdrant.open(on_wait=context.log.warning) as store:
-        try:
-            outcome = load_books(
-                store,
-                pipeline_state.ledger(),
-                books_folder.folder,
-                [(embedded.file, embedded.vectors) for embedded in embedded_files],
-                model.model_name,
-                config.remove_books_of_deleted_files,
-            )
-        except CollectionMismatchError as error:
-            raise _cannot_heal(error) from error
-        except DiskFullError as error:
-            raise _disk_full(error) from error
-        # From the vectors or the collection, not the model: asking a remote one costs a request.
-        dimension: int | None = None
-        if embedded_files:
-            dimension = embedded_files[0].vectors.shape[1]
-        elif outcome.collection_size:
-            dimension, _ = store.collection_model()
+    try:
+        with qdrant.open(on_wait=context.log.warning) as store:
+            try:
+                outcome = load_books(
+                    store,
+                    pipeline_state.ledger(),
+                    books_folder.folder,
+                    [(embedded.file, embedded.vectors) for embedded in embedded_files],
+                    model.model_name,
+                    config.remove_books_of_deleted_files,
+                )
+            except CollectionMismatchError as error:
+                raise _cannot_heal(error) from error
+            # From the vectors or the collection, not the model: a remote one costs a request.
+            dimension: int | None = None
+            if embedded_files:
+                dimension = embedded_files[0].vectors.shape[1]
+            elif outcome.collection_size:
+                dimension, _ = store.collection_model()
+    except DiskFullError as error:
+        # A refused batch, then the index build that closing the store tried: the batch's tells.
+        first = error.__context__ if isinstance(error.__context__, DiskFullError) else error
+        raise _disk_full(first) from error
     review = outcome.review
     books_loaded, collection_size = outcome.books_loaded, outcome.collection_size
     summary = {

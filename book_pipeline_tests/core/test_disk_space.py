@@ -14,6 +14,7 @@ from book_pipeline.core.disk_space import (
     describe_bytes,
     folder_size_bytes,
     naming_full_disk,
+    optimizer_refusal,
     planned_edge_upsert,
     point_bytes,
     require_space_for,
@@ -31,21 +32,18 @@ def a_point(dimension: int = 384) -> StoredPoint:
 def test_a_write_needs_the_batch_twice_and_the_margin() -> None:
     point = a_point()
     assert point_bytes(point) == 4 * 384 + len('{"title": "Dune"}') + 8 * 4 + 256
-    planned = planned_edge_upsert([point] * 10, points_count=100, indexed_count=0)
+    planned = planned_edge_upsert([point] * 10, points_count=100)
     assert planned == PlannedWrite(10, 10 * point_bytes(point), 0, point_bytes(point))
     assert bytes_needed(planned) == 2 * 10 * point_bytes(point) + FIXED_MARGIN_BYTES
 
 
-def test_a_write_that_makes_an_index_build_due_needs_room_for_the_rewrite() -> None:
+def test_a_collection_past_the_indexing_threshold_needs_room_to_be_indexed_again() -> None:
     threshold_points = EDGE_INDEXING_THRESHOLD_BYTES // (4 * 384)
-    below = planned_edge_upsert([a_point()], points_count=threshold_points - 2, indexed_count=0)
-    at = planned_edge_upsert([a_point()], points_count=threshold_points, indexed_count=0)
+    below = planned_edge_upsert([a_point()], points_count=threshold_points - 2)
+    at = planned_edge_upsert([a_point()], points_count=threshold_points)
     assert below.points_to_index == 0
     assert at.points_to_index == threshold_points + 1
     assert bytes_needed(at) > bytes_needed(below) + threshold_points * point_bytes(a_point())
-    # Indexed points do not count towards the next build.
-    indexed = planned_edge_upsert([a_point()], points_count=threshold_points, indexed_count=10)
-    assert indexed.points_to_index == 0
 
 
 def test_a_write_the_filesystem_cannot_hold_is_refused_naming_folder_and_bytes(
@@ -74,6 +72,29 @@ def test_the_size_on_disk_counts_blocks_not_lengths(tmp_path: Path) -> None:
 def test_bytes_are_shown_exactly_and_in_a_unit_a_person_reads() -> None:
     assert describe_bytes(4_741_056) == "4,741,056 bytes (4.5 MiB)"
     assert describe_bytes(3 * 2**30) == "3,221,225,472 bytes (3.0 GiB)"
+
+
+def test_edges_refusal_to_build_an_index_becomes_an_error_naming_the_folder(
+    tmp_path: Path,
+) -> None:
+    # Qdrant Edge's words, as its optimize() raised them on a full 80 MB ext4 image.
+    engine = Exception(
+        "Service runtime error: Not enough space available for optimization, "
+        "needed: 30.77 MiB, available: 28.44 MiB"
+    )
+
+    refusal = optimizer_refusal(engine, tmp_path)
+
+    assert refusal is not None
+    assert (refusal.needed_bytes, refusal.free_bytes) == (
+        int(30.77 * 2**20),
+        int(28.44 * 2**20),
+    )
+    assert str(refusal).startswith(
+        f"not enough free space to index the embedded Qdrant store in {tmp_path}: "
+        "29,821,501 bytes (28.4 MiB) free, 32,264,683 bytes (30.8 MiB) needed"
+    )
+    assert optimizer_refusal(Exception("Service runtime error: bad request"), tmp_path) is None
 
 
 def test_other_errors_pass_through_unnamed() -> None:
