@@ -6,6 +6,7 @@ in a moment. A kill lands exactly where it is aimed: the run is started with a f
 the machine's speed.
 """
 
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from book_pipeline_tests.support.openai_compatible_server import (
     embeddings_server,
 )
 from book_pipeline_tests.support.runs import dagster_job_execute
+from book_pipeline_tests.support.small_filesystems import LoopExt4, mounted_ext4
 
 LOAD_STEP = "book_embeddings.load_embeddings_to_vector_db"
 
@@ -115,3 +117,41 @@ def test_two_loads_at_once_wait_for_each_other_and_duplicate_nothing(
         assert run.returncode == 0, output[-3000:]
     assert_exactly_one_point_per_book(data_dir, books=1000)
     assert point_count(data_dir) == 1000
+
+
+@pytest.fixture
+def small_ext4(tmp_path: Path) -> Iterator[LoopExt4]:
+    """A 24 MB ext4 filesystem on a loop device, as the issue's full disk was."""
+    with mounted_ext4(tmp_path / "data.img", tmp_path / "small", "24M") as filesystem:
+        yield filesystem
+
+
+def test_a_full_disk_fails_the_load_cleanly_and_a_run_after_it_grows_loads_every_book(
+    tmp_path: Path, books_dir: Path, small_ext4: LoopExt4
+) -> None:
+    # 384-d as the default model's: 4,000 such points do not fit in 24 MB.
+    write_synthetic_books(books_dir, files=40, books_per_file=100)
+    data_dir = small_ext4.mount_point / "data"
+    dagster_home = tmp_path / "dagster_home"
+    with embeddings_server(EmbeddingsServerState(dimensions=384)) as base_url:
+        environment = pipeline_environment(books_dir, data_dir, base_url)
+
+        full = dagster_job_execute(dagster_home, tmp_path, environment)
+        output, _ = full.communicate(timeout=300)
+
+        # An error, not a SIGBUS (-7), and not retried: freeing space is what helps.
+        assert full.returncode == 1, output[-3000:]
+        store = data_dir / "qdrant-edge" / "books"
+        assert f"not enough free space for the embedded Qdrant store in {store}: " in output
+        assert re.search(
+            r"[\d,]+ bytes \([\d.]+ [MG]iB\) free, [\d,]+ bytes \([\d.]+ [MG]iB\) needed", output
+        )
+        assert "STEP_UP_FOR_RETRY" not in output
+
+        small_ext4.grow("128M")
+        rerun = dagster_job_execute(dagster_home, tmp_path, environment)
+        output, _ = rerun.communicate(timeout=300)
+
+    assert rerun.returncode == 0, output[-3000:]
+    assert_exactly_one_point_per_book(data_dir, books=4000)
+    assert loaded_files(data_dir) == {path.name: 100 for path in books_dir.iterdir()}

@@ -8,14 +8,17 @@ import json
 from book_pipeline.cli.common import EXIT_OK, CliError, say, store_errors
 from book_pipeline.core.settings import Settings
 
+_BYTE_COUNTS = ("size_on_disk", "free_space")
+
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
     info = subcommands.add_parser(
         "info",
         help="which Qdrant store the pipeline uses, and what it holds",
         description="The configured store (the embedded Qdrant Edge store, or $QDRANT_URL): "
-        "engine, location, collection, exact point count, embedding model and dimension, and the "
-        "search modes the collection can answer. Waits like a search while a load holds the "
+        "engine, location, collection, exact point count, embedding model and dimension, the "
+        "search modes the collection can answer, and for the embedded store its size on disk "
+        "and the free space of its filesystem. Waits like a search while a load holds the "
         "embedded store.",
     )
     info.add_argument("--json", action="store_true", help="print one JSON object")
@@ -23,10 +26,13 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from book_pipeline.core.disk_space import describe_bytes, folder_size_bytes, free_bytes
+    from book_pipeline.core.store.base import EDGE_ENGINE
     from book_pipeline.core.store.opening import open_configured_store
 
+    settings = Settings.from_environment()
     try:
-        with open_configured_store(Settings.from_environment(), say) as store:
+        with open_configured_store(settings, say) as store:
             model: str | None = None
             dimension: int | None = None
             if store.collection_exists():
@@ -39,7 +45,14 @@ def run_info(args: argparse.Namespace) -> int:
                 "model": model,
                 "dimension": dimension,
                 "search_modes": list(store.search_modes()) if store.collection_exists() else [],
+                # The embedded store's folder: what it takes, and what its filesystem has left
+                # (a load refuses to write when that is too little). A server's are its own.
+                "size_on_disk": None,
+                "free_space": None,
             }
+            if store.engine == EDGE_ENGINE:
+                info["size_on_disk"] = folder_size_bytes(settings.edge_path)
+                info["free_space"] = free_bytes(settings.edge_path)
     except store_errors() as error:
         raise CliError(str(error)) from None
     if args.json:
@@ -48,5 +61,7 @@ def run_info(args: argparse.Namespace) -> int:
         width = max(len(key) for key in info)
         for key, value in info.items():
             shown = (", ".join(value) or None) if isinstance(value, list) else value
+            if key in _BYTE_COUNTS and value is not None:
+                shown = describe_bytes(value)
             print(f"{key + ':':<{width + 1}} {'-' if shown is None else shown}")
     return EXIT_OK

@@ -16,8 +16,10 @@ from pathlib import Path
 import diskcache
 import numpy as np
 
+from book_pipeline.core.disk_space import naming_full_disk
 from book_pipeline.core.embedding.base import Embedder, UsageReportingEmbedder
 from book_pipeline.core.embedding_costs import TokenBudget
+from book_pipeline.core.fail_points import BEFORE_EMBEDDING, fail_point
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ def open_embedding_cache(directory: Path) -> diskcache.Cache:
 
     A diskcache Cache is safe to share between threads, and other processes open their own.
     """
-    return diskcache.Cache(str(directory))
+    with naming_full_disk(directory):
+        return diskcache.Cache(str(directory))
 
 
 def embed_with_cache(
@@ -74,13 +77,14 @@ def embed_with_cache(
             admit(count_tokens(missing_texts))
     tokens, seconds = 0, 0.0
     if missing:
+        fail_point(BEFORE_EMBEDDING)
         started = time.perf_counter()
         if isinstance(embedder, UsageReportingEmbedder):
             new_vectors, tokens = embedder.embed_with_usage(missing_texts)
         else:
             new_vectors = embedder.embed(missing_texts)
         seconds = time.perf_counter() - started
-        with cache.transact():
+        with naming_full_disk(Path(cache.directory)), cache.transact():
             for position, vector in zip(missing, new_vectors, strict=True):
                 cache.set(keys[position], vector.astype(np.float32).tobytes())
                 found[position] = vector

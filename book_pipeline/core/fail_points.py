@@ -10,6 +10,8 @@ import signal
 
 from book_pipeline.core.settings import VARIABLES
 
+# An embed step is about to ask the model for vectors: the run dies in the middle of embedding.
+BEFORE_EMBEDDING = "embed:before_request"
 # The load has written some of its points, not all.
 AFTER_FIRST_BATCH = "load:after_first_batch"
 # The load's points are durable in the store, the ledger does not record them yet.

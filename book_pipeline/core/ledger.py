@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from book_pipeline.core.book_files import FileSnapshot, file_sha256, snapshot_book_files
+from book_pipeline.core.disk_space import naming_full_disk
 from book_pipeline.core.parsing import ParsedBookFile
 from book_pipeline.core.store.base import CollectionStamp
 
@@ -144,8 +145,10 @@ class LoadLedger:
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=30)) as connection:
+        with (
+            naming_full_disk(self.path),
+            closing(self._connect()) as connection,
+        ):
             # No fsync per write: a record lost to a power cut only means a file is loaded again
             # (idempotent, and its embeddings are cached).
             connection.execute("PRAGMA synchronous=NORMAL")
@@ -154,6 +157,10 @@ class LoadLedger:
                 self._schema_ready = True
             with connection:
                 yield connection
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return sqlite3.connect(self.path, timeout=30)
 
     def entries(self, stamp: CollectionStamp | None) -> dict[str, LedgerEntry]:
         """What the record says of each file for this collection (None: there is none).

@@ -349,6 +349,15 @@ class Variables:
         "Celery result backend of `fetch_data_celery`; unset: the broker",
         secret=True,
     )
+    # Well above a multiprocess run's pause between two steps, and within the two minutes a
+    # dead run may block the sensor (core/run_leases.py).
+    dead_run_grace_seconds = Variable(
+        "BOOK_PIPELINE_DEAD_RUN_GRACE_SECONDS",
+        whole_number_at_least_zero,
+        60,
+        "A fetch_data run none of whose processes lives is failed once it has shown no life for "
+        "this long (docs/operations.md); keep it above the step retries' delays",
+    )
     log_level = Variable(
         "BOOK_PIPELINE_LOG_LEVEL",
         upper_case_word,
@@ -445,6 +454,7 @@ class Settings:
     alert_smtp_password: str | None = VARIABLES.alert_smtp_password.default
     celery_broker: str = VARIABLES.celery_broker.default
     celery_backend: str | None = VARIABLES.celery_backend.default
+    dead_run_grace_seconds: int = VARIABLES.dead_run_grace_seconds.default
     log_level: str = VARIABLES.log_level.default
     fail_point: str | None = VARIABLES.fail_point.default
     # Not variables: the run config can change them.

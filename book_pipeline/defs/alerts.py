@@ -193,14 +193,28 @@ def alert_log_line(alert: RunFailureAlert) -> str:
     return json.dumps({"alert": "run_failure", **alert.fields()}, sort_keys=True)
 
 
+def is_this_code_locations_run(context: dg.RunFailureSensorContext) -> bool:
+    """A run of one of this code location's jobs, however it was started.
+
+    A run started by `dagster job execute` has no code location of record, so a failure sensor
+    that watches its own code location only never sees it: the sensors watch every location,
+    and this keeps the alerts to the runs of this one's jobs.
+    """
+    repository = context.repository_def
+    return repository is None or repository.has_job(context.dagster_run.job_name)
+
+
 @dg.run_failure_sensor(
     name=ALERT_SENSOR_NAME,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    monitor_all_code_locations=False,
-    description="Every failed run of this code location: a JSON log line, and a POST to the "
-    f"webhook in {VARIABLES.alert_webhook_url.name} when it is set.",
+    monitor_all_code_locations=True,
+    description="Every failed run of this code location, started from the UI, a sensor or the "
+    f"command line: a JSON log line, and a POST to the webhook in "
+    f"{VARIABLES.alert_webhook_url.name} when it is set.",
 )
 def book_pipeline_failure_alerts(context: dg.RunFailureSensorContext) -> None:
+    if not is_this_code_locations_run(context):
+        return
     alert = build_alert(
         context.dagster_run, context.get_step_failure_events(), context.failure_event
     )
@@ -258,7 +272,10 @@ def email_alert_sensor(environ: Mapping[str, str] | None = None) -> dg.SensorDef
         smtp_type="SSL" if port == SMTP_SSL_PORT else "STARTTLS",
         smtp_port=port,
         name=EMAIL_SENSOR_NAME,
-        monitor_all_code_locations=False,
+        # As the alert sensor, to see the runs started from the command line; Dagster's email
+        # sensor takes no filter, so it mails every failed run of the instance (a deployment of
+        # this project has one code location).
+        monitor_all_code_locations=True,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
 

@@ -21,6 +21,7 @@ from book_pipeline.core.book_files import (
     read_book_file,
     snapshot_book_file,
 )
+from book_pipeline.core.disk_space import DiskFullError
 from book_pipeline.core.embedding.base import EmbeddingModelError
 from book_pipeline.core.embedding_costs import TokenBudgetExceeded
 from book_pipeline.core.loading import list_files_to_load, load_embedded_files
@@ -34,6 +35,9 @@ from book_pipeline.defs.resources import (
 )
 from book_pipeline.defs.retries import EXTERNAL_STEP_RETRY_POLICY
 
+# A step that met a full disk names the folder, and the free bytes a new attempt needs there.
+FULL_DISK_FOLDER = "full_disk_folder"
+FULL_DISK_NEEDED_BYTES = "needed_bytes"
 # Asset metadata lists at most this many file names; the counts are always complete.
 _LISTED_FILES_LIMIT = 100
 # The query the load's last log line suggests trying next: it makes sense for any books.
@@ -221,6 +225,19 @@ def _cannot_heal(error: Exception) -> dg.Failure:
     return dg.Failure(description=str(error), allow_retries=False)
 
 
+def _disk_full(error: DiskFullError) -> dg.Failure:
+    """Not retried either; the metadata tells the sensor when a new run may succeed."""
+    return dg.Failure(
+        description=str(error),
+        metadata={
+            FULL_DISK_FOLDER: dg.MetadataValue.path(str(error.folder)),
+            FULL_DISK_NEEDED_BYTES: error.needed_bytes,
+            "free_bytes": error.free_bytes,
+        },
+        allow_retries=False,
+    )
+
+
 @dg.op(
     retry_policy=EXTERNAL_STEP_RETRY_POLICY,
     out={
@@ -269,6 +286,8 @@ def create_vector_embeddings(
         if error.retryable:
             raise
         raise _cannot_heal(error) from error
+    except DiskFullError as error:
+        raise _disk_full(error) from error
     yield dg.Output(embedded, "embedded")
     yield dg.Output(None, "over_budget")
 
@@ -314,20 +333,25 @@ def load_embeddings_to_vector_db(
     """
     started = time.perf_counter()
     model_name = embedder.get_embedder().model_name
-    with qdrant.open(on_wait=context.log.warning) as store:
-        try:
-            summary = load_embedded_files(
-                store,
-                pipeline_state.ledger(),
-                books_folder.folder,
-                embedded_files,
-                model_name,
-                config.remove_books_of_deleted_files,
-                embedder.billed_by_token,
-                embedder.price(model_name),
-            )
-        except CollectionMismatchError as error:
-            raise _cannot_heal(error) from error
+    try:
+        with qdrant.open(on_wait=context.log.warning) as store:
+            try:
+                summary = load_embedded_files(
+                    store,
+                    pipeline_state.ledger(),
+                    books_folder.folder,
+                    embedded_files,
+                    model_name,
+                    config.remove_books_of_deleted_files,
+                    embedder.billed_by_token,
+                    embedder.price(model_name),
+                )
+            except CollectionMismatchError as error:
+                raise _cannot_heal(error) from error
+    except DiskFullError as error:
+        # A refused batch, then the index build that closing the store tried: the batch's tells.
+        first = error.__context__ if isinstance(error.__context__, DiskFullError) else error
+        raise _disk_full(first) from error
     for message in summary.messages(qdrant.collection, qdrant.location):
         context.log.info(message)
     if summary.counts["collection_size"]:

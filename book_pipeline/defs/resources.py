@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import dagster as dg
 import diskcache
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from book_pipeline.core.embedding.base import Embedder
 from book_pipeline.core.embedding.bundled import LOCAL_MODEL_NAME
@@ -21,6 +21,7 @@ from book_pipeline.core.embedding.openai_endpoint import OPENAI_DEFAULT_MODEL
 from book_pipeline.core.embedding_cache import open_embedding_cache
 from book_pipeline.core.embedding_costs import TokenBudget, price_per_mtok
 from book_pipeline.core.ledger import LoadLedger
+from book_pipeline.core.run_leases import RunLease
 from book_pipeline.core.settings import (
     DEFAULT_LOCK_WAIT_SECONDS,
     DEFAULT_OPENAI_MAX_RETRIES,
@@ -135,12 +136,28 @@ class EmbedderResource(dg.ConfigurableResource):
 
 
 class PipelineStateResource(dg.ConfigurableResource):
-    """What the project remembers between runs (`BOOK_PIPELINE_DATA_DIR`): the load ledger and
-    the embedding cache."""
+    """What the project remembers between runs (`BOOK_PIPELINE_DATA_DIR`): the load ledger, the
+    embedding cache, and the leases of running runs.
+
+    In a run, every process that uses it holds the run's lease from setup to teardown
+    (core/run_leases.py): the in-process executor's one process, each step's process otherwise.
+    """
 
     data_dir: str = Field(
         default=str(VARIABLES.data_dir.default), description="Folder of the project's state"
     )
+    dead_run_grace_seconds: int = _field(VARIABLES.dead_run_grace_seconds)
+    _lease: RunLease | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Sensors and schedules build resources too, outside any run.
+        if context.run is not None:
+            self._lease = RunLease(self.folder, context.run.run_id, self.dead_run_grace_seconds)
+            self._lease.start()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._lease is not None:
+            self._lease.end()
 
     @property
     def _settings(self) -> Settings:
@@ -294,5 +311,10 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             api_key=_from_variable(VARIABLES.qdrant_api_key, settings.qdrant_api_key),
             layout=CollectionLayout.from_settings(settings.collection_settings),
         ),
-        "pipeline_state": PipelineStateResource(data_dir=str(settings.data_dir)),
+        "pipeline_state": PipelineStateResource(
+            data_dir=str(settings.data_dir),
+            dead_run_grace_seconds=_from_variable(
+                VARIABLES.dead_run_grace_seconds, settings.dead_run_grace_seconds
+            ),
+        ),
     }

@@ -134,15 +134,15 @@ def test_switching_from_the_samples_to_books_reloads_and_removes_nothing(
     new_file = working_dir / "books" / "new_arrivals.txt"
     past = new_file.stat().st_mtime - 3600  # settled, for the sensor
     os.utime(new_file, (past, past))
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance,
         resources={
             "books_folder": BooksFolder(settle_seconds=60),
             "pipeline_state": PipelineStateResource(data_dir=str(data_dir)),
             "qdrant": qdrant_in(data_dir),
         },
-    )
-    [request] = new_book_files_sensor(context).run_requests
+    ) as context:
+        [request] = new_book_files_sensor(context).run_requests
     ops = request.run_config["ops"]["book_embeddings"]["ops"]
     assert ops["list_book_description_files"]["config"]["only_files"] == ["new_arrivals.txt"]
 

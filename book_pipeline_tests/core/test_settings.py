@@ -45,6 +45,7 @@ def test_every_variable_is_used(tmp_path: Path) -> None:
             "BOOK_PIPELINE_SETTLE_SECONDS": "7",
             "BOOK_PIPELINE_MAX_FILES_PER_RUN": "9",
             "BOOK_PIPELINE_MAX_FILE_MB": "3",
+            "BOOK_PIPELINE_DEAD_RUN_GRACE_SECONDS": "45",
             "QDRANT_URL": "http://127.0.0.1:6333",
             "QDRANT_API_KEY": "qdrant-secret",
             "OPENAI_API_KEY": "sk-secret",
@@ -60,6 +61,7 @@ def test_every_variable_is_used(tmp_path: Path) -> None:
     assert settings.books_folder == tmp_path.resolve() / "books"
     assert settings.edge_path == tmp_path / "state" / "qdrant-edge"
     assert (settings.settle_seconds, settings.max_files_per_run, settings.max_file_mb) == (7, 9, 3)
+    assert settings.dead_run_grace_seconds == 45
     assert (settings.embedder, settings.embedding_model) == ("openai", "text-embedding-3-large")
     assert (settings.openai_api_key, settings.openai_base_url) == (
         "sk-secret",

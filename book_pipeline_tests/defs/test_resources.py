@@ -12,10 +12,12 @@ from book_pipeline.defs.resources import BooksFolder, resources_from_environment
 
 def resources_outside_dagster() -> dict[str, dg.ConfigurableResource]:
     """As a run sees them: every `EnvVar` field holds the variable's value, not its name."""
-    return {
-        name: resource.process_config_and_initialize()
-        for name, resource in resources_from_environment().items()
-    }
+    resources = {}
+    for name, resource in resources_from_environment().items():
+        # The context manager form: the pipeline state's teardown ends a run's lease.
+        with resource.process_config_and_initialize_cm() as initialized:
+            resources[name] = initialized
+    return resources
 
 
 def test_defaults_without_any_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -26,6 +28,7 @@ def test_defaults_without_any_variable(monkeypatch: pytest.MonkeyPatch, tmp_path
         "BOOK_PIPELINE_COLLECTION",
         "BOOK_PIPELINE_EMBEDDER",
         "BOOK_PIPELINE_EMBEDDING_MODEL",
+        "BOOK_PIPELINE_DEAD_RUN_GRACE_SECONDS",
         "QDRANT_URL",
         "QDRANT_API_KEY",
         "OPENAI_API_KEY",
@@ -44,6 +47,7 @@ def test_defaults_without_any_variable(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert Path(resources["qdrant"].local_path) == Path("data") / "qdrant-edge"
     assert Path(resources["qdrant"].legacy_path) == Path("data") / "qdrant"
     assert resources["pipeline_state"].data_dir == "data"
+    assert resources["pipeline_state"].dead_run_grace_seconds == 60
 
 
 def test_every_variable_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -55,6 +59,7 @@ def test_every_variable_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         "BOOK_PIPELINE_EMBEDDING_MODEL": "text-embedding-3-large",
         "BOOK_PIPELINE_SETTLE_SECONDS": "7",
         "BOOK_PIPELINE_MAX_FILES_PER_RUN": "9",
+        "BOOK_PIPELINE_DEAD_RUN_GRACE_SECONDS": "45",
         "QDRANT_URL": "http://127.0.0.1:6333",
         "QDRANT_API_KEY": "qdrant-secret",
         "OPENAI_API_KEY": "sk-secret",
@@ -85,6 +90,7 @@ def test_every_variable_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert qdrant.local_path == str(tmp_path / "state" / "qdrant-edge")
     assert qdrant.legacy_path == str(tmp_path / "state" / "qdrant")
     assert state.data_dir == variables["BOOK_PIPELINE_DATA_DIR"]
+    assert state.dead_run_grace_seconds == 45
     assert embedder.model_cache_dir == str(tmp_path / "state" / "models")
 
 

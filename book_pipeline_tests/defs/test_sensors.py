@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from book_pipeline.core.embedding_cache import open_embedding_cache
+from book_pipeline.core.settings import EMBEDDING_CACHE_FOLDER
 from book_pipeline.core.synthetic_books import synthetic_book_line, write_synthetic_books
 from book_pipeline.definitions import defs
 from book_pipeline.defs.resources import BooksFolder, PipelineStateResource
@@ -21,6 +24,7 @@ from book_pipeline.defs.sensors import BATCH_TAG, new_book_files_sensor, run_con
 from book_pipeline_tests.support.data_folder import point_count, qdrant_in, record_as_loaded
 from book_pipeline_tests.support.loopback_http import Webhook, webhook_server
 from book_pipeline_tests.support.runs import fetch_data_run_config
+from book_pipeline_tests.support.small_filesystems import fill, mounted_tmpfs
 
 
 def age(paths: list[Path], seconds: int = 3600) -> None:
@@ -37,7 +41,8 @@ def tick(
     cursor: str | None = None,
     max_files_per_run: int = 100,
 ) -> tuple[list[dg.RunRequest], str | None, str | None]:
-    context = dg.build_sensor_context(
+    # A `with` block: the pipeline state resource has a teardown (its run lease).
+    with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         resources={
@@ -48,8 +53,8 @@ def tick(
             "qdrant": qdrant_in(data_dir),
         },
         definitions=defs,
-    )
-    result = new_book_files_sensor(context)
+    ) as context:
+        result = new_book_files_sensor(context)
     if isinstance(result, dg.SkipReason):
         return [], None, result.skip_message
     skip = result.skip_reason.skip_message if result.skip_reason else None
@@ -167,6 +172,38 @@ def test_a_run_that_refused_a_file_leaves_nothing_to_retry_until_it_is_fixed(
     assert requested_files(retry) == [broken.name]
     assert retry.tags[BATCH_TAG] != request.tags[BATCH_TAG]
     assert retry.run_key.endswith("-0")
+
+
+def test_a_batch_that_met_a_full_disk_waits_for_space_and_keeps_its_attempts(
+    instance: dg.DagsterInstance, books_dir: Path, tmp_path: Path
+) -> None:
+    age(write_synthetic_books(books_dir, files=2, books_per_file=3))
+    with mounted_tmpfs(tmp_path / "small", size="16m") as small:
+        data_dir = small / "data"
+        [request], cursor, _ = tick(instance, books_dir, data_dir)
+        # Less than the store's margin: the load refuses to create the collection.
+        filler = fill(small, leave_bytes=2 * 2**20)
+        failed = defs.resolve_job_def("fetch_data").execute_in_process(
+            run_config={**request.run_config, **fetch_data_run_config(books_dir, data_dir)},
+            instance=instance,
+            tags=request.tags,
+            raise_on_error=False,
+        )
+        assert not failed.success
+
+        requests, cursor, skip = tick(instance, books_dir, data_dir, cursor=cursor)
+        assert requests == []
+        assert skip is not None
+        assert skip.startswith(f"waiting for free space in {data_dir / 'qdrant-edge'}: ")
+        assert re.search(r"[\d,]+ bytes \([\d.]+ [MG]iB\) needed$", skip)
+
+        filler.unlink()
+        [retry], _, _ = tick(instance, books_dir, data_dir, cursor=cursor)
+        # This process keeps the cache open (one per folder): closed, the folder can unmount.
+        open_embedding_cache(data_dir / EMBEDDING_CACHE_FOLDER).close()
+
+    assert retry.tags[BATCH_TAG] == request.tags[BATCH_TAG]
+    assert retry.run_key.endswith("-1")
 
 
 def test_a_deleted_file_requests_a_cleanup_run(

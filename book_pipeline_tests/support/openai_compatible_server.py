@@ -2,10 +2,12 @@
 
 It answers `POST /v1/embeddings` with deterministic vectors (hashed from the text) and the usage
 OpenAI would bill (each input's tokens in cl100k_base), and can be told to fail the next requests
-with given status codes, to prove the client's retries.
+with given status codes, to prove the client's retries, or to hold every request until released
+(a slow endpoint, as slow as the test needs).
 """
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,12 +34,23 @@ class EmbeddingsServerState:
     authorization_headers: list[str] = field(default_factory=list)
     # What the answers' usage reported, summed.
     billed_tokens: int = 0
+    # Cleared: requests wait until it is set. `held` is set once a request waits.
+    released: threading.Event = field(default_factory=lambda: _set(threading.Event()))
+    held: threading.Event = field(default_factory=threading.Event)
+
+
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
 
 
 def _handler_for(state: EmbeddingsServerState) -> type[JsonHandler]:
     class EmbeddingsHandler(JsonHandler):
         def do_POST(self) -> None:
             body = self.read_json()
+            if not state.released.is_set():
+                state.held.set()
+                state.released.wait()
             state.requests.append(body)
             state.authorization_headers.append(self.headers.get("Authorization", ""))
             if self.path != "/v1/embeddings":

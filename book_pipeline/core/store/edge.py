@@ -41,6 +41,13 @@ from typing import Any
 
 import qdrant_edge as edge
 
+from book_pipeline.core.disk_space import (
+    DiskFullError,
+    PlannedWrite,
+    optimizer_refusal,
+    planned_edge_upsert,
+    require_space_for,
+)
 from book_pipeline.core.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
 from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.core.store.base import (
@@ -65,6 +72,7 @@ MANIFEST_NAME = "book_pipeline.json"
 # Edge's own record of the shard's layout, written when the shard is created.
 EDGE_CONFIG_NAME = "edge_config.json"
 LOCK_NAME = ".lock"
+STORE_DESCRIPTION = "the embedded Qdrant store"
 _PARTIAL_PREFIX = "."
 _PARTIAL_MARK = ".partial-"
 _PREVIOUS_MARK = ".previous-"
@@ -165,6 +173,7 @@ class EdgeStore(BookVectorStore):
         return self._shard is not None
 
     def _create_collection(self, dimension: int, model_name: str) -> None:
+        require_space_for(self.folder, PlannedWrite(0, 0), STORE_DESCRIPTION)
         partial = _partial_folder(self.folder, self.collection)
         manifest = _new_manifest(model_name, dimension, new_generation())
         _build_empty_shard(partial, self.settings, dimension, manifest)
@@ -279,6 +288,9 @@ class EdgeStore(BookVectorStore):
 
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
         shard = self._require_shard()
+        # Edge writes through mmap: a full disk would be a SIGBUS, not an error.
+        planned = planned_edge_upsert(points, self.count())
+        require_space_for(self.shard_path, planned, STORE_DESCRIPTION)
         shard.update(
             edge.UpdateOperation.upsert_points(
                 [
@@ -433,11 +445,19 @@ class EdgeStore(BookVectorStore):
     def close(self) -> None:
         try:
             if self._shard is not None:
+                refused: DiskFullError | None = None
                 if self._written:
-                    self._shard.optimize()
+                    try:
+                        self._shard.optimize()
+                    except Exception as error:  # the engine raises a bare Exception
+                        refused = optimizer_refusal(error, self.shard_path)
+                        if refused is None:
+                            raise
                 self._shard.flush()
                 self._shard.close()
                 self._shard = None
+                if refused is not None:
+                    raise refused
         finally:
             if self._lock_handle is not None:
                 self._lock_handle.close()

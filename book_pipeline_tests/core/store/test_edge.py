@@ -3,6 +3,8 @@ previous version's store (qdrant-client local mode) that it replaces. All on the
 
 import hashlib
 import json
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ import qdrant_edge as edge
 from qdrant_client import QdrantClient, models
 
 from book_pipeline import cli
+from book_pipeline.core.disk_space import folder_size_bytes
 from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.keyword_vectors import query_keyword_vector
@@ -257,7 +260,11 @@ def test_the_named_command_copies_the_previous_versions_store(
             f"{data_dir / 'qdrant-edge' / 'books'} holds {len(LEGACY_BOOKS)} points"
         )
     )
-    assert json.loads(out[2]) == {
+    info = json.loads(out[2])
+    # What the store's files take (their blocks), and what the filesystem has left.
+    assert info.pop("size_on_disk") == folder_size_bytes(data_dir / "qdrant-edge") > 0
+    assert 0 < info.pop("free_space") <= shutil.disk_usage(data_dir).total
+    assert info == {
         "engine": "qdrant-edge",
         "location": str(data_dir / "qdrant-edge" / "books"),
         "collection": "books",
@@ -277,6 +284,8 @@ def test_info_on_an_empty_store_and_in_words(
     out = capsys.readouterr().out
     assert "engine:       qdrant-edge" in out and "points:       0" in out
     assert "model:        -" in out and "search_modes: -" in out
+    assert re.search(r"^size_on_disk: [\d,]+ bytes \([\d.]+ [MG]iB\)$", out, re.MULTILINE)
+    assert re.search(r"^free_space:   [\d,]+ bytes \([\d.]+ [MG]iB\)$", out, re.MULTILINE)
 
 
 PREVIOUS_MANIFEST_EXTRAS = {"generation": "gen-0001", "load_sequence": 7}

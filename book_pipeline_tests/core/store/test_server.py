@@ -127,6 +127,9 @@ def test_migrate_store_to_a_server_then_search_it(
         "points": 45,
         "model": "all-MiniLM-L6-v2-onnx-int8",
         "dimension": 384,
+        # A server's disk is its own: only the embedded store's are shown.
+        "size_on_disk": None,
+        "free_space": None,
         # The REST stand-in creates the collection without the sparse vector it was asked for
         # (the request is checked below), as a collection of an earlier release is: dense
         # only. The server path's keyword and hybrid searches run against qdrant-client's
