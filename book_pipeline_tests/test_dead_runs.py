@@ -28,7 +28,6 @@ from book_pipeline.core.fail_points import BEFORE_EMBEDDING
 from book_pipeline.core.run_leases import read_leases
 from book_pipeline.core.settings import VARIABLES
 from book_pipeline.core.synthetic_books import write_synthetic_books
-from book_pipeline.defs.alerts import WEBHOOK_URL_VARIABLE
 from book_pipeline_tests.support.loopback_http import Webhook, webhook_server
 from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,
@@ -111,8 +110,8 @@ def test_dead_runs_are_failed_alerted_and_loaded_again_and_a_slow_run_is_not_fai
             "BOOK_PIPELINE_SETTLE_SECONDS": "0",
             "BOOK_PIPELINE_STEP_RETRIES": "0",
             "BOOK_PIPELINE_SENSOR_INTERVAL_SECONDS": "1",
-            "BOOK_PIPELINE_DEAD_RUN_GRACE_SECONDS": str(GRACE_SECONDS),
-            WEBHOOK_URL_VARIABLE: webhook.url,
+            VARIABLES.dead_run_grace_seconds.name: str(GRACE_SECONDS),
+            VARIABLES.alert_webhook_url.name: webhook.url,
         }
         # 1. A CLI run dies mid-embed and stays STARTED.
         killed = dagster_job_execute(
