@@ -52,6 +52,9 @@ def test_configuration_documents_every_environment_variable() -> None:
         "BOOK_PIPELINE_ALERT_SMTP_PORT",
         "BOOK_PIPELINE_ALERT_SMTP_PASSWORD",
         "BOOK_PIPELINE_LOG_LEVEL",
+        "BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK",
+        "BOOK_PIPELINE_MAX_EMBEDDING_TOKENS_PER_RUN",
+        "BOOK_PIPELINE_DEAD_RUN_GRACE_SECONDS",
     ):
         assert f"| `{variable}` |" in reference
         assert f'"{variable}"' in sources
