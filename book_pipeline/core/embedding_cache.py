@@ -17,7 +17,7 @@ import diskcache
 import numpy as np
 
 from book_pipeline.core.disk_space import naming_full_disk
-from book_pipeline.core.embedding.base import Embedder, UsageReportingEmbedder
+from book_pipeline.core.embedding.base import Embedder, UsageReportingEmbedder, WrappedEmbedder
 from book_pipeline.core.embedding_costs import TokenBudget
 from book_pipeline.core.fail_points import BEFORE_EMBEDDING, fail_point
 
@@ -104,7 +104,7 @@ def embed_with_cache(
     )
 
 
-class CachedEmbedder:
+class CachedEmbedder(WrappedEmbedder):
     """An embedder that asks the cache first, for texts that may have been embedded already
     (the retrieval check's self probes are books' own texts), and adds the texts it pays for
     to it. It keeps the tokens it was billed; with a budget, it reserves them before sending,
@@ -118,20 +118,12 @@ class CachedEmbedder:
         budget: TokenBudget | None = None,
         budget_entry: str = "",
     ) -> None:
-        self._embedder = embedder
+        super().__init__(embedder)
         self._cache = cache
         self._count_tokens = count_tokens
         self._budget = budget
         self._budget_entry = budget_entry
         self.tokens = 0
-
-    @property
-    def model_name(self) -> str:
-        return self._embedder.model_name
-
-    @property
-    def dimension(self) -> int:
-        return self._embedder.dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         admit = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import dagster as dg
 import numpy as np
 
-from book_pipeline.core.embedding.base import Embedder
+from book_pipeline.core.embedding.base import Embedder, WrappedEmbedder
 from book_pipeline.core.embedding_cache import CachedEmbedder
 from book_pipeline.core.embedding_costs import TokenBudgetExceeded, count_tokens
 from book_pipeline.core.search import (
@@ -164,21 +164,12 @@ def evaluate_retrieval(
     return RetrievalReport(not missed, description, probe_kind, outcomes)
 
 
-class EmbedOnce:
+class EmbedOnce(WrappedEmbedder):
     """An embedder that embeds each text once, then answers it from memory."""
 
     def __init__(self, embedder: Embedder) -> None:
-        self._embedder = embedder
+        super().__init__(embedder)
         self._vectors: dict[str, np.ndarray] = {}
-
-    @property
-    def model_name(self) -> str:
-        return self._embedder.model_name
-
-    @property
-    def dimension(self) -> int:
-        # Asked only when needed: a remote model may answer it with a call of its own.
-        return self._embedder.dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))

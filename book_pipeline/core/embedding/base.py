@@ -44,6 +44,23 @@ class UsageReportingEmbedder(Protocol):
     def embed_with_usage(self, texts: Sequence[str]) -> tuple[np.ndarray, int]: ...
 
 
+class WrappedEmbedder:
+    """An embedder that adds something around another (a cache, a memory): the model, and so
+    the name and dimension, are the wrapped one's."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._embedder = embedder
+
+    @property
+    def model_name(self) -> str:
+        return self._embedder.model_name
+
+    @property
+    def dimension(self) -> int:
+        # Asked only when needed: a remote model may answer it with a call of its own.
+        return self._embedder.dimension
+
+
 def batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
