@@ -38,3 +38,11 @@ def sample_load(tmp_path_factory: pytest.TempPathFactory) -> SampleLoad:
     )
     assert result.success
     return SampleLoad(data_dir, result)
+
+
+@pytest.fixture
+def edge_env(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's configured store: the embedded one in `data_dir`."""
+    for name in ("QDRANT_URL", "BOOK_PIPELINE_COLLECTION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))

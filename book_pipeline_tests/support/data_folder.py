@@ -1,5 +1,6 @@
 """A data folder as the tests read it: its embedded store and its ledger."""
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,11 @@ def hold_store_open(path: Path, seconds: float) -> subprocess.Popen:
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
     return holder
+
+
+def folder_fingerprint(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }

@@ -1,92 +1,36 @@
-"""The embedded Qdrant Edge store's own duties: its folder, bad states, and the upgrade from the
-previous version's store (qdrant-client local mode) that it replaces. All on the real engines."""
+"""The embedded Qdrant Edge store's own duties: its folder, its bad states, and the shards of the
+previous release gaining keyword vectors. All on the real engine."""
 
-import hashlib
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 import qdrant_edge as edge
-from qdrant_client import QdrantClient, models
 
 from book_pipeline import cli
-from book_pipeline.core.disk_space import folder_size_bytes
 from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.core.keyword_vectors import query_keyword_vector
-from book_pipeline.core.parsing import BookRecord, parse_book_file, parse_book_text
+from book_pipeline.core.parsing import BookRecord, parse_book_file
 from book_pipeline.core.search import SearchRefusedError, search_books
-from book_pipeline.core.settings import DEFAULT_COLLECTION
 from book_pipeline.core.store.base import (
     CollectionMismatchError,
     CollectionStamp,
-    MigrationError,
     StoreDamagedError,
     book_payload,
     book_point_id,
 )
 from book_pipeline.core.store.edge import MANIFEST_NAME
-from book_pipeline.core.store.legacy import LEGACY_UPGRADE_COMMAND
 from book_pipeline.core.store.opening import open_vector_store, read_collection_stamp
-from book_pipeline.defs.resources import QdrantResource, embedded_store_paths
-from book_pipeline_tests.support.data_folder import hold_store_open
-from book_pipeline_tests.support.embedders import CountingEmbedder, unit_vectors
+from book_pipeline_tests.support.data_folder import folder_fingerprint, hold_store_open
+from book_pipeline_tests.support.embedders import CountingEmbedder
+from book_pipeline_tests.support.legacy_store import LEGACY_BOOKS, LEGACY_VECTORS
 
 MODEL = "model-a"
-LEGACY_BOOKS = parse_book_text(
-    "".join(f"{n} ::: Book {n} ({1700 + n}) ::: Author {n % 7} ::: On {n}.\n" for n in range(300)),
-    "legacy.txt",
-)
-LEGACY_VECTORS = unit_vectors(len(LEGACY_BOOKS), 8, seed=5)
-
-
-def folder_fingerprint(folder: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
-
-
-def write_legacy_store(path: Path, collection: str = DEFAULT_COLLECTION) -> None:
-    """What the previous version's load left: a local-mode collection with the model recorded."""
-    client = QdrantClient(path=str(path))
-    client.create_collection(
-        collection,
-        vectors_config=models.VectorParams(size=8, distance=models.Distance.COSINE),
-        metadata={"embedding_model": MODEL, "dimension": 8},
-    )
-    client.upsert(
-        collection,
-        points=[
-            models.PointStruct(
-                id=book_point_id(book.source_file, book.index),
-                vector=vector.tolist(),
-                payload=book_payload(book, "sha"),
-            )
-            for book, vector in zip(LEGACY_BOOKS, LEGACY_VECTORS, strict=True)
-        ],
-    )
-    client.close()
-
-
-@pytest.fixture
-def edge_env(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI's configured store: the embedded one in `data_dir`."""
-    for name in ("QDRANT_URL", "BOOK_PIPELINE_COLLECTION"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
-
-
-def qdrant_for(data_dir: Path) -> QdrantResource:
-    return QdrantResource(**embedded_store_paths(data_dir))
 
 
 def test_the_embedded_path_never_imports_qdrant_client(tmp_path: Path) -> None:
@@ -199,80 +143,6 @@ def test_a_manifest_replaced_half_way_is_never_seen(tmp_path: Path) -> None:
     with open_vector_store("books", tmp_path / "edge") as store:
         assert store.stamp() == CollectionStamp(generation, 1)
         assert store.record_load(2) == generation
-
-
-def test_the_first_open_copies_the_previous_versions_store(data_dir: Path) -> None:
-    legacy = data_dir / "qdrant"
-    write_legacy_store(legacy)
-    before = folder_fingerprint(legacy)
-    messages: list[str] = []
-
-    with qdrant_for(data_dir).open(on_wait=messages.append) as store:
-        assert store.count() == len(LEGACY_BOOKS)
-        assert store.collection_model() == (8, MODEL)
-        copies = {point.id: point for point in store.scroll(1000, with_vectors=True)[0]}
-        # The copy made the keyword vectors from the payloads: "Author 3" wrote Book 3, 10, ...
-        by_author = store.keyword_search(query_keyword_vector("Author 3"), 3)
-        assert store.search_modes() == ("hybrid", "dense", "keyword")
-        assert {hit.payload["author"] for hit in by_author} == {"Author 3"}
-    with qdrant_for(data_dir).open(on_wait=messages.append) as store:
-        assert store.count() == len(LEGACY_BOOKS)  # once only
-
-    assert folder_fingerprint(legacy) == before
-    assert len(messages) == 2 and "copying collection 'books'" in messages[0]
-    assert f"copied and verified {len(LEGACY_BOOKS)} points" in messages[1]
-    for book, vector in zip(LEGACY_BOOKS, LEGACY_VECTORS, strict=True):
-        copy = copies[book_point_id(book.source_file, book.index)]
-        assert copy.payload == book_payload(book, "sha")
-        np.testing.assert_allclose(copy.vector, vector, rtol=0, atol=1e-6)
-
-
-def test_a_legacy_store_in_use_names_the_command_and_changes_nothing(data_dir: Path) -> None:
-    legacy = data_dir / "qdrant"
-    write_legacy_store(legacy)
-    holder = QdrantClient(path=str(legacy))  # an old pipeline still running
-    try:
-        with pytest.raises(MigrationError) as error, qdrant_for(data_dir).open():
-            pass
-    finally:
-        holder.close()
-    message = str(error.value)
-    assert str(legacy) in message and f"{LEGACY_UPGRADE_COMMAND} {legacy}" in message
-    assert not (data_dir / "qdrant-edge" / DEFAULT_COLLECTION).exists()
-    assert not list((data_dir / "qdrant-edge").glob(".books.partial-*"))
-
-
-def test_the_named_command_copies_the_previous_versions_store(
-    data_dir: Path, edge_env: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    write_legacy_store(data_dir / "qdrant")
-
-    assert cli.main(["migrate-store", "--from-legacy"]) == cli.EXIT_OK
-    assert cli.main(["migrate-store", "--from-legacy"]) == cli.EXIT_OK  # again: same points
-    assert cli.main(["info", "--json"]) == cli.EXIT_OK
-
-    out = capsys.readouterr().out.splitlines()
-    assert (
-        out[0]
-        == out[1]
-        == (
-            f"copied {len(LEGACY_BOOKS)} points; collection 'books' at "
-            f"{data_dir / 'qdrant-edge' / 'books'} holds {len(LEGACY_BOOKS)} points"
-        )
-    )
-    info = json.loads(out[2])
-    # What the store's files take (their blocks), and what the filesystem has left.
-    assert info.pop("size_on_disk") == folder_size_bytes(data_dir / "qdrant-edge") > 0
-    assert 0 < info.pop("free_space") <= shutil.disk_usage(data_dir).total
-    assert info == {
-        "engine": "qdrant-edge",
-        "location": str(data_dir / "qdrant-edge" / "books"),
-        "collection": "books",
-        "points": len(LEGACY_BOOKS),
-        "model": MODEL,
-        "dimension": 8,
-        "search_modes": ["hybrid", "dense", "keyword"],
-    }
 
 
 def test_info_on_an_empty_store_and_in_words(
