@@ -81,16 +81,17 @@ def _run_request(
     context: dg.SensorEvaluationContext, batch: PlannedBatch
 ) -> dg.RunRequest | dg.SkipReason:
     runs = context.instance.get_runs(filters=dg.RunsFilter(tags={BATCH_TAG: batch.batch_id}))
-    # A full disk is not the batch's fault: it waits for space, it does not use up attempts.
-    full_disk = [wanted for run in runs if (wanted := space_wanted(context.instance, run))]
-    attempts = len(runs) - len(full_disk)
+    # Newest first. A full disk is not the batch's fault: it waits for space, it does not use
+    # up attempts.
+    space_wanted_by_run = [space_wanted(context.instance, run) for run in runs]
+    attempts = sum(wanted is None for wanted in space_wanted_by_run)
     if attempts >= MAX_ATTEMPTS_PER_BATCH:
         context.log.warning(
             f"not retrying {batch.files or batch.removed_files}: {attempts} runs for them failed; "
             "change the files or materialize book_embeddings by hand"
         )
         return dg.SkipReason(f"{attempts} runs for {len(batch.files)} file(s) failed")
-    latest_wanted = space_wanted(context.instance, runs[0]) if runs else None
+    latest_wanted = space_wanted_by_run[0] if runs else None
     if latest_wanted is not None:
         folder, needed = latest_wanted
         free = free_bytes(folder)
