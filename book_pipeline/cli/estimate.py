@@ -35,7 +35,12 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 def run_estimate(args: argparse.Namespace) -> int:
     from book_pipeline.core.embedding.choosing import choose_embedder, configured_model_name
     from book_pipeline.core.embedding_cache import open_embedding_cache
-    from book_pipeline.core.embedding_costs import counts_exactly, describe_cost, price_per_mtok
+    from book_pipeline.core.embedding_costs import (
+        counts_exactly,
+        describe_cost,
+        describe_price,
+        price_per_mtok,
+    )
     from book_pipeline.core.embedding_estimate import estimate_embedding
     from book_pipeline.core.ledger import LoadLedger
 
@@ -74,16 +79,11 @@ def run_estimate(args: argparse.Namespace) -> int:
     for name in estimate.refused:
         say(f"{name}: the run would refuse it (book-pipeline status, after the run, says why)")
     counted = "exactly" if estimate.exact_tokens else "estimated with cl100k_base"
-    priced = (
-        f"no price known for {model!r}: set BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK"
-        if price is None
-        else f"${price} per million tokens"
-    )
     billing = "" if settings.embedder == "openai" else " (a local model: not billed by the token)"
     print(
         f"{len(estimate.files)} file(s) to embed, {estimate.books} book(s), "
         f"{estimate.cached_texts} text(s) already in the embedding cache\n"
         f"{estimate.tokens} token(s) to pay for ({counted}), "
-        f"{describe_cost(estimate.cost_usd)} at {priced} of {model}{billing}"
+        f"{describe_cost(estimate.cost_usd)} ({describe_price(model, price)}){billing}"
     )
     return EXIT_OK

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from book_pipeline.core.settings import VARIABLES
+
 if TYPE_CHECKING:
     import bpe_openai
 
@@ -49,6 +51,13 @@ def cost_usd(tokens: int, price: float | None) -> float | None:
 
 def describe_cost(cost: float | None) -> str:
     return "unknown" if cost is None else f"${cost:.6f}"
+
+
+def describe_price(model_name: str, price_per_mtok: float | None) -> str:
+    """The price a cost was reckoned at, or, when none is known, how to give one."""
+    if price_per_mtok is None:
+        return f"no price known for {model_name!r}: set {VARIABLES.embedding_price_per_mtok.name}"
+    return f"at ${price_per_mtok} per million tokens of {model_name}"
 
 
 @dataclass(frozen=True)
@@ -90,11 +99,7 @@ class EmbeddingBill:
                 f"embedding took {round(self.compute_seconds, 3)} s of local compute "
                 f"({self.texts_from_cache} text(s) from the cache), at no cost"
             )
-        priced = (
-            f"no price known for {self.model_name!r}: set BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK"
-            if self.price_per_mtok is None
-            else f"${self.price_per_mtok} per million tokens of {self.model_name}"
-        )
+        priced = describe_price(self.model_name, self.price_per_mtok)
         return (
             f"embedding cost {self.tokens} token(s), {describe_cost(self.cost_usd)} ({priced}); "
             f"the cache served {self.texts_from_cache} text(s), saving {self.tokens_saved} "

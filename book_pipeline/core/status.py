@@ -4,7 +4,7 @@ the books the store actually holds of it."""
 from collections import Counter
 from dataclasses import dataclass
 
-from book_pipeline.core.embedding_costs import cost_usd, describe_cost
+from book_pipeline.core.embedding_costs import cost_usd, describe_cost, describe_price
 from book_pipeline.core.ledger import FileState, FolderReview, LedgerEntry
 
 PENDING = "pending"
@@ -126,12 +126,8 @@ def format_cost_total(rows: list[FileStatus], price_per_mtok: float | None, mode
     if not billed:
         return ""
     tokens = sum(row.tokens or 0 for row in billed)
-    priced = (
-        f"no price known for {model!r}: set BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK"
-        if price_per_mtok is None
-        else f"at ${price_per_mtok} per million tokens of {model}"
-    )
     return (
         f"embedding: {tokens} token(s) billed for the {len(billed)} file(s) as last loaded, "
-        f"{describe_cost(cost_usd(tokens, price_per_mtok))} ({priced})"
+        f"{describe_cost(cost_usd(tokens, price_per_mtok))} "
+        f"({describe_price(model, price_per_mtok)})"
     )
