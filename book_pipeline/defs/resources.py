@@ -99,18 +99,8 @@ class EmbedderResource(dg.ConfigurableResource):
         description="The openai client's own quick retries of a 429, 5xx or lost connection; "
         "longer outages are the step retries' job (BOOK_PIPELINE_STEP_RETRIES)",
     )
-
-    price_per_mtok: float | None = Field(
-        default=None,
-        description="Dollars per million tokens (BOOK_PIPELINE_EMBEDDING_PRICE_PER_MTOK); unset: "
-        "the OpenAI model's list price, 0 for a local model, unknown for any other model",
-    )
-    max_tokens_per_run: int | None = Field(
-        default=None,
-        description="A run sends no request that would take it past this many tokens "
-        "(BOOK_PIPELINE_MAX_EMBEDDING_TOKENS_PER_RUN); the files that would are held back. "
-        "Unset: no limit. Only for the openai provider, which is billed by the token",
-    )
+    price_per_mtok: float | None = _field(VARIABLES.embedding_price_per_mtok)
+    max_tokens_per_run: int | None = _field(VARIABLES.max_embedding_tokens_per_run)
 
     @property
     def billed_by_token(self) -> bool:
