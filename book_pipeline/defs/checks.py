@@ -213,9 +213,7 @@ def book_embeddings_retrieval_sanity(
     model = embedder.get_embedder()
     # Through the cache: a self probe is a book's own text, which the run has just paid for.
     # A paid probe counts against the run's token budget like a file.
-    budget = None
-    if embedder.billed_by_token and embedder.max_tokens_per_run is not None:
-        budget = pipeline_state.token_budget(context.run.run_id, embedder.max_tokens_per_run)
+    budget = pipeline_state.token_budget(context.run.run_id, embedder.token_limit_per_run)
     probe_embedder = CachedEmbedder(
         model,
         pipeline_state.embedding_cache(),

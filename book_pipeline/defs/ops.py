@@ -262,9 +262,7 @@ def create_vector_embeddings(
     would take the run past its token budget is not sent: like a refused file, it goes to its
     own failing step (`refuse_over_budget_book_file`), so the load of the others goes on.
     """
-    budget = None
-    if embedder.billed_by_token and embedder.max_tokens_per_run is not None:
-        budget = pipeline_state.token_budget(context.run_id, embedder.max_tokens_per_run)
+    budget = pipeline_state.token_budget(context.run_id, embedder.token_limit_per_run)
     try:
         embedded = embed_book_file(
             embedder.get_embedder(),

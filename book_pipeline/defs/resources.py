@@ -106,6 +106,11 @@ class EmbedderResource(dg.ConfigurableResource):
     def billed_by_token(self) -> bool:
         return self.provider == "openai"
 
+    @property
+    def token_limit_per_run(self) -> int | None:
+        """The run's token budget; None: no limit (or a model no one bills by the token)."""
+        return self.max_tokens_per_run if self.billed_by_token else None
+
     def price(self, model_name: str) -> float | None:
         return price_per_mtok(self.provider, model_name, self.price_per_mtok)
 
@@ -163,7 +168,10 @@ class PipelineStateResource(dg.ConfigurableResource):
     def embedding_cache(self) -> diskcache.Cache:
         return open_embedding_cache(self._settings.embedding_cache_path)
 
-    def token_budget(self, run_key: str, limit: int) -> TokenBudget:
+    def token_budget(self, run_key: str, limit: int | None) -> TokenBudget | None:
+        """The run's budget, shared by its processes; None when it has no limit."""
+        if limit is None:
+            return None
         return TokenBudget(self._settings.embedding_budget_path, run_key, limit)
 
 
