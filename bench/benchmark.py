@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import project_root  # noqa: F401  (first: makes book_pipeline_tests importable)
 
-from book_pipeline.core.book_files import list_book_files
-from book_pipeline.core.parsing import parse_book_file
-from book_pipeline.core.synthetic_books import write_synthetic_books
+from book_pipeline.core.books.files import list_book_files
+from book_pipeline.core.books.parsing import parse_book_file
 from book_pipeline.definitions import defs
 from book_pipeline.defs.resources import (
     EmbedderResource,
@@ -26,6 +26,7 @@ from book_pipeline.defs.resources import (
     embedded_store_paths,
     folders_run_config,
 )
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 # The instance configuration docs/operations.md recommends for one machine.
 LOCAL_INSTANCE_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "local" / "dagster.yaml"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.definitions import defs
 from book_pipeline.defs.resources import folders_run_config
 

@@ -33,7 +33,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the servers' helpers live with the tests
 
-from book_pipeline.core.synthetic_books import write_synthetic_books  # noqa: E402
 from book_pipeline.defs.resources import folders_run_config  # noqa: E402
 from book_pipeline_tests.support.services import (  # noqa: E402
     celery_worker,
@@ -42,6 +41,7 @@ from book_pipeline_tests.support.services import (  # noqa: E402
     postgres_server,
     redis_server,
 )
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books  # noqa: E402
 
 DAGSTER = Path(sys.executable).parent / "dagster"
 

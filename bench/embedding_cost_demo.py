@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import project_root  # noqa: F401  (first: makes book_pipeline_tests importable)
 
-from book_pipeline.core.embedding_costs import OPENAI_EMBEDDING_PRICES_PER_MTOK, count_tokens
-from book_pipeline.core.parsing import parse_book_file
-from book_pipeline.core.synthetic_books import write_synthetic_books
+from book_pipeline.core.books.parsing import parse_book_file
+from book_pipeline.core.embedding.costs import OPENAI_EMBEDDING_PRICES_PER_MTOK, count_tokens
 from book_pipeline.definitions import defs
 from book_pipeline.defs.resources import folders_run_config
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the loopback server lives with the tests

@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))  # the server helpers live with the tests
 
 from deploy_benchmark import last_run_seconds, run_command  # noqa: E402
 
-from book_pipeline.core.synthetic_books import write_synthetic_books  # noqa: E402
 from book_pipeline.defs.resources import folders_run_config  # noqa: E402
 from book_pipeline_tests.support.services import free_port, stop_process_group, wait_until  # noqa: E402
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 BASELINE = "dagster job execute -j fetch_data"

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import project_root  # noqa: F401  (first: makes book_pipeline_tests importable)
 from benchmark import run_fetch_data
 
-from book_pipeline.core.embedding_cache import embed_with_cache
-from book_pipeline.core.loading import list_files_to_load, load_books
-from book_pipeline.core.parsing import ParsedBookFile, parse_book_file
-from book_pipeline.core.synthetic_books import write_synthetic_books
+from book_pipeline.core.books.parsing import ParsedBookFile, parse_book_file
+from book_pipeline.core.embedding.cache import embed_with_cache
+from book_pipeline.core.ingest.loading import list_files_to_load, load_books
 from book_pipeline.definitions import defs
 from book_pipeline.defs.resources import (
     BooksFolder,
@@ -40,6 +40,7 @@ from book_pipeline.defs.resources import (
     embedded_store_paths,
 )
 from book_pipeline.defs.sensors import new_book_files_sensor
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 BOOKS_PER_FILE = 10
 DIMENSION = 384

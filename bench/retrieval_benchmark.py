@@ -49,13 +49,13 @@ from typing import Any
 
 import numpy as np
 
+from book_pipeline.core.books.parsing import BookRecord
 from book_pipeline.core.embedding.base import Embedder
 from book_pipeline.core.embedding.choosing import choose_embedder
-from book_pipeline.core.keyword_vectors import keyword_text, query_keyword_vector
-from book_pipeline.core.parsing import BookRecord
 from book_pipeline.core.search import search_books
 from book_pipeline.core.settings import Settings
 from book_pipeline.core.store.base import SEARCH_MODES, HybridFusion
+from book_pipeline.core.store.keyword_vectors import keyword_text, query_keyword_vector
 from book_pipeline.core.store.opening import open_vector_store
 
 CORPUS_FILE = "corpus.jsonl"

@@ -24,15 +24,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import project_root  # noqa: F401  (first: makes book_pipeline_tests importable)
 
-from book_pipeline.core.book_files import list_book_files
+from book_pipeline.core.books.files import list_book_files
+from book_pipeline.core.books.parsing import parse_book_file
 from book_pipeline.core.embedding.local import shared_local_embedder
-from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.search import book_filter, search_books
 from book_pipeline.core.settings import EDGE_FOLDER_NAME
 from book_pipeline.core.store.base import BookFilter, BookVectorStore
 from book_pipeline.core.store.opening import open_vector_store
-from book_pipeline.core.synthetic_books import write_synthetic_books
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 BOOKS_PER_FILE = 100
 _SUBJECTS = (

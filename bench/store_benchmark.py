@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from book_pipeline.core.keyword_vectors import query_keyword_vector
-from book_pipeline.core.parsing import BookRecord
+from book_pipeline.core.books.parsing import BookRecord
 from book_pipeline.core.store.base import UPSERT_BATCH_SIZE, BookFilter, StoredPoint, book_points
+from book_pipeline.core.store.keyword_vectors import query_keyword_vector
 from book_pipeline.core.store.opening import open_vector_store
 
 DIMENSION = 384

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
 from book_pipeline_tests.support.runs import SampleLoad, fetch_data_job, fetch_data_run_config
 
 

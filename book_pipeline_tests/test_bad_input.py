@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from book_pipeline.core.book_files import (
+from book_pipeline.core.books.files import (
     BYTES_PER_MB,
     DEFAULT_MAX_FILE_MB,
     UNREAD_SHA256,
@@ -28,14 +28,14 @@ from book_pipeline.core.book_files import (
     read_book_file,
     snapshot_book_files,
 )
-from book_pipeline.core.ledger import FileState, LedgerEntry
-from book_pipeline.core.parsing import (
+from book_pipeline.core.books.parsing import (
     MAX_INDEX,
     MAX_LINE_CHARS,
     parse_book_bytes,
     parse_book_file,
     parse_book_text,
 )
+from book_pipeline.core.ingest.ledger import FileState, LedgerEntry
 from book_pipeline.defs.resources import resources_from_environment
 from book_pipeline_tests.support.data_folder import qdrant_in, recorded_entries
 from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config, steps_that_ran

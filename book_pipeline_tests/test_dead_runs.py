@@ -24,10 +24,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from book_pipeline.core.fail_points import BEFORE_EMBEDDING
-from book_pipeline.core.run_leases import read_leases
+from book_pipeline.core.runtime.fail_points import BEFORE_EMBEDDING
+from book_pipeline.core.runtime.run_leases import read_leases
 from book_pipeline.core.settings import VARIABLES
-from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline_tests.support.loopback_http import Webhook, webhook_server
 from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,
@@ -35,6 +34,7 @@ from book_pipeline_tests.support.openai_compatible_server import (
 )
 from book_pipeline_tests.support.runs import dagster_job_execute
 from book_pipeline_tests.support.services import stop_process_group, wait_until
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 from book_pipeline_tests.test_faults import assert_exactly_one_point_per_book, loaded_files
 
 GRACE_SECONDS = 2

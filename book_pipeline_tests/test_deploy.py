@@ -14,7 +14,6 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline_tests.defs.test_sensors import age, requested_files, tick
 from book_pipeline_tests.support.data_folder import qdrant_in
 from book_pipeline_tests.support.runs import (
@@ -31,6 +30,7 @@ from book_pipeline_tests.support.services import (
     process_ancestors,
     redis_server,
 )
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 RUN_TIMEOUT_SECONDS = 240

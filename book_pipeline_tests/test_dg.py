@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline_tests.support.data_folder import point_count
 from book_pipeline_tests.support.runs import run_project_command
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VENV_MISMATCH_WARNING = "The active virtual environment does not match"

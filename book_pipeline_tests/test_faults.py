@@ -2,8 +2,8 @@
 
 The embedding endpoint is the loopback OpenAI-compatible server, so that thousands of books embed
 in a moment. A kill lands exactly where it is aimed: the run is started with a fail point armed
-(`book_pipeline.core.fail_points`), and the process kills itself there with SIGKILL, whatever
-the machine's speed.
+(`book_pipeline.core.runtime.fail_points`), and the process kills itself there with SIGKILL,
+whatever the machine's speed.
 """
 
 import re
@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from book_pipeline.core.fail_points import AFTER_FIRST_BATCH, BEFORE_RECORDING_THE_LOAD
-from book_pipeline.core.ledger import FileState
+from book_pipeline.core.ingest.ledger import FileState
+from book_pipeline.core.runtime.fail_points import AFTER_FIRST_BATCH, BEFORE_RECORDING_THE_LOAD
 from book_pipeline.core.settings import VARIABLES
-from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline_tests.support.data_folder import point_count, qdrant_in, recorded_entries
 from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,
@@ -24,6 +23,7 @@ from book_pipeline_tests.support.openai_compatible_server import (
 )
 from book_pipeline_tests.support.runs import dagster_job_execute
 from book_pipeline_tests.support.small_filesystems import LoopExt4, mounted_ext4
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 LOAD_STEP = "book_embeddings.load_embeddings_to_vector_db"
 

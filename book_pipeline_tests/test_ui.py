@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from book_pipeline.core.book_files import mapping_key_for
-from book_pipeline.core.synthetic_books import write_synthetic_books
+from book_pipeline.core.books.files import mapping_key_for
 from book_pipeline_tests.support.data_folder import point_count
 from book_pipeline_tests.support.services import free_port, stop_process_group, wait_until
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 ARTIFACTS_DIR = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -10,14 +10,14 @@ import tempfile
 from pathlib import Path
 
 from book_pipeline.cli.common import EXIT_OK, CliError
-from book_pipeline.core.book_files import BOOK_FILE_SUFFIX, is_book_file_name, too_big
-from book_pipeline.core.folders import (
+from book_pipeline.core.books.files import BOOK_FILE_SUFFIX, is_book_file_name, too_big
+from book_pipeline.core.books.folders import (
     DEFAULT_BOOKS_DIR,
     SAMPLE_BOOKS_DIR,
     create_user_books_dir,
     is_sample_folder,
 )
-from book_pipeline.core.parsing import BookFileError, parse_book_bytes
+from book_pipeline.core.books.parsing import BookFileError, parse_book_bytes
 from book_pipeline.core.settings import VARIABLES, Settings
 
 # mkstemp creates 0600 files; the webserver or daemon reading the folder may run as another user.

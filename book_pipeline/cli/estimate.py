@@ -33,16 +33,16 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
+    from book_pipeline.core.embedding.cache import open_embedding_cache
     from book_pipeline.core.embedding.choosing import choose_embedder, configured_model_name
-    from book_pipeline.core.embedding_cache import open_embedding_cache
-    from book_pipeline.core.embedding_costs import (
+    from book_pipeline.core.embedding.costs import (
         counts_exactly,
         describe_cost,
         describe_price,
         price_per_mtok,
     )
-    from book_pipeline.core.embedding_estimate import estimate_embedding
-    from book_pipeline.core.ledger import LoadLedger
+    from book_pipeline.core.embedding.estimate import estimate_embedding
+    from book_pipeline.core.ingest.ledger import LoadLedger
 
     settings = Settings.from_environment()
     reading = read_books_folder(settings, LoadLedger(settings.ledger_path))

@@ -26,7 +26,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from book_pipeline.core.disk_space import describe_bytes, folder_size_bytes, free_bytes
+    from book_pipeline.core.runtime.disk_space import describe_bytes, folder_size_bytes, free_bytes
     from book_pipeline.core.store.base import EDGE_ENGINE
     from book_pipeline.core.store.opening import open_configured_store
 

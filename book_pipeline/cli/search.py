@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict
 
 from book_pipeline.cli.common import EXIT_OK, CliError, say, store_errors
-from book_pipeline.core.parsing import parse_year
+from book_pipeline.core.books.parsing import parse_year
 from book_pipeline.core.settings import Settings
 
 # The modes, spelled here too: importing them from the store module would load numpy for --help.

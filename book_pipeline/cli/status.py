@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from book_pipeline.cli.common import EXIT_OK, CliError, say, store_errors
-from book_pipeline.core.folders import (
+from book_pipeline.core.books.folders import (
     DEFAULT_BOOKS_DIR,
     is_sample_folder,
 )
 from book_pipeline.core.settings import Settings
 
 if TYPE_CHECKING:
-    from book_pipeline.core.ledger import FolderReview, LoadLedger
+    from book_pipeline.core.ingest.ledger import FolderReview, LoadLedger
     from book_pipeline.core.store.base import CollectionStamp
 
 # A running load holds the embedded store for its whole write: status shows the record alone
@@ -53,8 +53,8 @@ class FolderReading:
 def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
     """What the next run would load: the listing the run makes, or, while a load holds the
     embedded store, what the ledger alone says (the store's counts are not read)."""
-    from book_pipeline.core.ledger import review_books_folder
-    from book_pipeline.core.loading import list_files_to_load
+    from book_pipeline.core.ingest.ledger import review_books_folder
+    from book_pipeline.core.ingest.loading import list_files_to_load
     from book_pipeline.core.store.base import StoreLockedError
     from book_pipeline.core.store.opening import open_configured_store, read_collection_stamp
 
@@ -88,9 +88,13 @@ def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
 
 def run_status(args: argparse.Namespace) -> int:
     from book_pipeline.core.embedding.choosing import configured_model_name
-    from book_pipeline.core.embedding_costs import price_per_mtok
-    from book_pipeline.core.ledger import LoadLedger
-    from book_pipeline.core.status import folder_status, format_cost_total, format_status_table
+    from book_pipeline.core.embedding.costs import price_per_mtok
+    from book_pipeline.core.ingest.ledger import LoadLedger
+    from book_pipeline.core.ingest.status import (
+        folder_status,
+        format_cost_total,
+        format_status_table,
+    )
 
     settings = Settings.from_environment()
     books_folder = settings.books_folder

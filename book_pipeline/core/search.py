@@ -18,9 +18,8 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from book_pipeline.core.books.parsing import format_year
 from book_pipeline.core.embedding.base import Embedder
-from book_pipeline.core.keyword_vectors import query_keyword_vector
-from book_pipeline.core.parsing import format_year
 from book_pipeline.core.store.base import (
     DENSE_MODE,
     EDGE_ENGINE,
@@ -32,6 +31,7 @@ from book_pipeline.core.store.base import (
     StoredPoint,
     book_point_id,
 )
+from book_pipeline.core.store.keyword_vectors import query_keyword_vector
 
 TABLE_DESCRIPTION_CHARS = 60
 MARKDOWN_DESCRIPTION_CHARS = 120

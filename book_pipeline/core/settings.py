@@ -17,8 +17,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from book_pipeline.core.book_files import BYTES_PER_MB, DEFAULT_MAX_FILE_MB
-from book_pipeline.core.folders import DEFAULT_DATA_DIR, default_books_dir
+from book_pipeline.core.books.files import BYTES_PER_MB, DEFAULT_MAX_FILE_MB
+from book_pipeline.core.books.folders import DEFAULT_DATA_DIR, default_books_dir
 
 DEFAULT_COLLECTION = "books"
 DEFAULT_OPENAI_MAX_RETRIES = 2
@@ -350,7 +350,7 @@ class Variables:
         secret=True,
     )
     # Well above a multiprocess run's pause between two steps, and within the two minutes a
-    # dead run may block the sensor (core/run_leases.py).
+    # dead run may block the sensor (core/runtime/run_leases.py).
     dead_run_grace_seconds = Variable(
         "BOOK_PIPELINE_DEAD_RUN_GRACE_SECONDS",
         whole_number_at_least_zero,
@@ -370,7 +370,7 @@ class Variables:
         text,
         None,
         "Crash tests only: the fail point where the process kills itself "
-        "(book_pipeline/core/fail_points.py)",
+        "(book_pipeline/core/runtime/fail_points.py)",
     )
 
     def items(self) -> Iterator[tuple[str, Variable[Any]]]:

@@ -11,8 +11,8 @@ import dagster as dg
 import numpy as np
 
 from book_pipeline.core.embedding.base import Embedder, WrappedEmbedder
-from book_pipeline.core.embedding_cache import CachedEmbedder
-from book_pipeline.core.embedding_costs import TokenBudgetExceeded, count_tokens
+from book_pipeline.core.embedding.cache import CachedEmbedder
+from book_pipeline.core.embedding.costs import TokenBudgetExceeded, count_tokens
 from book_pipeline.core.search import (
     SearchHit,
     SearchRefusedError,

@@ -3,10 +3,11 @@
 A run killed by SIGKILL, the OOM killer, a power cut or a SIGBUS stays STARTED in Dagster's
 instance: nothing of it is left to report its end, and Dagster's run monitoring does not watch a
 run started by `dagster job execute`. Each process of a run holds a lease in the state folder
-(`PipelineStateResource`, core/run_leases.py); a run that still claims to be STARTED while none
-of its leases lives, and that has shown no life for the grace period, is marked failed through
-the instance. That is a run failure like any other: the failure sensors (defs/alerts.py) alert on
-it, and `new_book_files_sensor` no longer counts it as loading its files. Both
+(`PipelineStateResource`, core/runtime/run_leases.py); a run that still claims to be STARTED
+while none of its leases lives, and that has shown no life for the grace period, is marked
+failed through the instance. That is a run failure like any other: the failure sensors
+(defs/alerts.py) alert on it, and `new_book_files_sensor` no longer counts it as loading its
+files. Both
 `dead_run_sensor` and `new_book_files_sensor` (defs/sensors.py) call `fail_dead_runs`.
 """
 
@@ -20,7 +21,12 @@ from dagster._core.scheduler.instigation import (
     SensorInstigatorData,
 )
 
-from book_pipeline.core.run_leases import forget_run, judge_run, read_leases, runs_with_leases
+from book_pipeline.core.runtime.run_leases import (
+    forget_run,
+    judge_run,
+    read_leases,
+    runs_with_leases,
+)
 from book_pipeline.defs.alerts import ALERT_SENSOR_NAME, EMAIL_SENSOR_NAME
 from book_pipeline.defs.assets import book_embeddings
 from book_pipeline.defs.jobs import fetch_data

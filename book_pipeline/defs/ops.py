@@ -13,19 +13,19 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from book_pipeline.core.book_embedding import EmbeddedBookFile, embed_book_file
-from book_pipeline.core.book_files import (
+from book_pipeline.core.books.files import (
     UNREAD_SHA256,
     FileSnapshot,
     mapping_key_for,
     read_book_file,
     snapshot_book_file,
 )
-from book_pipeline.core.disk_space import DiskFullError
+from book_pipeline.core.books.parsing import BookFileError, ParsedBookFile, parse_book_data
 from book_pipeline.core.embedding.base import EmbeddingModelError
-from book_pipeline.core.embedding_costs import TokenBudgetExceeded
-from book_pipeline.core.loading import list_files_to_load, load_embedded_files
-from book_pipeline.core.parsing import BookFileError, ParsedBookFile, parse_book_data
+from book_pipeline.core.embedding.book_file import EmbeddedBookFile, embed_book_file
+from book_pipeline.core.embedding.costs import TokenBudgetExceeded
+from book_pipeline.core.ingest.loading import list_files_to_load, load_embedded_files
+from book_pipeline.core.runtime.disk_space import DiskFullError
 from book_pipeline.core.store.base import CollectionMismatchError
 from book_pipeline.defs.resources import (
     BooksFolder,

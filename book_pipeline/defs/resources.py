@@ -16,12 +16,12 @@ from pydantic import Field, PrivateAttr
 
 from book_pipeline.core.embedding.base import Embedder
 from book_pipeline.core.embedding.bundled import LOCAL_MODEL_NAME
+from book_pipeline.core.embedding.cache import open_embedding_cache
 from book_pipeline.core.embedding.choosing import choose_embedder
+from book_pipeline.core.embedding.costs import TokenBudget, price_per_mtok
 from book_pipeline.core.embedding.openai_endpoint import OPENAI_DEFAULT_MODEL
-from book_pipeline.core.embedding_cache import open_embedding_cache
-from book_pipeline.core.embedding_costs import TokenBudget, price_per_mtok
-from book_pipeline.core.ledger import LoadLedger
-from book_pipeline.core.run_leases import RunLease
+from book_pipeline.core.ingest.ledger import LoadLedger
+from book_pipeline.core.runtime.run_leases import RunLease
 from book_pipeline.core.settings import (
     DEFAULT_LOCK_WAIT_SECONDS,
     DEFAULT_OPENAI_MAX_RETRIES,
@@ -135,7 +135,8 @@ class PipelineStateResource(dg.ConfigurableResource):
     embedding cache, and the leases of running runs.
 
     In a run, every process that uses it holds the run's lease from setup to teardown
-    (core/run_leases.py): the in-process executor's one process, each step's process otherwise.
+    (core/runtime/run_leases.py): the in-process executor's one process, each step's process
+    otherwise.
     """
 
     data_dir: str = Field(

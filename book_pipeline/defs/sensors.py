@@ -18,9 +18,9 @@ from typing import Any
 
 import dagster as dg
 
-from book_pipeline.core.arrivals import PlannedBatch, SeenFiles, plan_tick
-from book_pipeline.core.disk_space import describe_bytes, free_bytes
-from book_pipeline.core.ledger import review_books_folder
+from book_pipeline.core.ingest.arrivals import PlannedBatch, SeenFiles, plan_tick
+from book_pipeline.core.ingest.ledger import review_books_folder
+from book_pipeline.core.runtime.disk_space import describe_bytes, free_bytes
 from book_pipeline.core.settings import VARIABLES
 from book_pipeline.core.store.base import StoreDamagedError, StoreUnreachableError
 from book_pipeline.defs.alerts import step_failure_events

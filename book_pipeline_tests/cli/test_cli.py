@@ -14,9 +14,9 @@ import pytest
 
 from book_pipeline import cli
 from book_pipeline.cli import add_books
-from book_pipeline.core.book_files import list_book_files
-from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.core.parsing import format_book_line, parse_book_file
+from book_pipeline.core.books.files import list_book_files
+from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.books.parsing import format_book_line, parse_book_file
 from book_pipeline.core.settings import VARIABLES
 
 LINE_A = format_book_line(1, "The Glass Orchard", 1921, "Ada Brennan", "A greenhouse of secrets.")

@@ -13,10 +13,10 @@ from qdrant_client import QdrantClient, models
 
 from book_pipeline import cli
 from book_pipeline.cli import search as cli_search
+from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.books.parsing import parse_book_file, parse_book_text
 from book_pipeline.core.embedding.bundled import LOCAL_MODEL_DIMENSION
 from book_pipeline.core.embedding.local import shared_local_embedder
-from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.core.parsing import parse_book_file, parse_book_text
 from book_pipeline.core.search import (
     SearchHit,
     SearchRefusedError,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.settings import (
     VARIABLES,
     CollectionSettings,

@@ -19,9 +19,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from book_pipeline.core.book_files import mapping_key_for
+from book_pipeline.core.books.files import mapping_key_for
 from book_pipeline.core.settings import VARIABLES
-from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.definitions import defs
 from book_pipeline.defs.alerts import (
     ALERT_SENSOR_NAME,
@@ -34,6 +33,7 @@ from book_pipeline.defs.alerts import (
 from book_pipeline_tests.support.data_folder import point_count
 from book_pipeline_tests.support.loopback_http import WEBHOOK_TOKEN, webhook_server
 from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 BROKEN_LINE = "99 ::: A Title Without Its Year ::: Someone ::: Text"
 

@@ -8,12 +8,11 @@ import dagster as dg
 import pytest
 
 from book_pipeline.cli import main
-from book_pipeline.core.book_files import mapping_key_for
+from book_pipeline.core.books.files import mapping_key_for
+from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.books.parsing import parse_book_file
 from book_pipeline.core.embedding.bundled import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
-from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.core.ledger import FileState
-from book_pipeline.core.parsing import parse_book_file
-from book_pipeline.core.synthetic_books import write_synthetic_books
+from book_pipeline.core.ingest.ledger import FileState
 from book_pipeline.defs.assets import book_embeddings, book_embeddings_kinds
 from book_pipeline_tests.support.data_folder import point_count, qdrant_in, recorded_entries
 from book_pipeline_tests.support.openai_compatible_server import (
@@ -27,6 +26,7 @@ from book_pipeline_tests.support.runs import (
     materialization_metadata,
     steps_that_ran,
 )
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 BROKEN_LINE = "99 ::: A Title Without Its Year ::: Someone ::: Text"
 

@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.books.parsing import BookRecord, parse_book_file
 from book_pipeline.core.embedding.bundled import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
 from book_pipeline.core.embedding.local import shared_local_embedder
-from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.core.parsing import BookRecord, parse_book_file
 from book_pipeline.core.settings import DEFAULT_COLLECTION
 from book_pipeline.core.store.opening import open_vector_store
-from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.defs.checks import (
     SAMPLE_PROBES,
     SELF_PROBE_COUNT,
@@ -21,6 +20,7 @@ from book_pipeline.defs.checks import (
 )
 from book_pipeline_tests.support.embedders import CountingEmbedder, unit_vectors
 from book_pipeline_tests.support.runs import SampleLoad
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 VectorMaker = Callable[[Sequence[BookRecord]], np.ndarray]
 

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from book_pipeline.core.run_leases import ProcessIdentity, RunLease, leases_folder, runs_with_leases
+from book_pipeline.core.runtime.run_leases import (
+    ProcessIdentity,
+    RunLease,
+    leases_folder,
+    runs_with_leases,
+)
 from book_pipeline.definitions import defs
 from book_pipeline.defs.dead_runs import forget_ended_runs
 

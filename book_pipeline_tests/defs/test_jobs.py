@@ -3,9 +3,9 @@ each in its own process: `dagster job execute` and `dagster asset materialize`."
 
 from pathlib import Path
 
-from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline_tests.support.data_folder import point_count
 from book_pipeline_tests.support.runs import dagster_job_execute, run_project_command
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 
 def folders_environment(books_dir: Path, data_dir: Path) -> dict[str, str]:

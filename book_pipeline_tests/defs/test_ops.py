@@ -21,12 +21,11 @@ import dagster as dg
 import pytest
 
 from book_pipeline.cli import main
-from book_pipeline.core.book_files import mapping_key_for
-from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.core.ledger import FileState
-from book_pipeline.core.parsing import parse_book_file
+from book_pipeline.core.books.files import mapping_key_for
+from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.books.parsing import parse_book_file
+from book_pipeline.core.ingest.ledger import FileState
 from book_pipeline.core.store.base import SEARCH_MODES, CollectionStamp
-from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.defs.checks import SELF_PROBE_COUNT
 from book_pipeline_tests.support.data_folder import ledger_in, qdrant_in, recorded_entries
 from book_pipeline_tests.support.openai_compatible_server import (
@@ -41,6 +40,7 @@ from book_pipeline_tests.support.runs import (
     materialization_metadata,
     openai_run_config,
 )
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 BOOKS_PER_FILE = 4

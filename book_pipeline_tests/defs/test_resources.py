@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.defs.resources import BooksFolder, resources_from_environment
 

@@ -10,10 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from book_pipeline.core.book_files import mapping_key_for
-from book_pipeline.core.ledger import FileState
+from book_pipeline.core.books.files import mapping_key_for
+from book_pipeline.core.ingest.ledger import FileState
 from book_pipeline.core.settings import VARIABLES
-from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.defs.ops import (
     create_vector_embeddings,
     load_embeddings_to_vector_db,
@@ -26,6 +25,7 @@ from book_pipeline_tests.support.openai_compatible_server import (
     embeddings_server,
 )
 from book_pipeline_tests.support.runs import fetch_data_job, openai_run_config, steps_that_ran
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 
 def run_with_openai(

@@ -15,9 +15,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from book_pipeline.core.embedding_cache import open_embedding_cache
+from book_pipeline.core.embedding.cache import open_embedding_cache
 from book_pipeline.core.settings import EMBEDDING_CACHE_FOLDER
-from book_pipeline.core.synthetic_books import synthetic_book_line, write_synthetic_books
 from book_pipeline.definitions import defs
 from book_pipeline.defs.resources import BooksFolder, PipelineStateResource
 from book_pipeline.defs.sensors import BATCH_TAG, new_book_files_sensor, run_config_for
@@ -25,6 +24,7 @@ from book_pipeline_tests.support.data_folder import point_count, qdrant_in, reco
 from book_pipeline_tests.support.loopback_http import Webhook, webhook_server
 from book_pipeline_tests.support.runs import fetch_data_run_config
 from book_pipeline_tests.support.small_filesystems import fill, mounted_tmpfs
+from book_pipeline_tests.support.synthetic_books import synthetic_book_line, write_synthetic_books
 
 
 def age(paths: list[Path], seconds: int = 3600) -> None:

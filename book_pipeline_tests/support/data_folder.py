@@ -5,9 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from book_pipeline.core.books.parsing import parse_book_file
 from book_pipeline.core.embedding.bundled import LOCAL_MODEL_NAME
-from book_pipeline.core.ledger import LedgerEntry, LoadLedger
-from book_pipeline.core.parsing import parse_book_file
+from book_pipeline.core.ingest.ledger import LedgerEntry, LoadLedger
 from book_pipeline.core.settings import DEFAULT_COLLECTION, EDGE_FOLDER_NAME, LEDGER_FILE_NAME
 from book_pipeline.core.store.opening import read_collection_stamp
 from book_pipeline.defs.resources import QdrantResource, embedded_store_paths

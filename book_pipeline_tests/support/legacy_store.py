@@ -4,7 +4,7 @@ from pathlib import Path
 
 from qdrant_client import QdrantClient, models
 
-from book_pipeline.core.parsing import parse_book_text
+from book_pipeline.core.books.parsing import parse_book_text
 from book_pipeline.core.settings import DEFAULT_COLLECTION
 from book_pipeline.core.store.base import book_payload, book_point_id
 from book_pipeline_tests.support.embedders import unit_vectors

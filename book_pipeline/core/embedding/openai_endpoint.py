@@ -16,7 +16,7 @@ from book_pipeline.core.embedding.base import (
     root_cause,
     short_text,
 )
-from book_pipeline.core.embedding_costs import count_tokens
+from book_pipeline.core.embedding.costs import count_tokens
 from book_pipeline.core.settings import DEFAULT_OPENAI_MAX_RETRIES
 
 if TYPE_CHECKING:

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from book_pipeline.core.keyword_vectors import SparseVector, book_keyword_vector
-from book_pipeline.core.parsing import BookRecord
+from book_pipeline.core.books.parsing import BookRecord
+from book_pipeline.core.store.keyword_vectors import SparseVector, book_keyword_vector
 
 # Fixed forever: point ids derive from it, and changing it would duplicate every book.
 _BOOK_ID_NAMESPACE = uuid.UUID("6f1d2a8e-3c55-4c1e-9a51-0b9d7f4e2c10")

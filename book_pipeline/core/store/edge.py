@@ -41,14 +41,7 @@ from typing import Any
 
 import qdrant_edge as edge
 
-from book_pipeline.core.disk_space import (
-    DiskFullError,
-    PlannedWrite,
-    optimizer_refusal,
-    planned_edge_upsert,
-    require_space_for,
-)
-from book_pipeline.core.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
+from book_pipeline.core.runtime.disk_space import DiskFullError
 from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.core.store.base import (
     EDGE_ENGINE,
@@ -67,6 +60,13 @@ from book_pipeline.core.store.base import (
     point_keyword_vector,
 )
 from book_pipeline.core.store.copying import copy_collection
+from book_pipeline.core.store.edge_space import (
+    PlannedWrite,
+    optimizer_refusal,
+    planned_edge_upsert,
+    require_space_for,
+)
+from book_pipeline.core.store.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
 
 MANIFEST_NAME = "book_pipeline.json"
 # Edge's own record of the shard's layout, written when the shard is created.

@@ -14,7 +14,6 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from book_pipeline.core.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
 from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.core.store.base import (
     HYBRID_FUSION,
@@ -34,6 +33,7 @@ from book_pipeline.core.store.base import (
     new_generation,
     point_keyword_vector,
 )
+from book_pipeline.core.store.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
 
 _SERVER_TIMEOUT_SECONDS = 30
 # Larger than any books folder: a facet returns at most this many source files.

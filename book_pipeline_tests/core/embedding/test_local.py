@@ -14,22 +14,22 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.books.parsing import parse_book_file
 from book_pipeline.core.embedding.base import EmbeddingModelError
 from book_pipeline.core.embedding.bundled import (
     LOCAL_MODEL_DIMENSION,
     LOCAL_MODEL_NAME,
     bundled_model_files,
 )
+from book_pipeline.core.embedding.cache import embed_with_cache, open_embedding_cache
 from book_pipeline.core.embedding.local import shared_local_embedder
-from book_pipeline.core.embedding_cache import embed_with_cache, open_embedding_cache
-from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.core.parsing import parse_book_file
-from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline.defs.resources import EmbedderResource
 from book_pipeline_tests.support.data_folder import qdrant_in
 from book_pipeline_tests.support.embedders import sentence_transformers_folder
 from book_pipeline_tests.support.model_hub_server import COMMIT, ModelHub, model_hub_server
 from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config, steps_that_ran
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 TEXTS = [
     "A haunted manor where ghosts walk the corridors at midnight.",

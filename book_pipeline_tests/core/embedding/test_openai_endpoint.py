@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from book_pipeline.core.embedding.base import EmbeddingEndpointError
+from book_pipeline.core.embedding.costs import count_tokens
 from book_pipeline.core.embedding.openai_endpoint import OpenAIEmbedder
-from book_pipeline.core.embedding_costs import count_tokens
 from book_pipeline.defs.resources import EmbedderResource
 from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,

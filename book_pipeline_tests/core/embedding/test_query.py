@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.books.parsing import parse_book_file
 from book_pipeline.core.embedding.bundled import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
 from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.embedding.query import BundledQueryEmbedder
-from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.core.parsing import parse_book_file
 from book_pipeline.core.search import search_books
 from book_pipeline.core.settings import DEFAULT_COLLECTION
 from book_pipeline.core.store.opening import open_vector_store

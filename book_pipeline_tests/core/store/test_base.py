@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from qdrant_client import models
 
-from book_pipeline.core.parsing import parse_book_text
+from book_pipeline.core.books.parsing import parse_book_text
 from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.core.store.base import (
     CollectionMismatchError,

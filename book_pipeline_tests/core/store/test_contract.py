@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from book_pipeline.core.parsing import parse_book_text
+from book_pipeline.core.books.parsing import parse_book_text
 from book_pipeline.core.store.base import (
     EDGE_ENGINE,
     SERVER_ENGINE,

@@ -13,9 +13,9 @@ import pytest
 import qdrant_edge as edge
 
 from book_pipeline import cli
+from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
+from book_pipeline.core.books.parsing import BookRecord, parse_book_file
 from book_pipeline.core.embedding.local import shared_local_embedder
-from book_pipeline.core.folders import SAMPLE_BOOKS_DIR
-from book_pipeline.core.parsing import BookRecord, parse_book_file
 from book_pipeline.core.search import SearchRefusedError, search_books
 from book_pipeline.core.store.base import (
     CollectionMismatchError,

@@ -9,14 +9,14 @@ import pytest
 from qdrant_client import QdrantClient
 
 from book_pipeline import cli
-from book_pipeline.core.disk_space import folder_size_bytes
-from book_pipeline.core.keyword_vectors import query_keyword_vector
+from book_pipeline.core.runtime.disk_space import folder_size_bytes
 from book_pipeline.core.settings import DEFAULT_COLLECTION
 from book_pipeline.core.store.base import (
     MigrationError,
     book_payload,
     book_point_id,
 )
+from book_pipeline.core.store.keyword_vectors import query_keyword_vector
 from book_pipeline.core.store.legacy import LEGACY_UPGRADE_COMMAND
 from book_pipeline_tests.support.data_folder import folder_fingerprint, qdrant_in
 from book_pipeline_tests.support.legacy_store import (

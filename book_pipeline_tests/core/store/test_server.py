@@ -17,9 +17,9 @@ from book_pipeline.core.settings import DEFAULT_COLLECTION, CollectionSettings
 from book_pipeline.core.store.base import StoreRefusedError, StoreUnreachableError
 from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline.core.store.server import open_server_store
-from book_pipeline.core.synthetic_books import write_synthetic_books
 from book_pipeline_tests.support.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
 from book_pipeline_tests.support.runs import SampleLoad, fetch_data_job, fetch_data_run_config
+from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 API_KEY = "planted-qdrant-key-0123"
 LAYOUT = {

@@ -1,0 +1,198 @@
+"""Listing what a run must load, and loading it: the store made to match the folder, and the
+ledger made to record what the store then holds.
+
+The listing asks the store what it holds (its stamp and an exact count of each file's points),
+so a record that drifted from the store (a store deleted, moved, emptied, replaced or restored
+from an older backup; a crash between writing points and recording them) makes its files
+pending again instead of passing for loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from book_pipeline.core.books.parsing import ParsedBookFile
+from book_pipeline.core.embedding.costs import EmbeddingBill
+from book_pipeline.core.ingest.ledger import (
+    ANY_COLLECTION,
+    FolderReview,
+    LoadLedger,
+    review_books_folder,
+)
+from book_pipeline.core.runtime.fail_points import (
+    AFTER_FIRST_BATCH,
+    BEFORE_RECORDING_THE_LOAD,
+    fail_point,
+)
+from book_pipeline.core.store.base import BookVectorStore, CollectionStamp, book_point_id
+
+if TYPE_CHECKING:
+    # Only its fields are read: the listing (`status`, the sensor) does not pay for the cache.
+    from book_pipeline.core.embedding.book_file import EmbeddedBookFile
+
+
+@dataclass(frozen=True)
+class Listing:
+    review: FolderReview
+    # None: the collection does not exist, so nothing is loaded in it whatever was recorded.
+    stamp: CollectionStamp | None
+    # Each source file's points, as the store counted them.
+    stored_counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    books_loaded: int
+    # The folder as the load found it after writing: its removed files and orphans are gone
+    # from the store (when removal is on), its refused files were left alone.
+    review: FolderReview
+    collection_size: int
+    load_sequence: int
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """What a load did, as the asset reports it: `counts` is its output and metadata."""
+
+    counts: dict[str, Any]
+    # The files loaded and the failed files skipped (name: error), sorted by name.
+    loaded_files: list[str]
+    failed_files: dict[str, str]
+    bill: EmbeddingBill
+
+    def messages(self, collection: str, location: str) -> list[str]:
+        counts = self.counts
+        return [
+            f"loaded {counts['books_loaded']} book(s) from {counts['files_processed']} file(s) "
+            f"into the Qdrant collection {collection!r} at {location} "
+            f"({counts['collection_size']} in all), removed the books of "
+            f"{counts['files_removed']} deleted file(s)",
+            self.bill.describe(),
+        ]
+
+
+def list_files_to_load(store: BookVectorStore, ledger: LoadLedger, books_folder: Path) -> Listing:
+    """The folder against what the store holds and the ledger records for it."""
+    stamp = store.stamp()
+    stored_counts = store.stored_counts() if stamp is not None else {}
+    return Listing(
+        review_books_folder(books_folder, ledger, stamp, stored_counts), stamp, stored_counts
+    )
+
+
+def load_books(
+    store: BookVectorStore,
+    ledger: LoadLedger,
+    books_folder: Path,
+    files: Sequence[tuple[ParsedBookFile, np.ndarray]],
+    model_name: str,
+    remove_books_of_deleted_files: bool,
+    tokens: Mapping[str, int] | None = None,
+) -> LoadOutcome:
+    """Replace each file's books, remove what deleted files left, then record it all (with
+    `tokens`, what embedding each file cost, by file name, when the model is billed by them).
+
+    Points first, then the collection's load sequence, then the ledger: a crash anywhere
+    leaves a record that claims no more than the store holds, and the next listing reloads
+    whatever the record does not cover (the same point ids: nothing is duplicated).
+    """
+    if files:
+        store.ensure_collection(files[0][1].shape[1], model_name)
+    stamp = store.stamp()
+    books_loaded = 0
+    # Upsert every file first, then delete what they no longer hold: a crash in between
+    # leaves stale books for the next run to remove, never a file without its books.
+    for parsed, vectors in files:
+        books_loaded += store.upsert_books(parsed.books, vectors, parsed.sha256)
+        fail_point(AFTER_FIRST_BATCH)
+    store.remove_books(
+        [parsed.file_name for parsed, _ in files],
+        keep_ids=[
+            book_point_id(book.source_file, book.index)
+            for parsed, _ in files
+            for book in parsed.books
+        ],
+    )
+    review = review_books_folder(books_folder, ledger, stamp, store.stored_counts())
+    if remove_books_of_deleted_files:
+        store.remove_books([entry.file_name for entry in review.removed] + review.orphans)
+    generation: str | None = None
+    load_sequence = 0
+    if stamp is not None:
+        load_sequence = stamp.load_sequence + 1
+        generation = store.record_load(load_sequence)
+        if stamp.generation is None:
+            ledger.adopt_previous_release(generation)
+    fail_point(BEFORE_RECORDING_THE_LOAD)
+    if generation is not None:
+        ledger.record_loaded((parsed for parsed, _ in files), generation, load_sequence, tokens)
+    ledger.record_removed(
+        review.removed,
+        generation or ANY_COLLECTION,
+        load_sequence,
+        books_kept=not remove_books_of_deleted_files,
+    )
+    return LoadOutcome(books_loaded, review, store.count(), load_sequence)
+
+
+def load_embedded_files(
+    store: BookVectorStore,
+    ledger: LoadLedger,
+    books_folder: Path,
+    embedded_files: Sequence[EmbeddedBookFile],
+    model_name: str,
+    remove_books_of_deleted_files: bool,
+    billed_by_token: bool,
+    price_per_mtok: float | None,
+) -> LoadSummary:
+    """`load_books` for a run's embedded files, and what it did and cost."""
+    outcome = load_books(
+        store,
+        ledger,
+        books_folder,
+        [(embedded.file, embedded.vectors) for embedded in embedded_files],
+        model_name,
+        remove_books_of_deleted_files,
+        {e.file.file_name: e.tokens for e in embedded_files} if billed_by_token else None,
+    )
+    # From the vectors or the collection, not the model: asking a remote one costs a request.
+    dimension: int | None = None
+    if embedded_files:
+        dimension = embedded_files[0].vectors.shape[1]
+    elif outcome.collection_size:
+        dimension, _ = store.collection_model()
+    bill = EmbeddingBill(
+        model_name=model_name,
+        billed_by_token=billed_by_token,
+        texts_from_cache=sum(e.cache_hits for e in embedded_files),
+        tokens=sum(e.tokens for e in embedded_files),
+        tokens_saved=sum(e.tokens_saved or 0 for e in embedded_files),
+        compute_seconds=sum(e.seconds for e in embedded_files),
+        price_per_mtok=price_per_mtok,
+    )
+    review = outcome.review
+    counts = {
+        "files_processed": len(embedded_files),
+        "books_loaded": outcome.books_loaded,
+        "files_removed": len(review.removed),
+        "orphan_files_removed": len(review.orphans) if remove_books_of_deleted_files else 0,
+        "failed_files_skipped": len(review.failed_unchanged),
+        "collection_size": outcome.collection_size,
+        "embedding_model": model_name,
+        "embedding_dimension": dimension,
+        "embedding_cache_hits": sum(e.cache_hits for e in embedded_files),
+        "embedding_cache_misses": sum(e.cache_misses for e in embedded_files),
+        **bill.counts(),
+        "load_sequence": outcome.load_sequence,
+    }
+    return LoadSummary(
+        counts=counts,
+        loaded_files=sorted(e.file.file_name for e in embedded_files),
+        failed_files={entry.file_name: entry.error for entry in review.failed_unchanged},
+        bill=bill,
+    )
