@@ -1,5 +1,6 @@
 """Fixtures only; what tests share besides them is in `book_pipeline_tests.support`."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -7,7 +8,18 @@ import dagster as dg
 import pytest
 
 from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
+from book_pipeline_tests.support.environment import TEST_ENVIRONMENT, outside_variables
 from book_pipeline_tests.support.runs import SampleLoad, fetch_data_job, fetch_data_run_config
+
+
+@pytest.fixture(autouse=True)
+def no_outside_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts without the shell's project, Qdrant and OpenAI variables (nor those an
+    earlier test left), with the tests' own: support/environment.py says why."""
+    for name in outside_variables(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in TEST_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture
