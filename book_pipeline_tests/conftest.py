@@ -10,6 +10,7 @@ import pytest
 from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
 from book_pipeline_tests.support.environment import TEST_ENVIRONMENT, outside_variables
 from book_pipeline_tests.support.runs import SampleLoad, fetch_data_job, fetch_data_run_config
+from book_pipeline_tests.support.services import missing_redis, redis_server
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +59,13 @@ def edge_env(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("QDRANT_URL", "BOOK_PIPELINE_COLLECTION"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis server of its own (a Celery broker); skips, naming what is missing, without one."""
+    reason = missing_redis()
+    if reason is not None:
+        pytest.skip(reason)
+    with redis_server() as url:
+        yield url
