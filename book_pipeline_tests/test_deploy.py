@@ -30,6 +30,10 @@ from book_pipeline_tests.support.services import (
 )
 from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
+# Its tests share a module-scoped fixture: one worker runs them all, and the set-up once
+# (book_pipeline_tests/conftest.py).
+pytestmark = pytest.mark.xdist_group(__name__)
+
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 RUN_TIMEOUT_SECONDS = 240
 
