@@ -90,6 +90,7 @@ def run_status(args: argparse.Namespace) -> int:
     from book_pipeline.core.embedding.choosing import configured_model_name
     from book_pipeline.core.embedding.costs import price_per_mtok
     from book_pipeline.core.ingest.ledger import LoadLedger
+    from book_pipeline.core.ingest.removal_guard import hold_removals, loaded_file_count
     from book_pipeline.core.ingest.status import (
         folder_status,
         format_cost_total,
@@ -104,7 +105,12 @@ def run_status(args: argparse.Namespace) -> int:
     location, collection = reading.location, reading.collection
     model = configured_model_name(settings.embedder_choice)
     price = price_per_mtok(settings.embedder, model, settings.embedding_price_per_mtok)
-    rows = folder_status(review, ledger.entries(stamp), reading.stored_counts, price)
+    entries = ledger.entries(stamp)
+    held = hold_removals(
+        review, books_folder, loaded_file_count(entries), settings.max_removed_files_per_run
+    )
+    held_files = held.files if held is not None else []
+    rows = folder_status(review, entries, reading.stored_counts, price, held_files)
     if args.json:
         print(json.dumps([asdict(row) for row in rows], ensure_ascii=False, indent=2))
     else:
@@ -114,6 +120,8 @@ def run_status(args: argparse.Namespace) -> int:
         print(format_status_table(rows))
         if cost_total := format_cost_total(rows, price, model):
             print(cost_total)
+        if held is not None:
+            print(held.describe())
         if review.drifted:
             print(
                 f"{len(review.drifted)} file(s) recorded as loaded are not held by the store as "

@@ -143,6 +143,7 @@ class PipelineStateResource(dg.ConfigurableResource):
         default=str(VARIABLES.data_dir.default), description="Folder of the project's state"
     )
     dead_run_grace_seconds: int = _field(VARIABLES.dead_run_grace_seconds)
+    max_removed_files_per_run: int | None = _field(VARIABLES.max_removed_files_per_run)
     _lease: RunLease | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -314,6 +315,9 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             data_dir=str(settings.data_dir),
             dead_run_grace_seconds=_from_variable(
                 VARIABLES.dead_run_grace_seconds, settings.dead_run_grace_seconds
+            ),
+            max_removed_files_per_run=_from_variable(
+                VARIABLES.max_removed_files_per_run, settings.max_removed_files_per_run
             ),
         ),
     }

@@ -10,7 +10,7 @@ pending again instead of passing for loaded.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from book_pipeline.core.ingest.ledger import (
     LoadLedger,
     review_books_folder,
 )
+from book_pipeline.core.ingest.removal_guard import HeldRemoval, hold_removals, loaded_file_count
 from book_pipeline.core.runtime.fail_points import (
     AFTER_FIRST_BATCH,
     BEFORE_RECORDING_THE_LOAD,
@@ -53,6 +54,8 @@ class LoadOutcome:
     review: FolderReview
     collection_size: int
     load_sequence: int
+    # The removals the guard held back (none of them made), or None.
+    held_removal: HeldRemoval | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class LoadSummary:
     loaded_files: list[str]
     failed_files: dict[str, str]
     bill: EmbeddingBill
+    held_removal: HeldRemoval | None = None
 
     def messages(self, collection: str, location: str) -> list[str]:
         counts = self.counts
@@ -71,7 +75,13 @@ class LoadSummary:
             f"loaded {counts['books_loaded']} book(s) from {counts['files_processed']} file(s) "
             f"into the Qdrant collection {collection!r} at {location} "
             f"({counts['collection_size']} in all), removed the books of "
-            f"{counts['files_removed']} deleted file(s)",
+            f"{counts['files_removed']} deleted file(s)"
+            + (
+                f"; the books of {counts['removals_held']} file(s) that left the folder are "
+                "kept: their removal is not confirmed"
+                if self.held_removal
+                else ""
+            ),
             self.bill.describe(),
         ]
 
@@ -93,9 +103,14 @@ def load_books(
     model_name: str,
     remove_books_of_deleted_files: bool,
     tokens: Mapping[str, int] | None = None,
+    max_removed_files: int | None = None,
 ) -> LoadOutcome:
     """Replace each file's books, remove what deleted files left, then record it all (with
     `tokens`, what embedding each file cost, by file name, when the model is billed by them).
+
+    Unless the removal guard holds them back (`removal_guard`): past `max_removed_files`
+    (None: the default limit), or with an empty folder, no book is removed and the outcome
+    says which files would have gone.
 
     Points first, then the collection's load sequence, then the ledger: a crash anywhere
     leaves a record that claims no more than the store holds, and the next listing reloads
@@ -119,7 +134,14 @@ def load_books(
         ],
     )
     review = review_books_folder(books_folder, ledger, stamp, store.stored_counts())
+    held = None
     if remove_books_of_deleted_files:
+        loaded_files = loaded_file_count(ledger.entries(stamp)) if stamp is not None else 0
+        held = hold_removals(review, books_folder, loaded_files, max_removed_files)
+    if held is not None:
+        # Nothing removed, nothing recorded as removed: the files stay loaded in the record.
+        review = replace(review, removed=[], orphans=[])
+    elif remove_books_of_deleted_files:
         store.remove_books([entry.file_name for entry in review.removed] + review.orphans)
     generation: str | None = None
     load_sequence = 0
@@ -137,7 +159,7 @@ def load_books(
         load_sequence,
         books_kept=not remove_books_of_deleted_files,
     )
-    return LoadOutcome(books_loaded, review, store.count(), load_sequence)
+    return LoadOutcome(books_loaded, review, store.count(), load_sequence, held)
 
 
 def load_embedded_files(
@@ -149,6 +171,7 @@ def load_embedded_files(
     remove_books_of_deleted_files: bool,
     billed_by_token: bool,
     price_per_mtok: float | None,
+    max_removed_files: int | None = None,
 ) -> LoadSummary:
     """`load_books` for a run's embedded files, and what it did and cost."""
     outcome = load_books(
@@ -159,6 +182,7 @@ def load_embedded_files(
         model_name,
         remove_books_of_deleted_files,
         {e.file.file_name: e.tokens for e in embedded_files} if billed_by_token else None,
+        max_removed_files,
     )
     # From the vectors or the collection, not the model: asking a remote one costs a request.
     dimension: int | None = None
@@ -181,6 +205,7 @@ def load_embedded_files(
         "books_loaded": outcome.books_loaded,
         "files_removed": len(review.removed),
         "orphan_files_removed": len(review.orphans) if remove_books_of_deleted_files else 0,
+        "removals_held": len(outcome.held_removal.files) if outcome.held_removal else 0,
         "failed_files_skipped": len(review.failed_unchanged),
         "collection_size": outcome.collection_size,
         "embedding_model": model_name,
@@ -195,4 +220,5 @@ def load_embedded_files(
         loaded_files=sorted(e.file.file_name for e in embedded_files),
         failed_files={entry.file_name: entry.error for entry in review.failed_unchanged},
         bill=bill,
+        held_removal=outcome.held_removal,
     )

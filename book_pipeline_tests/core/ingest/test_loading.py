@@ -211,6 +211,7 @@ def test_a_load_reports_what_it_did_and_what_embedding_cost(
         "books_loaded": 2 * BOOKS_PER_FILE,
         "files_removed": 0,
         "orphan_files_removed": 0,
+        "removals_held": 0,
         "failed_files_skipped": 0,
         "collection_size": 2 * BOOKS_PER_FILE,
         "embedding_model": MODEL,
