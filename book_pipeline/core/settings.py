@@ -148,8 +148,9 @@ class Variables:
         Path,
         None,
         "Folder of description files; unset: `books` in the working directory once it exists, "
-        "until then the bundled `book_pipeline/sample_books`, read only (`book-pipeline "
-        "add-books` creates `./books` from the samples)",
+        "until then the bundled `book_pipeline/sample_books`, read only, and only while the "
+        "collection holds nothing but sample books (`book-pipeline add-books` creates `./books` "
+        "from the samples)",
     )
     data_dir = Variable(
         "BOOK_PIPELINE_DATA_DIR",

@@ -20,6 +20,7 @@ from book_pipeline.core.books.files import (
     read_book_file,
     snapshot_book_file,
 )
+from book_pipeline.core.books.folders import BooksFolderMissingError
 from book_pipeline.core.books.parsing import BookFileError, ParsedBookFile, parse_book_data
 from book_pipeline.core.embedding.base import EmbeddingModelError
 from book_pipeline.core.embedding.book_file import EmbeddedBookFile, embed_book_file
@@ -86,8 +87,11 @@ def list_book_description_files(
 
     Pending: new or changed, or recorded as loaded while the store does not hold its books.
     """
-    with qdrant.open(on_wait=context.log.warning) as store:
-        listing = list_files_to_load(store, pipeline_state.ledger(), books_folder.folder)
+    try:
+        with qdrant.open(on_wait=context.log.warning) as store:
+            listing = list_files_to_load(store, pipeline_state.ledger(), books_folder.folder)
+    except BooksFolderMissingError as error:
+        raise _cannot_heal(error) from error
     review = listing.review
     pending = review.pending
     if config.only_files is not None:
@@ -363,7 +367,7 @@ def load_embeddings_to_vector_db(
                     embedder.price(model_name),
                     pipeline_state.max_removed_files_per_run,
                 )
-            except CollectionMismatchError as error:
+            except (CollectionMismatchError, BooksFolderMissingError) as error:
                 raise _cannot_heal(error) from error
     except DiskFullError as error:
         # A refused batch, then the index build that closing the store tried: the batch's tells.

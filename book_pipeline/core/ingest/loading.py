@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from book_pipeline.core.books.folders import require_books_folder
 from book_pipeline.core.books.parsing import ParsedBookFile
 from book_pipeline.core.embedding.costs import EmbeddingBill
 from book_pipeline.core.ingest.ledger import (
     ANY_COLLECTION,
+    FileState,
     FolderReview,
     LoadLedger,
     review_books_folder,
@@ -87,12 +89,22 @@ class LoadSummary:
 
 
 def list_files_to_load(store: BookVectorStore, ledger: LoadLedger, books_folder: Path) -> Listing:
-    """The folder against what the store holds and the ledger records for it."""
+    """The folder against what the store holds and the ledger records for it; refused
+    (`BooksFolderMissingError`) when the samples stand in for a folder the books came from."""
     stamp = store.stamp()
     stored_counts = store.stored_counts() if stamp is not None else {}
+    require_books_folder(books_folder, _files_held(stored_counts, ledger, stamp))
     return Listing(
         review_books_folder(books_folder, ledger, stamp, stored_counts), stamp, stored_counts
     )
+
+
+def _files_held(
+    stored_counts: dict[str, int], ledger: LoadLedger, stamp: CollectionStamp | None
+) -> set[str]:
+    """The files whose books the collection holds, or the ledger records as loaded into it."""
+    loaded = ledger.entries(stamp).values()
+    return {*stored_counts, *(e.file_name for e in loaded if e.state is FileState.LOADED)}
 
 
 def load_books(
@@ -119,6 +131,7 @@ def load_books(
     if files:
         store.ensure_collection(files[0][1].shape[1], model_name)
     stamp = store.stamp()
+    require_books_folder(books_folder, _files_held(store.stored_counts(), ledger, stamp))
     books_loaded = 0
     # Upsert every file first, then delete what they no longer hold: a crash in between
     # leaves stale books for the next run to remove, never a file without its books.
