@@ -32,7 +32,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     settings = Settings.from_environment()
     try:
-        with open_configured_store(settings, say) as store:
+        with open_configured_store(settings, say, read_only=True) as store:
             model: str | None = None
             dimension: int | None = None
             if store.collection_exists():

@@ -60,7 +60,9 @@ def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
 
     books_folder = settings.books_folder
     try:
-        with open_configured_store(settings, lock_wait_seconds=STATUS_LOCK_WAIT_SECONDS) as store:
+        with open_configured_store(
+            settings, say, lock_wait_seconds=STATUS_LOCK_WAIT_SECONDS, read_only=True
+        ) as store:
             listing = list_files_to_load(store, ledger, books_folder)
             location, collection = store.location, store.collection
         return FolderReading(

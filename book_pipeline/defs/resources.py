@@ -241,8 +241,11 @@ class QdrantResource(dg.ConfigurableResource):
         return Path(self.local_path).expanduser().resolve()
 
     @contextmanager
-    def open(self, on_wait: Callable[[str], None] | None = None) -> Iterator[BookVectorStore]:
-        """Opened per use, not per run: the embedded store is locked for as long as it is open."""
+    def open(
+        self, on_wait: Callable[[str], None] | None = None, read_only: bool = False
+    ) -> Iterator[BookVectorStore]:
+        """Opened per use, not per run: the embedded store is locked for as long as it is open.
+        `read_only`: a read, which upgrades nothing (core/store/read_only.py)."""
         with open_vector_store(
             self.collection,
             self._local_folder,
@@ -252,6 +255,7 @@ class QdrantResource(dg.ConfigurableResource):
             on_wait=on_wait,
             settings=self.collection_settings,
             legacy_path=Path(self.legacy_path).expanduser().resolve() if self.legacy_path else None,
+            read_only=read_only,
         ) as store:
             yield store
 

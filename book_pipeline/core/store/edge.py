@@ -67,6 +67,7 @@ from book_pipeline.core.store.edge_space import (
     require_space_for,
 )
 from book_pipeline.core.store.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
+from book_pipeline.core.store.read_only import tell_upgrade_waits
 
 MANIFEST_NAME = "book_pipeline.json"
 # Edge's own record of the shard's layout, written when the shard is created.
@@ -656,17 +657,24 @@ def open_edge_store(
     lock_wait_seconds: float,
     on_wait: Callable[[str], None] | None,
     settings: CollectionSettings | None,
+    read_only: bool = False,
 ) -> EdgeStore:
+    """Open (locked) for a load, which tidies what a crash left and upgrades a shard of the
+    previous release; `read_only` leaves both for the next load (`store.read_only`)."""
     folder = folder.expanduser().resolve()
     lock_handle = _lock(folder, lock_wait_seconds, on_wait)
     try:
-        _remove_partial_folders(folder, collection)
+        if not read_only:
+            _remove_partial_folders(folder, collection)
         store = EdgeStore(folder, collection, lock_handle, settings)
     except BaseException:
         lock_handle.close()
         raise
     if store.collection_exists() and not store.has_keyword_vectors():
-        _add_keyword_vectors(store, on_wait)
+        if read_only:
+            tell_upgrade_waits(store, on_wait)
+        else:
+            _add_keyword_vectors(store, on_wait)
     return store
 
 
