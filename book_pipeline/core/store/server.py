@@ -34,6 +34,7 @@ from book_pipeline.core.store.base import (
     point_keyword_vector,
 )
 from book_pipeline.core.store.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
+from book_pipeline.core.store.server_version import ServerTooOldError, check_server_version
 
 _SERVER_TIMEOUT_SECONDS = 30
 # Larger than any books folder: a facet returns at most this many source files.
@@ -421,7 +422,8 @@ def _stored(record: models.Record) -> StoredPoint:
 def open_server_store(
     collection: str, url: str, api_key: str | None, settings: CollectionSettings | None
 ) -> QdrantClientStore:
-    """Connect and ask one cheap question, so an unreachable server fails here, by its URL."""
+    """Connect and ask two cheap questions, so an unreachable server fails here, by its URL,
+    and so does one too old to keep the collection's stamp (`server_version`)."""
     # No background version check: it races the first request from a thread of its own, so a
     # refused key is sent twice and reported as "Failed to obtain server version".
     client = QdrantClient(
@@ -429,6 +431,10 @@ def open_server_store(
     )
     try:
         client.get_collections()
+        check_server_version(client.info().version, url)
+    except ServerTooOldError:
+        client.close()
+        raise
     except ResponseHandlingException as error:
         client.close()
         raise StoreUnreachableError(
