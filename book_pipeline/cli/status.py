@@ -48,6 +48,8 @@ class FolderReading:
     stored_counts: dict[str, int] | None
     location: str
     collection: str
+    # The points of other pipelines (or of none this one recorded), by file; None: not counted.
+    others: dict[str, int] | None = None
 
 
 def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
@@ -66,7 +68,12 @@ def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
             listing = list_files_to_load(store, ledger, books_folder)
             location, collection = store.location, store.collection
         return FolderReading(
-            listing.review, listing.stamp, listing.stored_counts, location, collection
+            listing.review,
+            listing.stamp,
+            listing.stored_counts,
+            location,
+            collection,
+            listing.others,
         )
     except StoreLockedError:
         stamp = read_collection_stamp(settings.collection, settings.edge_path)
@@ -122,6 +129,13 @@ def run_status(args: argparse.Namespace) -> int:
         print(format_status_table(rows))
         if cost_total := format_cost_total(rows, price, model):
             print(cost_total)
+        if reading.others:
+            books = sum(reading.others.values())
+            print(
+                f"not this pipeline's: {books} book(s) of {len(reading.others)} file(s) in the "
+                "collection were loaded by another pipeline (or one whose ledger was lost); "
+                "they are left alone"
+            )
         if held is not None:
             print(held.describe())
         if review.drifted:

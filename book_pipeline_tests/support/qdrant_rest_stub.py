@@ -66,6 +66,7 @@ def _route(state: QdrantStubState, method: str, path: str, body: Any) -> Any:
         ("PUT", "/points"): lambda: local.upsert(
             name, points=models.PointsList(**body).points
         ).model_dump(mode="json"),
+        ("POST", "/points/payload"): lambda: _set_payload(local, name, models.SetPayload(**body)),
         ("POST", "/points/delete"): lambda: local.delete(
             name, points_selector=_points_selector(body)
         ).model_dump(mode="json"),
@@ -89,6 +90,15 @@ def _points_selector(body: dict) -> models.PointsSelector:
     if "filter" in body:
         return models.FilterSelector(**body)
     return models.PointIdsList(**body)
+
+
+def _set_payload(local: QdrantClient, name: str, request: models.SetPayload) -> dict:
+    selector: models.PointsSelector
+    if request.filter is not None:
+        selector = models.FilterSelector(filter=request.filter)
+    else:
+        selector = models.PointIdsList(points=request.points or [])
+    return local.set_payload(name, payload=request.payload, points=selector).model_dump(mode="json")
 
 
 def _retrieve(local: QdrantClient, name: str, request: models.PointRequest) -> list:

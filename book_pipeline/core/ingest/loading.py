@@ -10,7 +10,7 @@ pending again instead of passing for loaded.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,14 @@ from book_pipeline.core.ingest.ledger import (
     FolderReview,
     LoadLedger,
     review_books_folder,
+)
+from book_pipeline.core.ingest.ownership import (
+    Holdings,
+    claim_recorded_books,
+    holdings,
+    pipeline_id,
+    read_pipeline_id,
+    refuse_other_pipelines_files,
 )
 from book_pipeline.core.ingest.removal_guard import HeldRemoval, hold_removals, loaded_file_count
 from book_pipeline.core.runtime.fail_points import (
@@ -44,8 +52,10 @@ class Listing:
     review: FolderReview
     # None: the collection does not exist, so nothing is loaded in it whatever was recorded.
     stamp: CollectionStamp | None
-    # Each source file's points, as the store counted them.
+    # Each source file's points of this pipeline, as the store counted them (`ownership`).
     stored_counts: dict[str, int]
+    # The points of other pipelines (or of none this one recorded), by file: left alone.
+    others: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,11 +102,12 @@ def list_files_to_load(store: BookVectorStore, ledger: LoadLedger, books_folder:
     """The folder against what the store holds and the ledger records for it; refused
     (`BooksFolderMissingError`) when the samples stand in for a folder the books came from."""
     stamp = store.stamp()
-    stored_counts = store.stored_counts() if stamp is not None else {}
-    require_books_folder(books_folder, _files_held(stored_counts, ledger, stamp))
-    return Listing(
-        review_books_folder(books_folder, ledger, stamp, stored_counts), stamp, stored_counts
-    )
+    held = Holdings({}, {})
+    if stamp is not None:
+        held = holdings(store, read_pipeline_id(ledger), ledger.entries(stamp))
+    require_books_folder(books_folder, _files_held(held.mine, ledger, stamp))
+    review = review_books_folder(books_folder, ledger, stamp, held.mine)
+    return Listing(review, stamp, held.mine, held.others)
 
 
 def _files_held(
@@ -131,12 +142,19 @@ def load_books(
     if files:
         store.ensure_collection(files[0][1].shape[1], model_name)
     stamp = store.stamp()
-    require_books_folder(books_folder, _files_held(store.stored_counts(), ledger, stamp))
+    owner = pipeline_id(ledger)
+    entries = ledger.entries(stamp)
+    before = holdings(store, owner, entries)
+    require_books_folder(books_folder, _files_held(before.mine, ledger, stamp))
+    refuse_other_pipelines_files(
+        before, [parsed.file_name for parsed, _ in files], store.collection, store.location
+    )
+    claim_recorded_books(store, owner, entries)
     books_loaded = 0
     # Upsert every file first, then delete what they no longer hold: a crash in between
     # leaves stale books for the next run to remove, never a file without its books.
     for parsed, vectors in files:
-        books_loaded += store.upsert_books(parsed.books, vectors, parsed.sha256)
+        books_loaded += store.upsert_books(parsed.books, vectors, parsed.sha256, owner)
         fail_point(AFTER_FIRST_BATCH)
     store.remove_books(
         [parsed.file_name for parsed, _ in files],
@@ -145,8 +163,9 @@ def load_books(
             for parsed, _ in files
             for book in parsed.books
         ],
+        owner=owner,
     )
-    review = review_books_folder(books_folder, ledger, stamp, store.stored_counts())
+    review = review_books_folder(books_folder, ledger, stamp, store.stored_counts(owner))
     held = None
     if remove_books_of_deleted_files:
         loaded_files = loaded_file_count(ledger.entries(stamp)) if stamp is not None else 0
@@ -155,7 +174,9 @@ def load_books(
         # Nothing removed, nothing recorded as removed: the files stay loaded in the record.
         review = replace(review, removed=[], orphans=[])
     elif remove_books_of_deleted_files:
-        store.remove_books([entry.file_name for entry in review.removed] + review.orphans)
+        store.remove_books(
+            [entry.file_name for entry in review.removed] + review.orphans, owner=owner
+        )
     generation: str | None = None
     load_sequence = 0
     if stamp is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from book_pipeline.core.books.files import snapshot_book_files
 from book_pipeline.core.ingest.ledger import FileState, FolderReview, LedgerEntry, LoadLedger
+from book_pipeline.core.ingest.ownership import claim_recorded_books, holdings, pipeline_id
 from book_pipeline.core.store.base import BookVectorStore
 
 # Whatever the collection's size, this many files may always go in one run.
@@ -118,8 +119,10 @@ def forget_files(
             f"{', '.join(still_there)} still in the books folder {books_folder}: the next run "
             "would load it again. Move it out of the folder first"
         )
+    owner = pipeline_id(ledger)
     entries = ledger.entries(stamp)
-    stored = store.stored_counts()
+    # Only this pipeline's books: those of another pipeline sharing the collection are refused.
+    stored = holdings(store, owner, entries).mine
     held = {
         name: entries.get(name) for name in names if name in stored or _loaded(entries.get(name))
     }
@@ -127,9 +130,10 @@ def forget_files(
     if unknown:
         raise ForgetRefusedError(
             f"the Qdrant collection {store.collection!r} at {store.location} holds no book of "
-            f"{', '.join(unknown)} (book-pipeline status lists the files it holds)"
+            f"{', '.join(unknown)} that this pipeline loaded (book-pipeline status lists them)"
         )
-    store.remove_books(sorted(held))
+    claim_recorded_books(store, owner, entries)
+    store.remove_books(sorted(held), owner=owner)
     load_sequence = stamp.load_sequence + 1
     generation = store.record_load(load_sequence)
     if stamp.generation is None:

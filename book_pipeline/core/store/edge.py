@@ -48,6 +48,8 @@ from book_pipeline.core.store.base import (
     HYBRID_FUSION,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    PIPELINE_FIELD,
+    UNCLAIMED,
     BookFilter,
     BookVectorStore,
     CollectionStamp,
@@ -121,8 +123,9 @@ def edge_filter(
     book_filter: BookFilter | None = None,
     source_files: Sequence[str] = (),
     except_ids: Sequence[str] = (),
+    owner: str | None = None,
 ) -> edge.Filter | None:
-    conditions: list[Any] = []
+    conditions: list[Any] = _owner_conditions(owner)
     if book_filter is not None and book_filter.author is not None:
         conditions.append(
             edge.FieldCondition(key="author", match=edge.MatchValue(book_filter.author))
@@ -144,6 +147,14 @@ def edge_filter(
     if not conditions and not must_not:
         return None
     return edge.Filter(must=conditions or None, must_not=must_not)
+
+
+def _owner_conditions(owner: str | None) -> list[Any]:
+    if owner is None:
+        return []
+    if owner == UNCLAIMED:
+        return [edge.IsEmptyCondition(PIPELINE_FIELD)]
+    return [edge.FieldCondition(key=PIPELINE_FIELD, match=edge.MatchValue(owner))]
 
 
 class EdgeStore(BookVectorStore):
@@ -279,13 +290,30 @@ class EdgeStore(BookVectorStore):
         self._manifest = manifest
         return manifest["generation"]
 
-    def stored_counts(self) -> dict[str, int]:
+    def stored_counts(self, owner: str | None = None) -> dict[str, int]:
         if self._shard is None:
             return {}
         response = self._shard.facet(
-            edge.FacetRequest(key="source_file", limit=_FACET_LIMIT, exact=True)
+            edge.FacetRequest(
+                key="source_file",
+                limit=_FACET_LIMIT,
+                exact=True,
+                filter=edge_filter(owner=owner),
+            )
         )
         return {str(hit.value): hit.count for hit in response.hits}
+
+    def claim_books(self, source_files: Sequence[str], pipeline_id: str) -> None:
+        shard = self._require_shard()
+        shard.update(
+            edge.UpdateOperation.create_field_index(PIPELINE_FIELD, edge.PayloadSchemaType.Keyword)
+        )
+        if source_files:
+            unclaimed = edge_filter(source_files=source_files, owner=UNCLAIMED)
+            shard.update(
+                edge.UpdateOperation.set_payload_by_filter(unclaimed, {PIPELINE_FIELD: pipeline_id})
+            )
+        self._written = True
 
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
         shard = self._require_shard()
@@ -312,10 +340,12 @@ class EdgeStore(BookVectorStore):
             KEYWORD_VECTOR_NAME: edge.SparseVector(keyword.indices, keyword.values),
         }
 
-    def remove_books(self, source_files: Sequence[str], keep_ids: Sequence[str] = ()) -> None:
+    def remove_books(
+        self, source_files: Sequence[str], keep_ids: Sequence[str] = (), owner: str | None = None
+    ) -> None:
         if not source_files or self._shard is None:
             return
-        points_filter = edge_filter(source_files=source_files, except_ids=keep_ids)
+        points_filter = edge_filter(source_files=source_files, except_ids=keep_ids, owner=owner)
         self._shard.update(edge.UpdateOperation.delete_points_by_filter(points_filter))
         self._written = True
 
