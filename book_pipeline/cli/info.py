@@ -48,8 +48,8 @@ def run_info(args: argparse.Namespace) -> int:
                 "location": store.location,
                 "collection": store.collection,
                 "points": store.count(),
-                # Loaded by another pipeline sharing the collection: never removed by this one.
-                "not_this_pipelines": others,
+                # Not this pipeline's: loaded by another sharing the collection, left alone.
+                "other_points": others,
                 "model": model,
                 "dimension": dimension,
                 "search_modes": list(store.search_modes()) if store.collection_exists() else [],

@@ -106,7 +106,7 @@ def test_two_pipelines_sharing_a_server_collection_keep_each_others_books(
     assert owners == {pipeline_id(ledger_in(a_data)), pipeline_id(ledger_in(b_data))}
     assert f"not this pipeline's: {SAMPLE_POINTS - romance} book(s) of 5 file(s)" in status
     assert "\n3 loaded\n" in status
-    assert info["points"] == points and info["not_this_pipelines"] == SAMPLE_POINTS - romance
+    assert info["points"] == points and info["other_points"] == SAMPLE_POINTS - romance
 
 
 @pytest.fixture(params=["edge", "local mode"])

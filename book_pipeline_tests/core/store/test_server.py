@@ -89,6 +89,7 @@ def test_fetch_data_against_a_server(
         ("author", "keyword"),
         ("year", "integer"),
         ("source_file", "keyword"),
+        ("pipeline", "keyword"),
     }
     assert set(state.api_key_headers) == {API_KEY}
     # The retrieval check searched the server too.
@@ -126,6 +127,8 @@ def test_migrate_store_to_a_server_then_search_it(
         "location": url,
         "collection": DEFAULT_COLLECTION,
         "points": 45,
+        # Loaded by the sample load, whose data folder this is: its id is in their payloads.
+        "other_points": 0,
         "model": "all-MiniLM-L6-v2-onnx-int8",
         "dimension": 384,
         # A server's disk is its own: only the embedded store's are shown.
