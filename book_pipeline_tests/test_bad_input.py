@@ -387,6 +387,7 @@ def test_next_run_skips_the_refused_files_and_loads_the_others(catalogue: Catalo
         "list_over_budget_book_files",
         "load_embeddings_to_vector_db",
         "check_every_file_accepted",
+        "check_removals_confirmed",
     }
     summary = catalogue.second.output_for_node("book_embeddings")
     assert summary["files_processed"] == 0

@@ -87,7 +87,7 @@ def run_search(args: argparse.Namespace) -> int:
     try:
         embedder = choose_embedder(settings.embedder_choice, for_query=True, on_error_response=say)
         # The store is opened for this one query only: a load waiting for it is held up briefly.
-        with open_configured_store(settings, say, args.lock_wait) as store:
+        with open_configured_store(settings, say, args.lock_wait, read_only=True) as store:
             hits = search_books(
                 store,
                 embedder,

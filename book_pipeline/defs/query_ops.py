@@ -55,7 +55,7 @@ def search_loaded_books(
     """Search book_embeddings; the results are logged and shown as a table on the run."""
     model = embedder.get_embedder()
     try:
-        with qdrant.open(on_wait=context.log.warning) as store:
+        with qdrant.open(on_wait=context.log.warning, read_only=True) as store:
             hits = search_books(
                 store,
                 model,

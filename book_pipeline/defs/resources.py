@@ -145,6 +145,7 @@ class PipelineStateResource(dg.ConfigurableResource):
         default=str(VARIABLES.data_dir.default), description="Folder of the project's state"
     )
     dead_run_grace_seconds: int = _field(VARIABLES.dead_run_grace_seconds)
+    max_removed_files_per_run: int | None = _field(VARIABLES.max_removed_files_per_run)
     _lease: RunLease | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -242,8 +243,11 @@ class QdrantResource(dg.ConfigurableResource):
         return Path(self.local_path).expanduser().resolve()
 
     @contextmanager
-    def open(self, on_wait: Callable[[str], None] | None = None) -> Iterator[BookVectorStore]:
-        """Opened per use, not per run: the embedded store is locked for as long as it is open."""
+    def open(
+        self, on_wait: Callable[[str], None] | None = None, read_only: bool = False
+    ) -> Iterator[BookVectorStore]:
+        """Opened per use, not per run: the embedded store is locked for as long as it is open.
+        `read_only`: a read, which upgrades nothing (core/store/read_only.py)."""
         with open_vector_store(
             self.collection,
             self._local_folder,
@@ -253,6 +257,7 @@ class QdrantResource(dg.ConfigurableResource):
             on_wait=on_wait,
             settings=self.collection_settings,
             legacy_path=Path(self.legacy_path).expanduser().resolve() if self.legacy_path else None,
+            read_only=read_only,
         ) as store:
             yield store
 
@@ -316,6 +321,9 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             data_dir=str(settings.data_dir),
             dead_run_grace_seconds=_from_variable(
                 VARIABLES.dead_run_grace_seconds, settings.dead_run_grace_seconds
+            ),
+            max_removed_files_per_run=_from_variable(
+                VARIABLES.max_removed_files_per_run, settings.max_removed_files_per_run
             ),
         ),
     }

@@ -61,13 +61,14 @@ def stored_points(data_dir: Path) -> dict[str, dict]:
 
 
 # The steps of a run whatever its files: the listing, the load and the refusal fan-out with the
-# check that no file was refused.
+# check that no file was refused, and the check that every removal was made.
 PER_RUN_STEPS = {
     "list_book_description_files",
     "list_refused_book_files",
     "list_over_budget_book_files",
     "load_embeddings_to_vector_db",
     "check_every_file_accepted",
+    "check_removals_confirmed",
 }
 
 
@@ -85,6 +86,7 @@ def test_sample_data_end_to_end(instance: dg.DagsterInstance, data_dir: Path) ->
     assert checks_evaluated(instance, result.run_id) == {
         "retrieval_sanity": True,
         "every_file_accepted": True,
+        "every_removal_confirmed": True,
     }
     for path in sample_files:
         key = mapping_key_for(path.name)

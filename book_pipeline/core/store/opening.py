@@ -16,7 +16,8 @@ from pathlib import Path
 from book_pipeline.core.settings import CollectionSettings, Settings
 from book_pipeline.core.store.base import BookVectorStore, CollectionStamp
 from book_pipeline.core.store.edge import open_edge_store, read_edge_stamp
-from book_pipeline.core.store.legacy import upgrade_local_mode_store
+from book_pipeline.core.store.legacy import local_mode_has_collection, upgrade_local_mode_store
+from book_pipeline.core.store.read_only import tell_copy_waits
 
 
 @contextmanager
@@ -29,8 +30,13 @@ def open_vector_store(
     on_wait: Callable[[str], None] | None = None,
     settings: CollectionSettings | None = None,
     legacy_path: Path | None = None,
+    read_only: bool = False,
 ) -> Iterator[BookVectorStore]:
     """A server when a URL is given, else the Edge shard under `local_path` (locked until closed).
+
+    `read_only`: for a read (`read_only` module), which upgrades nothing: a shard of the release
+    before keyword vectors stays as it is, and the previous version's store is read in place
+    rather than copied; both answer dense searches until the next load upgrades them.
 
     A server connection locks nothing: loads and searches in other processes run side by side.
     `legacy_path` is the previous version's embedded store (qdrant-client local mode): a
@@ -44,7 +50,7 @@ def open_vector_store(
         store = open_server_store(collection, url, api_key, settings)
     else:
         store = _open_embedded_store(
-            collection, local_path, lock_wait_seconds, on_wait, settings, legacy_path
+            collection, local_path, lock_wait_seconds, on_wait, settings, legacy_path, read_only
         )
     try:
         yield store
@@ -59,14 +65,24 @@ def _open_embedded_store(
     on_wait: Callable[[str], None] | None,
     settings: CollectionSettings | None,
     legacy_path: Path | None,
+    read_only: bool,
 ) -> BookVectorStore:
-    store = open_edge_store(collection, folder, lock_wait_seconds, on_wait, settings)
-    if legacy_path is not None and not store.collection_exists():
-        try:
-            upgrade_local_mode_store(legacy_path, store, on_wait)
-        except BaseException:
-            store.close()
-            raise
+    store = open_edge_store(collection, folder, lock_wait_seconds, on_wait, settings, read_only)
+    if legacy_path is None or store.collection_exists():
+        return store
+    if read_only:
+        if not local_mode_has_collection(legacy_path, collection):
+            return store
+        store.close()
+        from book_pipeline.core.store.server import open_local_mode_store
+
+        tell_copy_waits(str(legacy_path), on_wait)
+        return open_local_mode_store(legacy_path, collection)
+    try:
+        upgrade_local_mode_store(legacy_path, store, on_wait)
+    except BaseException:
+        store.close()
+        raise
     return store
 
 
@@ -90,6 +106,7 @@ def open_configured_store(
     settings: Settings,
     on_wait: Callable[[str], None] | None = None,
     lock_wait_seconds: float | None = None,
+    read_only: bool = False,
 ) -> AbstractContextManager[BookVectorStore]:
     """The store the settings name, opened as the pipeline opens it (`open_vector_store`)."""
     return open_vector_store(
@@ -103,4 +120,5 @@ def open_configured_store(
         on_wait=on_wait,
         settings=settings.collection_settings,
         legacy_path=settings.legacy_path.expanduser().resolve(),
+        read_only=read_only,
     )
