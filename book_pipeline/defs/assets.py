@@ -4,10 +4,6 @@ import dagster as dg
 
 from book_pipeline.core.settings import VARIABLES
 from book_pipeline.defs.ops import (
-    EVERY_FILE_ACCEPTED_CHECK,
-    EVERY_REMOVAL_CONFIRMED_CHECK,
-    check_every_file_accepted,
-    check_removals_confirmed,
     create_vector_embeddings,
     list_book_description_files,
     list_over_budget_book_files,
@@ -16,6 +12,12 @@ from book_pipeline.defs.ops import (
     refuse_book_description_file,
     refuse_over_budget_book_file,
     transform_book_description_file,
+)
+from book_pipeline.defs.step_checks import (
+    EVERY_FILE_ACCEPTED_CHECK,
+    EVERY_REMOVAL_CONFIRMED_CHECK,
+    check_every_file_accepted,
+    check_removals_confirmed,
 )
 
 BOOKS_GROUP = "books"

@@ -20,15 +20,16 @@ from book_pipeline.defs.ops import list_book_description_files, load_embeddings_
 # The step key of a graph asset's op: the graph's name, then the op's.
 LOAD_STEP_KEY = f"{book_embeddings.node_def.name}.{load_embeddings_to_vector_db.name}"
 
-# Every status of a run that has not finished: it may still list, embed or load.
-IN_PROGRESS_STATUSES = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-    dg.DagsterRunStatus.SUSPENDED,
-]
+# Every status of a run that has not finished (queued, starting, started, canceling, suspended):
+# it may still list, embed or load. Named by what it is not, so that a status a later Dagster
+# adds holds its files too. MANAGED: a run Dagster does not run, whose status says nothing.
+_NOT_IN_PROGRESS = {
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+    dg.DagsterRunStatus.MANAGED,
+}
+IN_PROGRESS_STATUSES = [status for status in dg.DagsterRunStatus if status not in _NOT_IN_PROGRESS]
 
 
 def loads_books(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:

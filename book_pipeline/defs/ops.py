@@ -27,6 +27,7 @@ from book_pipeline.core.embedding.base import EmbeddingModelError
 from book_pipeline.core.embedding.book_file import EmbeddedBookFile, embed_book_file
 from book_pipeline.core.embedding.costs import TokenBudgetExceeded
 from book_pipeline.core.ingest.loading import list_files_to_load, load_embedded_files
+from book_pipeline.core.ingest.ownership import OtherPipelinesFilesError
 from book_pipeline.core.ingest.removal_guard import HeldRemoval
 from book_pipeline.core.runtime.disk_space import DiskFullError
 from book_pipeline.core.store.base import CollectionMismatchError
@@ -41,11 +42,10 @@ from book_pipeline.defs.retries import EXTERNAL_STEP_RETRY_POLICY
 # A step that met a full disk names the folder, and the free bytes a new attempt needs there.
 FULL_DISK_FOLDER = "full_disk_folder"
 FULL_DISK_NEEDED_BYTES = "needed_bytes"
-# The asset checks of book_embeddings, named by the ops that report them (defs/assets.py).
-EVERY_FILE_ACCEPTED_CHECK = "every_file_accepted"
-EVERY_REMOVAL_CONFIRMED_CHECK = "every_removal_confirmed"
 # Asset metadata lists at most this many file names; the counts are always complete.
 _LISTED_FILES_LIMIT = 100
+# What a retry would only repeat: the user must change the store or folder.
+_NO_RETRY = (CollectionMismatchError, BooksFolderMissingError, OtherPipelinesFilesError)
 # The query the load's last log line suggests trying next: it makes sense for any books.
 SEARCH_EXAMPLE = "a detective on a train"
 
@@ -209,20 +209,6 @@ def refuse_book_description_file(books_folder: BooksFolder, refusal: RefusedBook
     )
 
 
-# No return annotation: Dagster would type-check the check's output, which it stores as None.
-@dg.op(ins={"refused": dg.In(dg.Nothing), "over_budget": dg.In(dg.Nothing)})
-def check_every_file_accepted():
-    """Reached only when no copy was refused, nor held back by the token budget: those steps
-    fail, and Dagster runs nothing after a failed step. Dagster asks for it too: every step of a
-    graph-backed asset must lead to the asset or one of its checks, and the refusal steps
-    cannot lead to the load."""
-    return dg.AssetCheckResult(
-        check_name=EVERY_FILE_ACCEPTED_CHECK,
-        passed=True,
-        description="no file of this run was refused or held back by the budget",
-    )
-
-
 def _changed_since(snapshot: FileSnapshot, books_folder: Path) -> bool:
     try:
         current = snapshot_book_file(snapshot.path, books_folder)
@@ -330,11 +316,7 @@ def refuse_over_budget_book_file(held_back: OverBudgetBookFile) -> None:
     retry_policy=EXTERNAL_STEP_RETRY_POLICY,
     out={
         "summary": dg.Out(dict, description="What the load did: counts, model, cost"),
-        # Yielded by every load (None: every removal made), so the check runs in every run.
-        "removal_hold": dg.Out(
-            HeldRemoval | None,
-            description="The removals the guard held back; None: all made",
-        ),
+        "removal_hold": dg.Out(HeldRemoval | None, description="Removals held back; None: none"),
     },
 )
 def load_embeddings_to_vector_db(
@@ -347,8 +329,7 @@ def load_embeddings_to_vector_db(
     embedded_files: list[EmbeddedBookFile],
 ):
     """Make Qdrant match the files: each file's books replaced, deleted files' books removed,
-    unless more files left than a run may remove (the removal guard): then the removals are
-    held back and `check_removals_confirmed` fails the run.
+    unless the removal guard holds them back (then `check_removals_confirmed` fails the run).
 
     The store is opened only for the time this takes (the embedded store locks its folder).
     """
@@ -368,7 +349,7 @@ def load_embeddings_to_vector_db(
                     embedder.price(model_name),
                     pipeline_state.max_removed_files_per_run,
                 )
-            except (CollectionMismatchError, BooksFolderMissingError) as error:
+            except _NO_RETRY as error:
                 raise _cannot_heal(error) from error
     except DiskFullError as error:
         # A refused batch, then the index build that closing the store tried: the batch's tells.
@@ -404,28 +385,6 @@ def load_embeddings_to_vector_db(
     if summary.held_removal is not None:
         context.log.warning(summary.held_removal.describe())
     yield dg.Output(summary.held_removal, "removal_hold")
-
-
-@dg.op
-def check_removals_confirmed(removal_hold: HeldRemoval | None):
-    """Fails, on its own red step, when the load held removals back: the run fails (its alerts
-    fire) while the load itself went through. Not retried: only the user can confirm."""
-    if removal_hold is None:
-        return dg.AssetCheckResult(
-            check_name=EVERY_REMOVAL_CONFIRMED_CHECK,
-            passed=True,
-            description="every file that left the books folder had its books removed",
-        )
-    raise dg.Failure(
-        description=removal_hold.describe(),
-        metadata={
-            "books_folder": dg.MetadataValue.path(str(removal_hold.folder)),
-            "files_held": len(removal_hold.files),
-            "removal_limit": removal_hold.limit,
-            "files": dg.MetadataValue.json(removal_hold.files[:_LISTED_FILES_LIMIT]),
-        },
-        allow_retries=False,
-    )
 
 
 def _stage_seconds(context: dg.OpExecutionContext) -> dict[str, float]:

@@ -39,6 +39,11 @@ def loading_jobs() -> list[dg.JobDefinition]:
     return jobs
 
 
+def test_queued_and_canceling_runs_are_in_progress() -> None:
+    expected = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.CANCELING}
+    assert expected <= set(IN_PROGRESS_STATUSES)
+
+
 @pytest.mark.parametrize(
     "status",
     [status for status in IN_PROGRESS_STATUSES if status != dg.DagsterRunStatus.QUEUED],
