@@ -34,7 +34,6 @@ from book_pipeline.core.store.base import (
 )
 from book_pipeline.core.store.keyword_vectors import query_keyword_vector
 from book_pipeline.core.store.name_matches import default_search
-from book_pipeline.core.store.name_vectors import query_name_vector
 
 TABLE_DESCRIPTION_CHARS = 60
 MARKDOWN_DESCRIPTION_CHARS = 120
@@ -113,11 +112,7 @@ def search_books(
     vector = embed_query(store, embedder, dimension, query)
     if mode == DENSE_MODE:
         return _hits(store.search(vector, limit, filters))
-    return _hits(
-        default_search(
-            store, vector, query_keyword_vector(query), query_name_vector(query), limit, filters
-        )
-    )
+    return _hits(default_search(store, query, vector, limit, filters))
 
 
 def search_mode(store: BookVectorStore, mode: str | None) -> str:

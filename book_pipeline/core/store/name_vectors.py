@@ -25,6 +25,9 @@ from book_pipeline.core.store.keyword_vectors import SparseVector
 
 # The sparse vector's name in both engines, beside the BM25 one.
 NAME_VECTOR_NAME = "title_author_trigrams"
+# Two words at least this alike (Dice of their trigrams) are one word typed two ways: one or
+# two letters off in a name of six or more letters.
+WORD_MATCH = 0.5
 _TRIGRAM = 3
 _WORD = re.compile(r"[^\W_]+")
 # Letters that Unicode does not decompose into a base letter and an accent.
@@ -42,11 +45,33 @@ def fold(text: str) -> str:
 
 def trigrams(text: str) -> set[str]:
     """The trigrams of each word of `text`, folded and padded with a space at both ends."""
-    grams: set[str] = set()
-    for word in _WORD.findall(fold(text)):
-        padded = f" {word} "
-        grams.update(padded[start : start + _TRIGRAM] for start in range(len(padded) - 2))
-    return grams
+    return set().union(*(_word_trigrams(word) for word in _WORD.findall(fold(text))))
+
+
+def _word_trigrams(word: str) -> set[str]:
+    padded = f" {word} "
+    return {padded[start : start + _TRIGRAM] for start in range(len(padded) - 2)}
+
+
+def share_of_query_held(query: str, title: str, author: str) -> float:
+    """How much of the query the title and author hold, word by word: each query word counts
+    by its closest word there (the Dice coefficient of their trigrams: 1 the same word, about
+    0.6 to 0.85 one or two letters off), or 0 when none is at least `WORD_MATCH` alike; the
+    mean over the query's words. Word by word, a long title cannot hold a sentence by having
+    a few of the trigrams of each of its words, as the summed trigrams would let it."""
+    query_words = [_word_trigrams(word) for word in _WORD.findall(fold(query))]
+    book_words = [_word_trigrams(word) for word in _WORD.findall(fold(f"{title} {author}"))]
+    if not query_words or not book_words:
+        return 0.0
+    held = 0.0
+    for query_word in query_words:
+        closest = max(_dice(query_word, book_word) for book_word in book_words)
+        held += closest if closest >= WORD_MATCH else 0.0
+    return held / len(query_words)
+
+
+def _dice(first: set[str], second: set[str]) -> float:
+    return 2 * len(first & second) / (len(first) + len(second))
 
 
 def book_name_vector(book: BookRecord) -> SparseVector:

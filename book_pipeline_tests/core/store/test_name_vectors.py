@@ -6,6 +6,7 @@ from book_pipeline.core.store.name_vectors import (
     document_name_vector,
     fold,
     query_name_vector,
+    share_of_query_held,
     trigrams,
 )
 
@@ -49,3 +50,13 @@ def test_a_descriptive_query_holds_little_of_any_title() -> None:
 
 def test_a_query_without_letters_or_digits_has_no_trigrams() -> None:
     assert query_name_vector(" -- ! ").indices == []
+
+
+def test_the_share_held_is_counted_word_by_word() -> None:
+    # One wrong letter in a nine-letter name, then a title word missing from a long title.
+    assert share_of_query_held("hemmingway", "The Sun Also Rises", "Ernest Hemingway") > 0.8
+    assert share_of_query_held("gatsby parties", "The Great Gatsby", "F. Scott Fitzgerald") == 0.5
+    # A sentence sharing a few words with a long title: a third of it, word by word.
+    long_title = "Trends in incidence, treatment and survival of colorectal cancer patients"
+    claim = "1-1% of colorectal cancer patients are diagnosed with regional or distant metastases"
+    assert share_of_query_held(claim, long_title, "") == pytest.approx(4 / 13)
