@@ -49,6 +49,7 @@ def no_outside_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in TEST_ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
 
+
 pytest_plugins = ["book_pipeline_tests.support.ci_skips"]
 
 
