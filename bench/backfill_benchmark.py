@@ -187,6 +187,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    # A `timeout` or kill -TERM still stops the daemon and removes the scratch folder.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     with tempfile.TemporaryDirectory(prefix="book_pipeline_backfill_") as scratch:
         result = run_backfill(Path(scratch), args.files, args.books_per_file, args.seed)
     if args.json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,6 +91,7 @@ def run_status(args: argparse.Namespace) -> int:
     from book_pipeline.core.embedding.choosing import configured_model_name
     from book_pipeline.core.embedding.costs import price_per_mtok
     from book_pipeline.core.ingest.ledger import LoadLedger
+    from book_pipeline.core.ingest.progress import backfill_progress
     from book_pipeline.core.ingest.status import (
         folder_status,
         format_cost_total,
@@ -104,7 +106,8 @@ def run_status(args: argparse.Namespace) -> int:
     location, collection = reading.location, reading.collection
     model = configured_model_name(settings.embedder_choice)
     price = price_per_mtok(settings.embedder, model, settings.embedding_price_per_mtok)
-    rows = folder_status(review, ledger.entries(stamp), reading.stored_counts, price)
+    entries = ledger.entries(stamp)
+    rows = folder_status(review, entries, reading.stored_counts, price)
     if args.json:
         print(json.dumps([asdict(row) for row in rows], ensure_ascii=False, indent=2))
     else:
@@ -112,6 +115,8 @@ def run_status(args: argparse.Namespace) -> int:
         state = "does not exist yet" if stamp is None else f"load {stamp.load_sequence}"
         print(f"store: Qdrant collection {collection!r} at {location} ({state})")
         print(format_status_table(rows))
+        if progress := backfill_progress(entries.values(), review.pending, time.time()):
+            print(progress.describe())
         if cost_total := format_cost_total(rows, price, model):
             print(cost_total)
         if review.drifted:
