@@ -41,17 +41,23 @@ def cache_key(model_name: str, text: str) -> str:
     return f"{model_name}:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
-@functools.cache
 def open_embedding_cache(
     directory: Path, size_limit_mb: int = VARIABLES.embedding_cache_mb.default
 ) -> diskcache.Cache:
-    """One open cache per folder and process: opening costs milliseconds, a step's budget.
+    """One open cache per folder, bound and process: opening costs milliseconds, a step's budget.
 
     Bounded by `size_limit_mb` (`BOOK_PIPELINE_EMBEDDING_CACHE_MB`): beyond it, each write
     evicts the vectors stored longest ago (diskcache's least-recently-stored policy, which
     costs no write on a read). A diskcache Cache is safe to share between threads, and other
     processes open their own.
     """
+    # Through one cached function whatever the call's form, so that every caller gets the same
+    # open Cache (and closing it closes it for all).
+    return _open_bounded_cache(directory, size_limit_mb)
+
+
+@functools.cache
+def _open_bounded_cache(directory: Path, size_limit_mb: int) -> diskcache.Cache:
     with naming_full_disk(directory):
         return diskcache.Cache(
             str(directory),
