@@ -55,7 +55,7 @@ def run_estimate(args: argparse.Namespace) -> int:
         reading.review.pending,
         settings.books_folder,
         settings.max_file_bytes,
-        open_embedding_cache(settings.embedding_cache_path),
+        open_embedding_cache(settings.embedding_cache_path, settings.embedding_cache_mb),
         model,
         price,
         counts_exactly(settings.embedder, model),

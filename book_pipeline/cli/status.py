@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,6 +100,7 @@ def run_status(args: argparse.Namespace) -> int:
     from book_pipeline.core.embedding.choosing import configured_model_name
     from book_pipeline.core.embedding.costs import price_per_mtok
     from book_pipeline.core.ingest.ledger import LoadLedger
+    from book_pipeline.core.ingest.progress import backfill_progress
     from book_pipeline.core.ingest.removal_guard import hold_removals, loaded_file_count
     from book_pipeline.core.ingest.status import (
         folder_status,
@@ -127,6 +129,8 @@ def run_status(args: argparse.Namespace) -> int:
         state = "does not exist yet" if stamp is None else f"load {stamp.load_sequence}"
         print(f"store: Qdrant collection {collection!r} at {location} ({state})")
         print(format_status_table(rows))
+        if progress := backfill_progress(entries.values(), review.pending, time.time()):
+            print(progress.describe())
         if cost_total := format_cost_total(rows, price, model):
             print(cost_total)
         if reading.others:

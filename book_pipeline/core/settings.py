@@ -189,6 +189,13 @@ class Variables:
         100,
         "The sensor's largest batch of files in one run",
     )
+    first_batch_files = Variable(
+        "BOOK_PIPELINE_FIRST_BATCH_FILES",
+        whole_number,
+        10,
+        "When no run of the sensor's is loading, its first batch of new files is at most this "
+        "many, so the first books of a big drop are searchable within seconds",
+    )
     max_file_mb = Variable(
         "BOOK_PIPELINE_MAX_FILE_MB",
         whole_number,
@@ -198,8 +205,9 @@ class Variables:
     sensor_interval_seconds = Variable(
         "BOOK_PIPELINE_SENSOR_INTERVAL_SECONDS",
         whole_number,
-        30,
-        "How often the daemon evaluates `new_book_files_sensor`",
+        10,
+        "How often the daemon evaluates `new_book_files_sensor` (and the dead run and "
+        "retention sensors)",
     )
     qdrant_url = Variable(
         "QDRANT_URL",
@@ -368,6 +376,28 @@ class Variables:
         "A fetch_data run none of whose processes lives is failed once it has shown no life for "
         "this long (docs/operations.md); keep it above the step retries' delays",
     )
+    embedding_cache_mb = Variable(
+        "BOOK_PIPELINE_EMBEDDING_CACHE_MB",
+        whole_number_at_least_zero,
+        1024,
+        "Size bound of the embedding cache (MiB, about 2 kB a text: 1024 holds ~500,000 texts); "
+        "beyond it the oldest stored vectors are evicted (and paid again if needed)",
+    )
+    failed_run_output_days = Variable(
+        "BOOK_PIPELINE_FAILED_RUN_OUTPUT_DAYS",
+        whole_number_at_least_zero,
+        7,
+        "A failed run's step outputs (for a re-execution from failure) are removed once its "
+        "files are loaded or refused since, or this many days after it ended; a successful "
+        "run's at once (docs/operations.md)",
+    )
+    run_history_days = Variable(
+        "BOOK_PIPELINE_RUN_HISTORY_DAYS",
+        whole_number_at_least_zero,
+        30,
+        "Finished Dagster runs older than this are deleted with their event logs, but for the "
+        "asset's latest materialization (0: kept forever)",
+    )
     log_level = Variable(
         "BOOK_PIPELINE_LOG_LEVEL",
         upper_case_word,
@@ -445,6 +475,7 @@ class Settings:
     embedding_model: str | None = VARIABLES.embedding_model.default
     settle_seconds: int = VARIABLES.settle_seconds.default
     max_files_per_run: int = VARIABLES.max_files_per_run.default
+    first_batch_files: int = VARIABLES.first_batch_files.default
     max_file_mb: int = VARIABLES.max_file_mb.default
     sensor_interval_seconds: int = VARIABLES.sensor_interval_seconds.default
     qdrant_url: str | None = VARIABLES.qdrant_url.default
@@ -466,6 +497,9 @@ class Settings:
     celery_broker: str = VARIABLES.celery_broker.default
     celery_backend: str | None = VARIABLES.celery_backend.default
     dead_run_grace_seconds: int = VARIABLES.dead_run_grace_seconds.default
+    embedding_cache_mb: int = VARIABLES.embedding_cache_mb.default
+    failed_run_output_days: int = VARIABLES.failed_run_output_days.default
+    run_history_days: int = VARIABLES.run_history_days.default
     log_level: str = VARIABLES.log_level.default
     fail_point: str | None = VARIABLES.fail_point.default
     # Not variables: the run config can change them.

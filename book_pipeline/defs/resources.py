@@ -59,6 +59,7 @@ class BooksFolder(dg.ConfigurableResource):
     path: str | None = Field(default=None, description=VARIABLES.books_dir.description)
     settle_seconds: int = _field(VARIABLES.settle_seconds)
     max_files_per_run: int = _field(VARIABLES.max_files_per_run)
+    first_batch_files: int = _field(VARIABLES.first_batch_files)
     max_file_mb: int = _field(VARIABLES.max_file_mb)
 
     @property
@@ -146,6 +147,9 @@ class PipelineStateResource(dg.ConfigurableResource):
     )
     dead_run_grace_seconds: int = _field(VARIABLES.dead_run_grace_seconds)
     max_removed_files_per_run: int | None = _field(VARIABLES.max_removed_files_per_run)
+    embedding_cache_mb: int = _field(VARIABLES.embedding_cache_mb)
+    failed_run_output_days: int = _field(VARIABLES.failed_run_output_days)
+    run_history_days: int = _field(VARIABLES.run_history_days)
     _lease: RunLease | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -170,7 +174,7 @@ class PipelineStateResource(dg.ConfigurableResource):
         return LoadLedger(self._settings.ledger_path)
 
     def embedding_cache(self) -> diskcache.Cache:
-        return open_embedding_cache(self._settings.embedding_cache_path)
+        return open_embedding_cache(self._settings.embedding_cache_path, self.embedding_cache_mb)
 
     def token_budget(self, run_key: str, limit: int | None) -> TokenBudget | None:
         """The run's budget, shared by its processes; None when it has no limit."""
@@ -294,6 +298,9 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             max_files_per_run=_from_variable(
                 VARIABLES.max_files_per_run, settings.max_files_per_run
             ),
+            first_batch_files=_from_variable(
+                VARIABLES.first_batch_files, settings.first_batch_files
+            ),
             max_file_mb=_from_variable(VARIABLES.max_file_mb, settings.max_file_mb),
         ),
         "embedder": EmbedderResource(
@@ -325,5 +332,12 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             max_removed_files_per_run=_from_variable(
                 VARIABLES.max_removed_files_per_run, settings.max_removed_files_per_run
             ),
+            embedding_cache_mb=_from_variable(
+                VARIABLES.embedding_cache_mb, settings.embedding_cache_mb
+            ),
+            failed_run_output_days=_from_variable(
+                VARIABLES.failed_run_output_days, settings.failed_run_output_days
+            ),
+            run_history_days=_from_variable(VARIABLES.run_history_days, settings.run_history_days),
         ),
     }

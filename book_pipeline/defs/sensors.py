@@ -132,6 +132,7 @@ def new_book_files_sensor(
         now_ns=time.time_ns(),
         settle_seconds=books_folder.settle_seconds,
         max_files_per_run=books_folder.max_files_per_run,
+        first_batch_files=books_folder.first_batch_files,
     )
     answers = [_run_request(context, batch) for batch in plan.batches]
     requests = [answer for answer in answers if isinstance(answer, dg.RunRequest)]

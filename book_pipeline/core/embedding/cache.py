@@ -16,10 +16,12 @@ from pathlib import Path
 import diskcache
 import numpy as np
 
+from book_pipeline.core.books.files import BYTES_PER_MB
 from book_pipeline.core.embedding.base import Embedder, UsageReportingEmbedder, WrappedEmbedder
 from book_pipeline.core.embedding.costs import TokenBudget
 from book_pipeline.core.runtime.disk_space import naming_full_disk
 from book_pipeline.core.runtime.fail_points import BEFORE_EMBEDDING, fail_point
+from book_pipeline.core.settings import VARIABLES
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,29 @@ def cache_key(model_name: str, text: str) -> str:
     return f"{model_name}:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
-@functools.cache
-def open_embedding_cache(directory: Path) -> diskcache.Cache:
-    """One open cache per folder and process: opening costs milliseconds, a step's budget.
+def open_embedding_cache(
+    directory: Path, size_limit_mb: int = VARIABLES.embedding_cache_mb.default
+) -> diskcache.Cache:
+    """One open cache per folder, bound and process: opening costs milliseconds, a step's budget.
 
-    A diskcache Cache is safe to share between threads, and other processes open their own.
+    Bounded by `size_limit_mb` (`BOOK_PIPELINE_EMBEDDING_CACHE_MB`): beyond it, each write
+    evicts the vectors stored longest ago (diskcache's least-recently-stored policy, which
+    costs no write on a read). A diskcache Cache is safe to share between threads, and other
+    processes open their own.
     """
+    # Through one cached function whatever the call's form, so that every caller gets the same
+    # open Cache (and closing it closes it for all).
+    return _open_bounded_cache(directory, size_limit_mb)
+
+
+@functools.cache
+def _open_bounded_cache(directory: Path, size_limit_mb: int) -> diskcache.Cache:
     with naming_full_disk(directory):
-        return diskcache.Cache(str(directory))
+        return diskcache.Cache(
+            str(directory),
+            size_limit=size_limit_mb * BYTES_PER_MB,
+            eviction_policy="least-recently-stored",
+        )
 
 
 def embed_with_cache(

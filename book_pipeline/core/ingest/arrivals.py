@@ -42,6 +42,18 @@ def batch_id(lines: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:20]
 
 
+def split_into_batches(
+    ready: list[FileSnapshot], first_batch_files: int, max_files_per_run: int
+) -> list[list[FileSnapshot]]:
+    """The first `first_batch_files` files, then runs of `max_files_per_run`, in order."""
+    batches = [ready[:first_batch_files]] if ready else []
+    rest = ready[first_batch_files:]
+    batches.extend(
+        rest[start : start + max_files_per_run] for start in range(0, len(rest), max_files_per_run)
+    )
+    return batches
+
+
 def plan_tick(
     review: FolderReview,
     seen: SeenFiles,
@@ -49,18 +61,21 @@ def plan_tick(
     now_ns: int,
     settle_seconds: int,
     max_files_per_run: int,
+    first_batch_files: int | None = None,
 ) -> TickPlan:
+    """The batches to request now. With no run in flight (the start of a backfill), the first
+    batch holds at most `first_batch_files` (None: no smaller first batch): its books are
+    searchable within seconds, while the next batches, one run each, follow in turn."""
+    first_batch_files = first_batch_files or max_files_per_run
     waiting = [snapshot for snapshot in review.pending if snapshot.name not in in_flight]
     ready = [s for s in waiting if is_settled(s, seen, now_ns, settle_seconds)]
+    first = max_files_per_run if in_flight else min(first_batch_files, max_files_per_run)
     batches = [
         PlannedBatch(
             batch_id=batch_id([f"{s.name}:{s.size}:{s.mtime_ns}" for s in chunk]),
             files=[s.name for s in chunk],
         )
-        for chunk in (
-            ready[start : start + max_files_per_run]
-            for start in range(0, len(ready), max_files_per_run)
-        )
+        for chunk in split_into_batches(ready, first, max_files_per_run)
     ]
     removed = [entry.file_name for entry in review.removed if entry.file_name not in in_flight]
     if removed and not batches:

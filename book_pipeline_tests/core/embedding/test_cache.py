@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from book_pipeline.core.books.files import BYTES_PER_MB
 from book_pipeline.core.embedding.cache import (
     CachedEmbedder,
     embed_with_cache,
@@ -11,6 +12,8 @@ from book_pipeline.core.embedding.cache import (
 )
 from book_pipeline.core.embedding.costs import TokenBudget, TokenBudgetExceeded, count_tokens
 from book_pipeline.core.embedding.openai_endpoint import OpenAIEmbedder
+from book_pipeline.core.settings import VARIABLES
+from book_pipeline_tests.support.embedders import CountingEmbedder
 from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,
     embeddings_server,
@@ -37,3 +40,23 @@ def test_cached_embedder_pays_only_for_new_texts_within_the_budget(tmp_path: Pat
         probes.embed(["a short query"])
 
     assert probes.tokens == count_tokens(["a short query"]) == budget.spent()
+
+
+def test_the_cache_stays_within_its_size_bound_and_keeps_the_newest_vectors(
+    tmp_path: Path,
+) -> None:
+    embedder = CountingEmbedder()
+    cache = open_embedding_cache(tmp_path / "cache", size_limit_mb=1)
+    # 3,000 vectors of 1.5 kB: over four times the bound.
+    batches = [[f"book {batch}-{n}" for n in range(100)] for batch in range(30)]
+    for texts in batches:
+        embed_with_cache(embedder, cache, texts)
+
+    assert cache.volume() <= 1.1 * BYTES_PER_MB
+    assert embed_with_cache(embedder, cache, batches[-1]).cache_hits == 100
+    assert embed_with_cache(embedder, cache, batches[0]).cache_misses == 100
+
+
+def test_the_default_bound_is_the_documented_one(tmp_path: Path) -> None:
+    cache = open_embedding_cache(tmp_path / "cache")
+    assert cache.size_limit == VARIABLES.embedding_cache_mb.default * BYTES_PER_MB == 1024**3
