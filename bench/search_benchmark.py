@@ -7,8 +7,10 @@ model, `upsert_books`) into a fresh embedded Qdrant store; `--random-vectors` st
 vectors instead, which skips embedding every book (docs/benchmarks.md) and leaves the query
 timings comparable
 (a brute-force or HNSW search costs the same whatever the vectors mean). Each query is timed
-three ways: `search_books` end to end, the embedding alone, and the store's `search` alone with
-the vector already made. One query per kind is run untimed first, so model and caches are warm.
+four ways: `search_books` end to end (the default, hybrid mode), the embedding alone, the
+store's dense `search` alone with the vector already made, and the store's share of the default
+mode (`default_search`: the fused query and the title-and-author one) alone. One query per
+kind is run untimed first, so model and caches are warm.
 Last, the whole `book-pipeline search` command is timed a few times, as a user waits for it.
 """
 
@@ -32,6 +34,7 @@ from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.search import book_filter, search_books
 from book_pipeline.core.settings import EDGE_FOLDER_NAME
 from book_pipeline.core.store.base import BookFilter, BookVectorStore
+from book_pipeline.core.store.name_matches import default_search
 from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
@@ -98,6 +101,9 @@ def measure(store: BookVectorStore, queries: list[str], limit: int) -> list[str]
     def qdrant_only(query: str, query_filter: BookFilter | None = None) -> object:
         return store.search(vectors[query], limit, query_filter)
 
+    def qdrant_hybrid(query: str) -> object:
+        return default_search(store, query, vectors[query], limit)
+
     author_filter = book_filter("Ada Okafor", None, None)
     year_filter = book_filter(None, 1900, 1950)
     timings = milliseconds(
@@ -105,6 +111,7 @@ def measure(store: BookVectorStore, queries: list[str], limit: int) -> list[str]
             "search_books (embed + query)": lambda q: search_books(store, embedder, q, limit),
             "  embedding the query": lambda q: embedder.embed([q]),
             "  Qdrant query": qdrant_only,
+            "  Qdrant, default hybrid": qdrant_hybrid,
             "  Qdrant, author filter": lambda q: qdrant_only(q, author_filter),
             "  Qdrant, year range 1900-1950": lambda q: qdrant_only(q, year_filter),
         },

@@ -2,7 +2,8 @@
 
 Three modes answer a query text: `dense` compares meaning (the query is embedded like the books
 were), `keyword` scores the query's words against each book's title, author and description
-(BM25), and `hybrid`, the default, fuses the two (`HYBRID_FUSION` in `store.base`). With books
+(BM25), and `hybrid`, the default, fuses the two (`HYBRID_FUSION` in `store.base`) and lifts
+the books whose title or author holds the query, even misspelled (`store.name_matches`). With books
 to be like (`like`, and `unlike` to steer away from), the search recommends instead: the books
 most like all the given ones, by their stored dense vectors, the query text's meaning joining
 them when there is one; the given books themselves never come back.
@@ -32,6 +33,7 @@ from book_pipeline.core.store.base import (
     book_point_id,
 )
 from book_pipeline.core.store.keyword_vectors import query_keyword_vector
+from book_pipeline.core.store.name_matches import default_search
 
 TABLE_DESCRIPTION_CHARS = 60
 MARKDOWN_DESCRIPTION_CHARS = 120
@@ -110,7 +112,7 @@ def search_books(
     vector = embed_query(store, embedder, dimension, query)
     if mode == DENSE_MODE:
         return _hits(store.search(vector, limit, filters))
-    return _hits(store.hybrid_search(vector, query_keyword_vector(query), limit, filters))
+    return _hits(default_search(store, query, vector, limit, filters))
 
 
 def search_mode(store: BookVectorStore, mode: str | None) -> str:

@@ -6,13 +6,16 @@ server through qdrant-client (`server`). The ops, the retrieval check, search, `
 build on this module, never the other way. (Both engines compute keyword vectors with
 qdrant-edge's BM25.)
 
-Every book is stored with two vectors: its dense embedding (the unnamed default vector) and its
-BM25 keyword vector (`KEYWORD_VECTOR_NAME`, an IDF sparse vector). A collection made by the
-previous release holds the dense one only; it answers dense searches until it is upgraded.
+Every book is stored with three vectors: its dense embedding (the unnamed default vector), its
+BM25 keyword vector (`KEYWORD_VECTOR_NAME`, an IDF sparse vector of accent-folded words) and the
+trigrams of its title and author (`NAME_VECTOR_NAME`, for misspelled names). A collection made by
+an earlier release lacks the two sparse ones (or holds issue 18's unfolded `bm25`); it answers
+dense searches until it is upgraded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -22,10 +25,18 @@ from typing import Any, Literal
 import numpy as np
 
 from book_pipeline.core.books.parsing import BookRecord
-from book_pipeline.core.store.keyword_vectors import SparseVector, book_keyword_vector
+from book_pipeline.core.store.keyword_vectors import (
+    KEYWORD_VECTOR_NAME,
+    SparseVector,
+    book_keyword_vector,
+)
+from book_pipeline.core.store.name_vectors import book_name_vector
 
 # Fixed forever: point ids derive from it, and changing it would duplicate every book.
 _BOOK_ID_NAMESPACE = uuid.UUID("6f1d2a8e-3c55-4c1e-9a51-0b9d7f4e2c10")
+# Its bytes once: `uuid.uuid5` converts the namespace again for every id, a tenth of a load's
+# store-side time.
+_BOOK_ID_NAMESPACE_BYTES = _BOOK_ID_NAMESPACE.bytes
 UPSERT_BATCH_SIZE = 256
 # Which pipeline loaded a point (its id, `core/ingest/ownership.py`): several pipelines may share
 # one server collection, and each removes only its own books. Points loaded before pipelines were
@@ -73,7 +84,11 @@ class MigrationError(RuntimeError):
 
 def book_point_id(source_file: str, index: int) -> str:
     """A book is its file and its index there: a re-run overwrites its point, never adds one."""
-    return str(uuid.uuid5(_BOOK_ID_NAMESPACE, f"{source_file}\x1f{index}"))
+    # uuid.uuid5's own steps: SHA-1 of namespace and name, first 16 bytes, version 5.
+    digest = hashlib.sha1(
+        _BOOK_ID_NAMESPACE_BYTES + f"{source_file}\x1f{index}".encode(), usedforsecurity=False
+    ).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=5))
 
 
 def book_payload(
@@ -115,6 +130,7 @@ class StoredPoint:
     payload: dict[str, Any]
     vector: list[float] | None = None
     keyword_vector: SparseVector | None = None
+    name_vector: SparseVector | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +188,13 @@ def point_keyword_vector(point: StoredPoint) -> SparseVector:
     return book_keyword_vector(book_from_payload(point.payload))
 
 
+def point_name_vector(point: StoredPoint) -> SparseVector:
+    """The point's title-and-author trigrams, made from its payload when it came without them."""
+    if point.name_vector is not None:
+        return point.name_vector
+    return book_name_vector(book_from_payload(point.payload))
+
+
 def book_points(
     books: Sequence[BookRecord],
     vectors: np.ndarray,
@@ -186,6 +209,7 @@ def book_points(
             payload=book_payload(book, file_sha256, pipeline_id),
             vector=vector,
             keyword_vector=book_keyword_vector(book),
+            name_vector=book_name_vector(book),
         )
         # One tolist for the whole batch rather than one per row: the cheaper of the two.
         for book, vector in zip(books, vectors.tolist(), strict=True)
@@ -279,7 +303,8 @@ class BookVectorStore(ABC):
 
     @abstractmethod
     def has_keyword_vectors(self) -> bool:
-        """Whether the collection stores the BM25 vectors (False for the previous release's)."""
+        """Whether the collection stores both sparse vectors, the accent-folded BM25 and the
+        title-and-author trigrams (False for the earlier releases')."""
 
     def search_modes(self) -> tuple[str, ...]:
         """The search modes the collection can answer, the default first (dense alone for a
@@ -319,9 +344,14 @@ class BookVectorStore(ABC):
 
     @abstractmethod
     def keyword_search(
-        self, vector: SparseVector, limit: int, book_filter: BookFilter | None = None
+        self,
+        vector: SparseVector,
+        limit: int,
+        book_filter: BookFilter | None = None,
+        using: str = KEYWORD_VECTOR_NAME,
     ) -> list[ScoredPoint]:
-        """The `limit` points with the best BM25 score for a query's keyword vector."""
+        """The `limit` points with the best score for a query's sparse vector: BM25 by default,
+        or the title-and-author trigrams (`NAME_VECTOR_NAME`)."""
 
     @abstractmethod
     def hybrid_search(

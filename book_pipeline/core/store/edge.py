@@ -12,12 +12,12 @@ folder that is renamed into place only once complete (and, for a copy, verified)
 `<collection>` folder is therefore always a whole shard. One without its `book_pipeline.json`, or
 one Edge cannot load, is reported and left alone, never replaced by an empty one.
 
-A shard of the previous release holds dense vectors only, and Edge cannot add a vector to an
-existing shard: the first open copies it, with the BM25 vectors computed from the stored
-payloads, into a `.partial-*` folder, checks the copy, then swaps the two (the old shard waits
-as `.<collection>.previous-*` until the new one is in place, and an open that finds only that
-folder puts it back). Until that succeeds the old shard is left as it was and answers dense
-searches.
+A shard of an earlier release holds dense vectors only, or issue 18's unfolded BM25 vector
+without the title-and-author trigrams; the first open copies it, with the sparse vectors
+computed from the stored payloads (never from its old sparse vector), into a `.partial-*`
+folder, checks the copy, then swaps the two (the old shard waits as `.<collection>.previous-*`
+until the new one is in place, and an open that finds only that folder puts it back). Until that
+succeeds the old shard is left as it was and answers dense searches.
 
 When HNSW builds happen: Edge builds nothing on its own. Closing a store that was written to runs
 `EdgeShard.optimize()`, which indexes a segment only once its unindexed part passes Edge's
@@ -60,6 +60,7 @@ from book_pipeline.core.store.base import (
     StoreLockedError,
     new_generation,
     point_keyword_vector,
+    point_name_vector,
 )
 from book_pipeline.core.store.copying import copy_collection
 from book_pipeline.core.store.edge_space import (
@@ -69,6 +70,7 @@ from book_pipeline.core.store.edge_space import (
     require_space_for,
 )
 from book_pipeline.core.store.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
+from book_pipeline.core.store.name_vectors import NAME_VECTOR_NAME
 from book_pipeline.core.store.read_only import tell_upgrade_waits
 
 MANIFEST_NAME = "book_pipeline.json"
@@ -111,7 +113,9 @@ def edge_config(settings: CollectionSettings, dimension: int) -> edge.EdgeConfig
             on_disk=settings.on_disk_vectors or None,
         ),
         sparse_vectors={
-            KEYWORD_VECTOR_NAME: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)
+            KEYWORD_VECTOR_NAME: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf),
+            # No IDF: the score stays the share of the query's trigrams (`name_vectors`).
+            NAME_VECTOR_NAME: edge.EdgeSparseVectorParams(),
         },
         on_disk_payload=settings.on_disk_payload,
         hnsw_config=hnsw,
@@ -178,6 +182,10 @@ class EdgeStore(BookVectorStore):
         self._manifest: dict[str, Any] | None = None
         self._written = False
         self._keyword_vectors = False
+        # At least the points in the shard, for the free-space check of each upsert: counting
+        # them exactly per batch cost a tenth of a load's write time. Deletes leave it high,
+        # which only asks for more space than needed.
+        self._points_bound: int | None = None
         if self.shard_path.exists():
             self._load()
 
@@ -219,13 +227,17 @@ class EdgeStore(BookVectorStore):
 
     def _load(self) -> None:
         self._shard, self._manifest = _load_shard(self.shard_path)
-        self._keyword_vectors = _has_sparse_vector(self.shard_path, KEYWORD_VECTOR_NAME)
+        self._points_bound = None
+        self._keyword_vectors = all(
+            _has_sparse_vector(self.shard_path, name)
+            for name in (KEYWORD_VECTOR_NAME, NAME_VECTOR_NAME)
+        )
 
     def has_keyword_vectors(self) -> bool:
         return self._keyword_vectors
 
     def add_keyword_vectors(self) -> int:
-        """Rebuild this dense-only shard with the BM25 vectors made from its payloads; return
+        """Rebuild this shard with the sparse vectors made from its payloads; return
         the points copied. On any failure the shard is left as it was and the error says so."""
         assert self._shard is not None and self._manifest is not None, "no collection"
         dimension, _ = self.collection_model()
@@ -318,7 +330,9 @@ class EdgeStore(BookVectorStore):
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
         shard = self._require_shard()
         # Edge writes through mmap: a full disk would be a SIGBUS, not an error.
-        planned = planned_edge_upsert(points, self.count())
+        if self._points_bound is None:
+            self._points_bound = self.count()
+        planned = planned_edge_upsert(points, self._points_bound)
         require_space_for(self.shard_path, planned, STORE_DESCRIPTION)
         shard.update(
             edge.UpdateOperation.upsert_points(
@@ -328,16 +342,18 @@ class EdgeStore(BookVectorStore):
                 ]
             )
         )
+        self._points_bound += len(points)
         self._written = True
 
     def _point_vectors(self, point: StoredPoint) -> Any:
         assert point.vector is not None, f"point {point.id} has no vector"
         if not self._keyword_vectors:
             return point.vector
-        keyword = point_keyword_vector(point)
+        keyword, name = point_keyword_vector(point), point_name_vector(point)
         return {
             _DENSE_VECTOR_NAME: point.vector,
             KEYWORD_VECTOR_NAME: edge.SparseVector(keyword.indices, keyword.values),
+            NAME_VECTOR_NAME: edge.SparseVector(name.indices, name.values),
         }
 
     def remove_books(
@@ -368,12 +384,16 @@ class EdgeStore(BookVectorStore):
         return _scored(points)
 
     def keyword_search(
-        self, vector: SparseVector, limit: int, book_filter: BookFilter | None = None
+        self,
+        vector: SparseVector,
+        limit: int,
+        book_filter: BookFilter | None = None,
+        using: str = KEYWORD_VECTOR_NAME,
     ) -> list[ScoredPoint]:
         points = self._require_shard().query(
             edge.QueryRequest(
                 limit=limit,
-                query=_keyword_query(vector),
+                query=_keyword_query(vector, using),
                 filter=edge_filter(book_filter),
                 with_payload=True,
             )
@@ -465,7 +485,10 @@ class EdgeStore(BookVectorStore):
         if self._shard is None:
             return 0, 0
         info = self._shard.info()
-        return info.points_count, info.indexed_vectors_count
+        # Edge counts every point's sparse vectors as indexed (an inverted index holds them at
+        # once): what is left is the dense vectors in an HNSW index.
+        sparse = 2 if self._keyword_vectors else 0
+        return info.points_count, max(0, info.indexed_vectors_count - sparse * info.points_count)
 
     def build_index(self) -> bool:
         """Index what passed Edge's indexing threshold now; False when nothing needed it."""
@@ -506,10 +529,8 @@ def _scored(points: list[Any]) -> list[ScoredPoint]:
     return [ScoredPoint(str(point.id), point.score, point.payload or {}) for point in points]
 
 
-def _keyword_query(vector: SparseVector) -> edge.Query:
-    return edge.Query.Nearest(
-        edge.SparseVector(vector.indices, vector.values), using=KEYWORD_VECTOR_NAME
-    )
+def _keyword_query(vector: SparseVector, using: str = KEYWORD_VECTOR_NAME) -> edge.Query:
+    return edge.Query.Nearest(edge.SparseVector(vector.indices, vector.values), using=using)
 
 
 def _edge_fusion(fusion: HybridFusion) -> Any:
@@ -520,17 +541,19 @@ def _edge_fusion(fusion: HybridFusion) -> Any:
 
 def _stored(record: Any) -> StoredPoint:
     vector = record.vector
-    keyword_vector = None
+    sparse: dict[str, SparseVector] = {}
     if isinstance(vector, dict):
-        sparse = vector.get(KEYWORD_VECTOR_NAME)
-        if sparse is not None:
-            keyword_vector = SparseVector(list(sparse.indices), list(sparse.values))
+        for name in (KEYWORD_VECTOR_NAME, NAME_VECTOR_NAME):
+            stored = vector.get(name)
+            if stored is not None:
+                sparse[name] = SparseVector(list(stored.indices), list(stored.values))
         vector = vector.get(_DENSE_VECTOR_NAME)
     return StoredPoint(
         id=str(record.id),
         payload=record.payload or {},
         vector=list(vector) if isinstance(vector, list) else None,
-        keyword_vector=keyword_vector,
+        keyword_vector=sparse.get(KEYWORD_VECTOR_NAME),
+        name_vector=sparse.get(NAME_VECTOR_NAME),
     )
 
 
@@ -716,8 +739,9 @@ def _add_keyword_vectors(store: EdgeStore, on_progress: Callable[[str], None] | 
             on_progress(message)
 
     tell(
-        f"adding BM25 keyword vectors to the Qdrant Edge shard {store.shard_path} (once; made "
-        "from the stored titles, authors and descriptions, no re-embedding)"
+        f"adding accent-folded BM25 keyword vectors and title-and-author trigrams to the Qdrant "
+        f"Edge shard {store.shard_path} (once; made from the stored titles, authors and "
+        "descriptions, no re-embedding)"
     )
     try:
         copied = store.add_keyword_vectors()

@@ -61,18 +61,38 @@ class PlannedWrite:
 
 
 def point_bytes(point: StoredPoint) -> int:
-    """One point as stored: its float32 dense vector, its payload as JSON, its sparse vector."""
-    payload = len(json.dumps(point.payload, ensure_ascii=False).encode())
-    if point.keyword_vector is not None:
-        keywords = len(point.keyword_vector.indices)
-    else:
-        keywords = payload // _PAYLOAD_BYTES_PER_KEYWORD
-    return (
-        4 * len(point.vector or ())
-        + payload
-        + _BYTES_PER_SPARSE_ENTRY * keywords
-        + POINT_OVERHEAD_BYTES
+    """One point as stored: its float32 dense vector, its payload as JSON, its sparse vectors."""
+    return batch_bytes([point])
+
+
+def batch_bytes(points: Sequence[StoredPoint]) -> int:
+    """The points as stored, their payloads encoded in one call: one `json.dumps` per point was
+    a tenth of a load's write time."""
+    if not points:
+        return 0
+    payloads = _json_bytes([point.payload for point in points])
+    without_vectors = [point.payload for point in points if point.keyword_vector is None]
+    estimated_entries = _json_bytes(without_vectors) // _PAYLOAD_BYTES_PER_KEYWORD
+    entries = estimated_entries + sum(
+        len(vector.indices)
+        for point in points
+        for vector in (point.keyword_vector, point.name_vector)
+        if vector is not None
     )
+    return (
+        4 * sum(len(point.vector or ()) for point in points)
+        + payloads
+        + _BYTES_PER_SPARSE_ENTRY * entries
+        + POINT_OVERHEAD_BYTES * len(points)
+    )
+
+
+def _json_bytes(payloads: list[dict]) -> int:
+    """The payloads' JSON, all but the list's brackets and the ", " between its items."""
+    if not payloads:
+        return 0
+    encoded = len(json.dumps(payloads, ensure_ascii=False).encode())
+    return encoded - 2 - 2 * (len(payloads) - 1)
 
 
 def planned_edge_upsert(points: Sequence[StoredPoint], points_count: int) -> PlannedWrite:
@@ -83,17 +103,17 @@ def planned_edge_upsert(points: Sequence[StoredPoint], points_count: int) -> Pla
     be due for an index build at every write, one that may write the whole collection again:
     Edge's optimizer refuses to start with less free space than about that.
     """
-    sizes = [point_bytes(point) for point in points]
-    if not sizes:
+    if not points:
         return PlannedWrite(0, 0)
+    total = batch_bytes(points)
     dimension = max(len(point.vector or ()) for point in points)
     after = points_count + len(points)
     due = after * 4 * dimension >= EDGE_INDEXING_THRESHOLD_BYTES
     return PlannedWrite(
         points=len(points),
-        point_bytes=sum(sizes),
+        point_bytes=total,
         points_to_index=after if due else 0,
-        average_point_bytes=sum(sizes) // len(sizes),
+        average_point_bytes=total // len(points),
     )
 
 

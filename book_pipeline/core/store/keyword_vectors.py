@@ -1,7 +1,8 @@
 """BM25 keyword vectors: a book's title, author and description as a sparse vector.
 
 Computed here, on the client, with `qdrant_edge.Bm25` (the tokens of fastembed's `Qdrant/bm25`:
-lowercase, English stop words and Snowball stemming) for both engines, so a collection answers
+lowercase, English stop words and Snowball stemming, plus ASCII folding so that "bronte" is
+"Brontë" and "garcia marquez" "García Márquez") for both engines, so a collection answers
 the same keyword query the same way in Edge and on a server. The stored vector holds each
 token's term-frequency weight (BM25's k, b and average length); the engine multiplies it by the
 token's inverse document frequency at query time (the collection's IDF modifier), so the IDF
@@ -17,8 +18,10 @@ import qdrant_edge as edge
 
 from book_pipeline.core.books.parsing import BookRecord
 
-# The sparse vector's name in both engines (the dense vector keeps the unnamed default).
-KEYWORD_VECTOR_NAME = "bm25"
+# The sparse vector's name in both engines (the dense vector keeps the unnamed default). Named
+# for what its tokens are: issue 18's collections hold "bm25", whose tokens kept their accents,
+# so a collection without this name gets it from its payloads when it is opened (Edge) or copied.
+KEYWORD_VECTOR_NAME = "bm25_ascii"
 
 
 @dataclass(frozen=True)
@@ -63,4 +66,8 @@ def query_keyword_vector(text: str) -> SparseVector:
 @cache
 def _bm25() -> edge.Bm25:
     parameters = BM25_PARAMETERS
-    return edge.Bm25(edge.Bm25Config(k=parameters.k, b=parameters.b, avg_len=parameters.avg_len))
+    return edge.Bm25(
+        edge.Bm25Config(
+            k=parameters.k, b=parameters.b, avg_len=parameters.avg_len, ascii_folding=True
+        )
+    )

@@ -34,8 +34,10 @@ from book_pipeline.core.store.base import (
     StoreUnreachableError,
     new_generation,
     point_keyword_vector,
+    point_name_vector,
 )
 from book_pipeline.core.store.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
+from book_pipeline.core.store.name_vectors import NAME_VECTOR_NAME
 from book_pipeline.core.store.server_version import ServerTooOldError, check_server_version
 
 _SERVER_TIMEOUT_SECONDS = 30
@@ -72,8 +74,12 @@ def vector_params(settings: CollectionSettings, dimension: int) -> models.Vector
 
 
 def sparse_vectors_config() -> dict[str, models.SparseVectorParams]:
-    """The BM25 keyword vector; the server applies the IDF of each token at query time."""
-    return {KEYWORD_VECTOR_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)}
+    """The BM25 keyword vector, whose tokens' IDF the server applies at query time, and the
+    title-and-author trigrams, without IDF (their score is the share of the query found)."""
+    return {
+        KEYWORD_VECTOR_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF),
+        NAME_VECTOR_NAME: models.SparseVectorParams(),
+    }
 
 
 def qdrant_filter(
@@ -237,7 +243,9 @@ class QdrantClientStore(BookVectorStore):
     def has_keyword_vectors(self) -> bool:
         if self._keyword_vectors is None:
             sparse = self.client.get_collection(self.collection).config.params.sparse_vectors
-            self._keyword_vectors = KEYWORD_VECTOR_NAME in (sparse or {})
+            self._keyword_vectors = all(
+                name in (sparse or {}) for name in (KEYWORD_VECTOR_NAME, NAME_VECTOR_NAME)
+            )
         return self._keyword_vectors
 
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
@@ -256,12 +264,10 @@ class QdrantClientStore(BookVectorStore):
         assert point.vector is not None, f"point {point.id} has no vector"
         if not self.has_keyword_vectors():
             return point.vector
-        keyword = point_keyword_vector(point)
         return {
             _DENSE_VECTOR_NAME: point.vector,
-            KEYWORD_VECTOR_NAME: models.SparseVector(
-                indices=keyword.indices, values=keyword.values
-            ),
+            KEYWORD_VECTOR_NAME: _sparse(point_keyword_vector(point)),
+            NAME_VECTOR_NAME: _sparse(point_name_vector(point)),
         }
 
     def remove_books(
@@ -293,12 +299,16 @@ class QdrantClientStore(BookVectorStore):
         return _scored(response)
 
     def keyword_search(
-        self, vector: SparseVector, limit: int, book_filter: BookFilter | None = None
+        self,
+        vector: SparseVector,
+        limit: int,
+        book_filter: BookFilter | None = None,
+        using: str = KEYWORD_VECTOR_NAME,
     ) -> list[ScoredPoint]:
         response = self.client.query_points(
             self.collection,
             query=_sparse(vector),
-            using=KEYWORD_VECTOR_NAME,
+            using=using,
             query_filter=qdrant_filter(book_filter),
             limit=limit,
             with_payload=True,
@@ -440,17 +450,19 @@ def _fusion_query(fusion: HybridFusion) -> models.Query:
 
 def _stored(record: models.Record) -> StoredPoint:
     vector: Any = record.vector
-    keyword_vector = None
+    sparse: dict[str, SparseVector] = {}
     if isinstance(vector, dict):
-        sparse = vector.get(KEYWORD_VECTOR_NAME)
-        if isinstance(sparse, models.SparseVector):
-            keyword_vector = SparseVector(list(sparse.indices), list(sparse.values))
+        for name in (KEYWORD_VECTOR_NAME, NAME_VECTOR_NAME):
+            stored = vector.get(name)
+            if isinstance(stored, models.SparseVector):
+                sparse[name] = SparseVector(list(stored.indices), list(stored.values))
         vector = vector.get(_DENSE_VECTOR_NAME)
     return StoredPoint(
         id=str(record.id),
         payload=record.payload or {},
         vector=list(vector) if isinstance(vector, list) else None,
-        keyword_vector=keyword_vector,
+        keyword_vector=sparse.get(KEYWORD_VECTOR_NAME),
+        name_vector=sparse.get(NAME_VECTOR_NAME),
     )
 
 

@@ -225,7 +225,7 @@ def test_a_previous_release_shard_gains_keyword_vectors_without_embedding(tmp_pa
     assert modes == ("hybrid", "dense", "keyword")
     assert by_author.title == "Dracula" and hybrid.title == "The Phantom of the Opera"
     assert json.loads((folder / "books" / MANIFEST_NAME).read_text()) == manifest_before
-    assert len(messages) == 2 and "adding BM25 keyword vectors" in messages[0]
+    assert len(messages) == 2 and "adding accent-folded BM25 keyword vectors" in messages[0]
     assert (
         f"added keyword vectors to {len(SAMPLE_BOOKS)} points in {folder / 'books'}"
         in (messages[1])

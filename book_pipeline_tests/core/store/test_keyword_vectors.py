@@ -1,5 +1,7 @@
 """BM25 keyword vectors: what a book's words become, and what a query's do."""
 
+import pytest
+
 from book_pipeline.core.books.parsing import parse_book_text
 from book_pipeline.core.store.keyword_vectors import (
     book_keyword_vector,
@@ -34,3 +36,14 @@ def test_a_repeated_word_weighs_more_but_saturates() -> None:
     weight_once = once.values[once.indices.index(vampire)]
     weight_thrice = thrice.values[thrice.indices.index(vampire)]
     assert weight_once < weight_thrice < 3 * weight_once
+
+
+@pytest.mark.parametrize(
+    ("typed", "printed"),
+    [("bronte", "Charlotte Brontë"), ("garcia marquez", "Gabriel García Márquez"),
+     ("stanislaw lem", "Stanisław Lem"), ("MACHIAVELLI", "Niccolò Machiavelli")],
+)  # fmt: skip
+def test_accents_and_case_are_folded_in_books_and_queries_alike(typed: str, printed: str) -> None:
+    stored = set(document_keyword_vector(printed).indices)
+    assert set(query_keyword_vector(typed).indices) <= stored
+    assert set(query_keyword_vector(typed).indices) <= set(query_keyword_vector(printed).indices)
