@@ -382,8 +382,6 @@ def load_embeddings_to_vector_db(
             },
         },
     )
-    if summary.held_removal is not None:
-        context.log.warning(summary.held_removal.describe())
     yield dg.Output(summary.held_removal, "removal_hold")
 
 

@@ -195,8 +195,12 @@ def test_one_malformed_file_fails_only_its_own_step(
     metadata = materialization_metadata(instance)
     assert metadata["files_processed"] == len(good_files)
     assert metadata["failed_files"] == {broken.name: message}
-    # The loaded books are checked; the check that no file was refused cannot run.
-    assert checks_evaluated(instance, result.run_id) == {"retrieval_sanity": True}
+    # The loaded books are checked, so are the removals (none); the check that no file was
+    # refused cannot run.
+    assert checks_evaluated(instance, result.run_id) == {
+        "retrieval_sanity": True,
+        "every_removal_confirmed": True,
+    }
 
 
 def test_a_run_where_every_file_is_refused_loads_nothing(

@@ -57,6 +57,7 @@ def status_states(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
     return {row["file_name"]: row["state"] for row in json.loads(capsys.readouterr().out)}
 
 
+@pytest.mark.slow
 def test_too_many_files_gone_removes_none_loads_the_new_and_fails(
     instance: dg.DagsterInstance,
     books_dir: Path,
@@ -100,6 +101,7 @@ def test_too_many_files_gone_removes_none_loads_the_new_and_fails(
     assert all(recorded_entries(data_dir)[path.name].state is FileState.REMOVED for path in gone)
 
 
+@pytest.mark.slow
 def test_a_few_files_gone_are_removed_without_asking(
     instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
 ) -> None:
@@ -116,6 +118,7 @@ def test_a_few_files_gone_are_removed_without_asking(
     assert point_count(data_dir) == 3 * BOOKS_PER_FILE
 
 
+@pytest.mark.slow
 def test_an_empty_folder_removes_nothing_whatever_the_limit(
     instance: dg.DagsterInstance, books_dir: Path, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -135,6 +138,7 @@ def test_an_empty_folder_removes_nothing_whatever_the_limit(
         assert point_count(data_dir) == 3 * BOOKS_PER_FILE
 
 
+@pytest.mark.slow
 def test_forget_removes_the_named_files_books_on_purpose(
     instance: dg.DagsterInstance,
     books_dir: Path,

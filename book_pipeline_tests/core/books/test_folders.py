@@ -169,6 +169,7 @@ def test_switching_from_the_samples_to_books_reloads_and_removes_nothing(
     assert status.rstrip().endswith("7 loaded")
 
 
+@pytest.mark.slow
 def test_once_books_of_its_own_are_loaded_a_missing_books_folder_is_an_error(
     working_dir: Path,
     instance: dg.DagsterInstance,
@@ -203,6 +204,7 @@ def test_once_books_of_its_own_are_loaded_a_missing_books_folder_is_an_error(
     assert f"the books folder {working_dir / 'books'} does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_samples_stand_in_while_the_collection_holds_only_sample_books(
     working_dir: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -53,6 +53,7 @@ def two_folders(tmp_path: Path) -> tuple[Path, Path]:
     return a_books, b_books
 
 
+@pytest.mark.slow
 def test_two_pipelines_sharing_a_server_collection_keep_each_others_books(
     two_folders: tuple[Path, Path],
     tmp_path: Path,
@@ -170,6 +171,7 @@ def test_a_fresh_data_folder_leaves_the_collections_books_alone(
         assert set(store.stored_counts(pipeline_id(first))) == {p.name for p in b_books.iterdir()}
 
 
+@pytest.mark.slow
 def test_a_collection_of_an_earlier_release_is_claimed_by_its_pipeline_without_embedding(
     data_dir: Path, tmp_path: Path, two_folders: tuple[Path, Path]
 ) -> None:

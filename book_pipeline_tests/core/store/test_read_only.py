@@ -46,6 +46,7 @@ def store_fingerprint(data_dir: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_reads_leave_a_shard_of_the_release_before_keyword_vectors_as_it_is(
     data_dir: Path,
     read_env: None,

@@ -193,6 +193,7 @@ def test_the_servers_errors_become_the_stores_own_naming_it() -> None:
     store.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", ["1.15.4", "1.9.0", "dev", ""])
 def test_a_server_older_than_the_collection_metadata_is_refused_by_its_version(
     version: str,
