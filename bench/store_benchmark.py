@@ -9,8 +9,8 @@ way a load writes them: `book_points` makes each book's BM25 keyword vector, as 
 Timed in turn:
 
 - upsert: every point, in the pipeline's batches, without building the index: points/s from
-  the books and their dense vectors on (`book_points`: ids, payloads, BM25 vectors), as the
-  store layer of a load pays it; write_points_per_s is the engine's write alone;
+  the books and their dense vectors on (`book_points`: ids, payloads, BM25 and trigram
+  vectors), as the store layer of a load pays it; write_points_per_s is the engine's write alone;
 - index_build: the HNSW build the first close would run (`build_index`);
 - open: reopening the store, as each load and each search does;
 - search (dense): --queries nearest-10 queries, unfiltered, then half by author, half by a year

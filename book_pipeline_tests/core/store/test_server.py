@@ -83,7 +83,10 @@ def test_fetch_data_against_a_server(
         "scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}
     }
     assert create["metadata"]["embedding_model"] == "all-MiniLM-L6-v2-onnx-int8"
-    assert create["sparse_vectors"] == {"bm25": {"modifier": "idf"}}
+    assert create["sparse_vectors"] == {
+        "bm25_ascii": {"modifier": "idf"},
+        "title_author_trigrams": {},
+    }
     indexes = state.bodies("PUT", "/collections/books/index")
     assert {(body["field_name"], body["field_schema"]) for body in indexes} == {
         ("author", "keyword"),
