@@ -3,6 +3,7 @@
 import dagster as dg
 
 from book_pipeline.core.settings import VARIABLES
+from book_pipeline.defs.model_switch import MODEL_SWITCH, switch_to_rebuilt_version
 from book_pipeline.defs.ops import (
     check_every_file_accepted,
     create_vector_embeddings,
@@ -37,7 +38,7 @@ EVERY_FILE_ACCEPTED = dg.AssetCheckSpec(
 @dg.graph_asset(
     group_name=BOOKS_GROUP,
     kinds=book_embeddings_kinds(VARIABLES.embedder.read()),
-    check_specs=[EVERY_FILE_ACCEPTED],
+    check_specs=[EVERY_FILE_ACCEPTED, MODEL_SWITCH],
 )
 def book_embeddings():
     """Every book of the description files, embedded and searchable in Qdrant.
@@ -51,8 +52,10 @@ def book_embeddings():
     refused = list_refused_book_files(refusals.collect()).map(refuse_book_description_file)
     embedded, over_budget = books.map(create_vector_embeddings)
     held_back = list_over_budget_book_files(over_budget.collect()).map(refuse_over_budget_book_file)
+    loaded = load_embeddings_to_vector_db(embedded.collect())
     return {
-        "result": load_embeddings_to_vector_db(embedded.collect()),
+        "result": loaded,
+        "book_embeddings_model_switch": switch_to_rebuilt_version(loaded=loaded),
         "book_embeddings_every_file_accepted": check_every_file_accepted(
             refused=refused.collect(), over_budget=held_back.collect()
         ),

@@ -25,6 +25,7 @@ from book_pipeline.core.embedding.base import EmbeddingModelError
 from book_pipeline.core.embedding.book_file import EmbeddedBookFile, embed_book_file
 from book_pipeline.core.embedding.costs import TokenBudgetExceeded
 from book_pipeline.core.ingest.loading import list_files_to_load, load_embedded_files
+from book_pipeline.core.ingest.rebuild import after_load
 from book_pipeline.core.runtime.disk_space import DiskFullError
 from book_pipeline.core.store.base import CollectionMismatchError
 from book_pipeline.defs.resources import (
@@ -77,13 +78,19 @@ def list_book_description_files(
     books_folder: BooksFolder,
     qdrant: QdrantResource,
     pipeline_state: PipelineStateResource,
+    embedder: EmbedderResource,
 ):
     """One dynamic output per pending file; with none, nothing downstream is mapped.
 
     Pending: new or changed, or recorded as loaded while the store does not hold its books.
+    The store is the collection version of the configured model (core/ingest/rebuild.py).
     """
-    with qdrant.open(on_wait=context.log.warning) as store:
-        listing = list_files_to_load(store, pipeline_state.ledger(), books_folder.folder)
+    with qdrant.open_for_loading(embedder.model_name(), context.log.warning) as versions:
+        if versions.target is None or versions.plan.rebuilding:
+            context.log.warning(versions.plan.describe())
+        if versions.target is None:
+            return
+        listing = list_files_to_load(versions.target, pipeline_state.ledger(), books_folder.folder)
     review = listing.review
     pending = review.pending
     if config.only_files is not None:
@@ -208,7 +215,9 @@ def check_every_file_accepted():
     graph-backed asset must lead to the asset or one of its checks, and the refusal steps
     cannot lead to the load."""
     return dg.AssetCheckResult(
-        passed=True, description="no file of this run was refused or held back by the budget"
+        check_name="every_file_accepted",
+        passed=True,
+        description="no file of this run was refused or held back by the budget",
     )
 
 
@@ -332,7 +341,10 @@ def load_embeddings_to_vector_db(
     started = time.perf_counter()
     model_name = embedder.get_embedder().model_name
     try:
-        with qdrant.open(on_wait=context.log.warning) as store:
+        with qdrant.open_for_loading(model_name, context.log.warning) as versions:
+            store = versions.target
+            if store is None:
+                raise _cannot_heal(RuntimeError(versions.plan.describe()))
             try:
                 summary = load_embedded_files(
                     store,
@@ -346,11 +358,19 @@ def load_embeddings_to_vector_db(
                 )
             except CollectionMismatchError as error:
                 raise _cannot_heal(error) from error
+            after_load(
+                versions,
+                pipeline_state.ledger(),
+                books_folder.folder,
+                embedder.record(),
+                config.remove_books_of_deleted_files,
+            )
+            collection, location = store.collection, store.location
     except DiskFullError as error:
         # A refused batch, then the index build that closing the store tried: the batch's tells.
         first = error.__context__ if isinstance(error.__context__, DiskFullError) else error
         raise _disk_full(first) from error
-    for message in summary.messages(qdrant.collection, qdrant.location):
+    for message in summary.messages(collection, location):
         context.log.info(message)
     if summary.counts["collection_size"]:
         context.log.info(f'search them: book-pipeline search "{SEARCH_EXAMPLE}" --limit 5')
@@ -361,8 +381,8 @@ def load_embeddings_to_vector_db(
         summary.counts,
         metadata={
             **summary.counts,
-            "qdrant_collection": qdrant.collection,
-            "qdrant_location": qdrant.location,
+            "qdrant_collection": collection,
+            "qdrant_location": location,
             "files": dg.MetadataValue.json(summary.loaded_files[:_LISTED_FILES_LIMIT]),
             "failed_files": dg.MetadataValue.json(
                 dict(list(summary.failed_files.items())[:_LISTED_FILES_LIMIT])

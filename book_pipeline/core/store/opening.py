@@ -15,8 +15,55 @@ from pathlib import Path
 
 from book_pipeline.core.settings import CollectionSettings, Settings
 from book_pipeline.core.store.base import BookVectorStore, CollectionStamp
-from book_pipeline.core.store.edge import open_edge_store, read_edge_stamp
+from book_pipeline.core.store.edge import EdgeStore, open_edge_store, read_edge_stamp
+from book_pipeline.core.store.edge_versions import EdgeVersionCatalog, current_edge_version
 from book_pipeline.core.store.legacy import upgrade_local_mode_store
+from book_pipeline.core.store.versions import VersionCatalog
+
+
+@contextmanager
+def open_store_versions(
+    collection: str,
+    local_path: Path,
+    url: str | None = None,
+    api_key: str | None = None,
+    lock_wait_seconds: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+    settings: CollectionSettings | None = None,
+    legacy_path: Path | None = None,
+) -> Iterator[VersionCatalog]:
+    """The versions of `collection` (`versions`): a server's when a URL is given, else the Edge
+    store's under `local_path`, locked until closed.
+
+    A server connection locks nothing: loads and searches in other processes run side by side.
+    `legacy_path` is the previous version's embedded store (qdrant-client local mode): a
+    collection found there, while no version of it exists in `local_path`, is copied over first
+    as version 1 (`legacy`). `on_wait` is told why the open takes time: a lock held elsewhere,
+    or that copy.
+    """
+    catalog: VersionCatalog
+    if url:
+        from book_pipeline.core.store.server import open_server_store
+        from book_pipeline.core.store.server_versions import ServerVersionCatalog
+
+        store: BookVectorStore = open_server_store(collection, url, api_key, settings)
+        catalog = ServerVersionCatalog(store, collection)  # type: ignore[arg-type]
+    else:
+        folder = local_path.expanduser().resolve()
+        # Read again under the lock: the shard opened first is the current one, mostly.
+        current = current_edge_version(folder, collection) if folder.exists() else collection
+        edge_store = _open_embedded_store(
+            current, folder, lock_wait_seconds, on_wait, settings, legacy_path
+        )
+        store = edge_store
+        catalog = EdgeVersionCatalog(folder, collection, settings, primary=edge_store)
+    try:
+        yield catalog
+    finally:
+        try:
+            catalog.close()
+        finally:
+            store.close()
 
 
 @contextmanager
@@ -30,26 +77,11 @@ def open_vector_store(
     settings: CollectionSettings | None = None,
     legacy_path: Path | None = None,
 ) -> Iterator[BookVectorStore]:
-    """A server when a URL is given, else the Edge shard under `local_path` (locked until closed).
-
-    A server connection locks nothing: loads and searches in other processes run side by side.
-    `legacy_path` is the previous version's embedded store (qdrant-client local mode): a
-    collection found there and not yet in `local_path` is copied over first (`legacy`).
-    `on_wait` is told why the open takes time: a lock held elsewhere, or that copy.
-    """
-    store: BookVectorStore
-    if url:
-        from book_pipeline.core.store.server import open_server_store
-
-        store = open_server_store(collection, url, api_key, settings)
-    else:
-        store = _open_embedded_store(
-            collection, local_path, lock_wait_seconds, on_wait, settings, legacy_path
-        )
-    try:
-        yield store
-    finally:
-        store.close()
+    """The current version of `collection` (`open_store_versions`), which search reads."""
+    with open_store_versions(
+        collection, local_path, url, api_key, lock_wait_seconds, on_wait, settings, legacy_path
+    ) as catalog:
+        yield catalog.open(catalog.current_name())
 
 
 def _open_embedded_store(
@@ -59,9 +91,14 @@ def _open_embedded_store(
     on_wait: Callable[[str], None] | None,
     settings: CollectionSettings | None,
     legacy_path: Path | None,
-) -> BookVectorStore:
+) -> EdgeStore:
     store = open_edge_store(collection, folder, lock_wait_seconds, on_wait, settings)
-    if legacy_path is not None and not store.collection_exists():
+    # Only while there is no version at all: version 1 removed after a switch is not copied back.
+    if (
+        legacy_path is not None
+        and not store.collection_exists()
+        and not EdgeVersionCatalog(folder, collection).names()
+    ):
         try:
             upgrade_local_mode_store(legacy_path, store, on_wait)
         except BaseException:
@@ -86,13 +123,25 @@ def read_collection_stamp(
     return read_edge_stamp(local_path, collection)
 
 
+@contextmanager
 def open_configured_store(
     settings: Settings,
     on_wait: Callable[[str], None] | None = None,
     lock_wait_seconds: float | None = None,
-) -> AbstractContextManager[BookVectorStore]:
-    """The store the settings name, opened as the pipeline opens it (`open_vector_store`)."""
-    return open_vector_store(
+) -> Iterator[BookVectorStore]:
+    """The current version of the collection the settings name, opened as the pipeline opens
+    it (`open_vector_store`)."""
+    with open_configured_versions(settings, on_wait, lock_wait_seconds) as catalog:
+        yield catalog.open(catalog.current_name())
+
+
+def open_configured_versions(
+    settings: Settings,
+    on_wait: Callable[[str], None] | None = None,
+    lock_wait_seconds: float | None = None,
+) -> AbstractContextManager[VersionCatalog]:
+    """The versions of the collection the settings name (`open_store_versions`)."""
+    return open_store_versions(
         settings.collection,
         settings.edge_path.expanduser().resolve(),
         settings.qdrant_url,
