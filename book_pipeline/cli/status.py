@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from book_pipeline.core.settings import Settings
 if TYPE_CHECKING:
     from book_pipeline.core.ingest.ledger import FolderReview, LoadLedger
     from book_pipeline.core.store.base import CollectionStamp
+    from book_pipeline.core.store.versions import VersionCatalog
 
 # A running load holds the embedded store for its whole write: status shows the record alone
 # rather than wait for it.
@@ -48,26 +49,37 @@ class FolderReading:
     stored_counts: dict[str, int] | None
     location: str
     collection: str
+    # While a new model's version is built: what that is, and how far it got.
+    rebuild: list[str] = field(default_factory=list)
 
 
 def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
     """What the next run would load: the listing the run makes, or, while a load holds the
     embedded store, what the ledger alone says (the store's counts are not read)."""
+    from book_pipeline.core.embedding.choosing import recorded_model_name
     from book_pipeline.core.ingest.ledger import review_books_folder
     from book_pipeline.core.ingest.loading import list_files_to_load
+    from book_pipeline.core.ingest.rebuild import plan_versions, read_loading_stamp
     from book_pipeline.core.store.base import StoreLockedError
-    from book_pipeline.core.store.opening import open_configured_store, read_collection_stamp
+    from book_pipeline.core.store.opening import open_configured_versions
 
     books_folder = settings.books_folder
+    model = recorded_model_name(settings.embedder_choice)
     try:
-        with open_configured_store(settings, lock_wait_seconds=STATUS_LOCK_WAIT_SECONDS) as store:
+        with open_configured_versions(
+            settings, lock_wait_seconds=STATUS_LOCK_WAIT_SECONDS
+        ) as catalog:
+            # The version the next run loads into: a new one while a model change is rebuilt.
+            plan = plan_versions(catalog, model)
+            store = catalog.open(plan.target or plan.current)
             listing = list_files_to_load(store, ledger, books_folder)
             location, collection = store.location, store.collection
+            rebuild = _describe_rebuild(catalog, settings, ledger)
         return FolderReading(
-            listing.review, listing.stamp, listing.stored_counts, location, collection
+            listing.review, listing.stamp, listing.stored_counts, location, collection, rebuild
         )
     except StoreLockedError:
-        stamp = read_collection_stamp(settings.collection, settings.edge_path)
+        plan, stamp = read_loading_stamp(settings.collection, settings.edge_path, None, None, model)
         location = str(settings.edge_path.resolve())
         say(
             f"a running load holds the embedded store {location}: the books it holds are not "
@@ -78,12 +90,22 @@ def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
             stamp,
             None,
             location,
-            settings.collection,
+            plan.target or plan.current,
+            [plan.describe()] if plan.target is None or plan.rebuilding else [],
         )
     except FileNotFoundError as error:
         raise CliError(str(error)) from None
     except store_errors() as error:
         raise CliError(str(error)) from None
+
+
+def _describe_rebuild(catalog: VersionCatalog, settings: Settings, ledger: LoadLedger) -> list[str]:
+    """The versions, when there is more than one (`book-pipeline versions`)."""
+    from book_pipeline.cli.versions import describe_versions, format_versions
+
+    if len(catalog.names()) < 2:
+        return []
+    return ["collection versions:", format_versions(describe_versions(catalog, settings, ledger))]
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -111,6 +133,8 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"books folder: {_describe_books_folder(books_folder)}")
         state = "does not exist yet" if stamp is None else f"load {stamp.load_sequence}"
         print(f"store: Qdrant collection {collection!r} at {location} ({state})")
+        for line in reading.rebuild:
+            print(line)
         print(format_status_table(rows))
         if cost_total := format_cost_total(rows, price, model):
             print(cost_total)

@@ -111,6 +111,7 @@ def after_load(
     record = catalog.read_record(plan.target)
     if record.embedder is None:
         catalog.write_record(plan.target, replace(record, embedder=embedder))
+    catalog.ensure_pointer()
     current = versions.current
     if plan.rebuilding and current.collection_exists() and plan.current_model is not None:
         load_books(

@@ -89,7 +89,8 @@ class EdgeVersionCatalog(VersionCatalog):
 
     def _drop(self, name: str) -> None:
         if name == self._primary:
-            raise VersionError(f"{name!r} is open as this process's first version")
+            # It holds the store's lock for the catalog: a new open starts from the current one.
+            raise VersionError(f"{name!r} was current when the store was opened: open it again")
         opened = self._open.pop(name, None)
         if opened is not None:
             opened.close()

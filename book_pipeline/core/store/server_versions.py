@@ -47,12 +47,12 @@ class ServerVersionCatalog(VersionCatalog):
                 return alias.collection_name
         return self.base
 
-    def has_alias(self) -> bool:
+    def has_pointer(self) -> bool:
         return any(alias.alias_name == self.alias for alias in self._client.get_aliases().aliases)
 
     def _point_current(self, name: str) -> None:
         operations: list[models.AliasOperations] = []
-        if self.has_alias():
+        if self.has_pointer():
             operations.append(
                 models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias))
             )

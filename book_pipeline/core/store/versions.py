@@ -110,6 +110,10 @@ class VersionCatalog(ABC):
         """The current version's collection (the base name when nothing points elsewhere)."""
 
     @abstractmethod
+    def has_pointer(self) -> bool:
+        """Whether a pointer (alias) names the current version; without one, version 1 is."""
+
+    @abstractmethod
     def _point_current(self, name: str) -> None:
         """Make `name` current in one atomic step."""
 
@@ -194,6 +198,13 @@ class VersionCatalog(ABC):
             self.write_record(rolled_back, VersionRecord(rejected, rolled_back=True))
         fail_point(IN_THE_MIDDLE_OF_THE_SWITCH)
         self._point_current(name)
+
+    def ensure_pointer(self) -> None:
+        """Point at the current version when nothing does yet (a collection of an earlier
+        release), so other clients can query the alias from now on."""
+        current = self.current_name()
+        if not self.has_pointer() and current in self.names():
+            self._point_current(current)
 
     def remove_unused(
         self, keep: Collection[str] = (), on_removed: Callable[[str], None] | None = None
