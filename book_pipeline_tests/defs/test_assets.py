@@ -65,6 +65,7 @@ PER_RUN_STEPS = {
     "list_refused_book_files",
     "list_over_budget_book_files",
     "load_embeddings_to_vector_db",
+    "switch_to_rebuilt_version",
     "check_every_file_accepted",
 }
 
@@ -83,6 +84,7 @@ def test_sample_data_end_to_end(instance: dg.DagsterInstance, data_dir: Path) ->
     assert checks_evaluated(instance, result.run_id) == {
         "retrieval_sanity": True,
         "every_file_accepted": True,
+        "model_switch": True,
     }
     for path in sample_files:
         key = mapping_key_for(path.name)
@@ -192,7 +194,10 @@ def test_one_malformed_file_fails_only_its_own_step(
     assert metadata["files_processed"] == len(good_files)
     assert metadata["failed_files"] == {broken.name: message}
     # The loaded books are checked; the check that no file was refused cannot run.
-    assert checks_evaluated(instance, result.run_id) == {"retrieval_sanity": True}
+    assert checks_evaluated(instance, result.run_id) == {
+        "retrieval_sanity": True,
+        "model_switch": True,
+    }
 
 
 def test_a_run_where_every_file_is_refused_loads_nothing(

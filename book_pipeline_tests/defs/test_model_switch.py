@@ -10,11 +10,9 @@ switch back is one command, and the pipeline then leaves the rolled-back version
 """
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,6 @@ import pytest
 from book_pipeline.cli import main
 from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.books.parsing import parse_book_file
-from book_pipeline.core.embedding.choosing import choose_embedder
-from book_pipeline.core.ingest.rebuild import current_version
-from book_pipeline.core.search import search_books
 from book_pipeline.core.settings import EmbedderChoice
 from book_pipeline.core.store.base import EDGE_ENGINE, SERVER_ENGINE
 from book_pipeline.core.store.opening import open_store_versions
@@ -44,6 +39,7 @@ from book_pipeline_tests.support.runs import (
     fetch_data_run_config,
     openai_run_config,
 )
+from book_pipeline_tests.support.searching import Searcher
 from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
 OLD_MODEL = "text-embedding-3-small"
@@ -116,32 +112,6 @@ def store(request: pytest.FixtureRequest, books_dir: Path, data_dir: Path) -> It
             yield Store(instance, books_dir, data_dir, base_url, url)
 
 
-@dataclass
-class Searcher:
-    """A customer searching every 0.2 s, with whatever version is current and its own model."""
-
-    store: Store
-    answers: list[tuple[str, int, int, float]] = field(default_factory=list)
-    errors: list[BaseException] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def search_until_stopped(self) -> None:
-        configured = EmbedderChoice(
-            "openai", NEW_MODEL, Path("unused"), api_key="sk-test", base_url=self.store.base_url
-        )
-        while not self.stop.is_set():
-            started = time.perf_counter()
-            try:
-                with self.store.versions() as catalog:
-                    version, choice = current_version(catalog, configured, NEW_MODEL)
-                    hits = search_books(version, choose_embedder(choice), "a long journey", 3)
-                    answer = (version.collection, version.count(), len(hits))
-                self.answers.append((*answer, time.perf_counter() - started))
-            except BaseException as error:
-                self.errors.append(error)
-            self.stop.wait(SEARCH_INTERVAL_SECONDS)
-
-
 def cli_json(capsys: pytest.CaptureFixture[str], *command: str) -> Any:
     capsys.readouterr()
     assert main([*command, "--json"]) == 0
@@ -179,9 +149,14 @@ def test_a_rebuild_over_several_runs_never_takes_search_down(
     estimate = cli_json(capsys, "estimate")
     assert (estimate["files"], estimate["cached_texts"]) == (FILES, 0)
 
-    searcher = Searcher(store)
-    thread = threading.Thread(target=searcher.search_until_stopped)
-    thread.start()
+    searcher = Searcher(
+        store.versions,
+        EmbedderChoice(
+            "openai", NEW_MODEL, Path("unused"), api_key="sk-test", base_url=store.base_url
+        ),
+        NEW_MODEL,
+    )
+    searcher.start()
     try:
         names = [path.name for path in paths]
         batches = [names[i : i + FILES_PER_RUN] for i in range(0, FILES, FILES_PER_RUN)]
@@ -208,18 +183,17 @@ def test_a_rebuild_over_several_runs_never_takes_search_down(
         switch = check_result(last, "model_switch")
         assert switch.passed and "switched to 'books__v2'" in switch.description
     finally:
-        searcher.stop.set()
-        thread.join()
+        searcher.stop()
 
     assert searcher.errors == []
-    collections = [collection for collection, _, _, _ in searcher.answers]
+    collections = [answer.collection for answer in searcher.answers]
     assert "books" in collections and "books__v2" in collections
     # The old version until the switch, then the new one; each complete when it answered.
     switched_at = collections.index("books__v2")
     assert set(collections[:switched_at]) == {"books"}
     assert set(collections[switched_at:]) == {"books__v2"}
     complete = (FILES - 1) * BOOKS_PER_FILE  # the deletion, before the new file is loaded
-    assert all(points >= complete and hits == 3 for _, points, hits, _ in searcher.answers)
+    assert all(answer.points >= complete and answer.hits == 3 for answer in searcher.answers)
 
     assert deleted.name not in store.points_of("books")
     new_version = store.points_of("books__v2")
