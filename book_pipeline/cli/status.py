@@ -59,7 +59,11 @@ def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
     from book_pipeline.core.embedding.choosing import recorded_model_name
     from book_pipeline.core.ingest.ledger import review_books_folder
     from book_pipeline.core.ingest.loading import list_files_to_load
-    from book_pipeline.core.ingest.rebuild import plan_versions, read_loading_stamp
+    from book_pipeline.core.ingest.rebuild import (
+        LoadingVersions,
+        plan_versions,
+        read_loading_stamp,
+    )
     from book_pipeline.core.store.base import StoreLockedError
     from book_pipeline.core.store.opening import open_configured_versions
 
@@ -70,9 +74,13 @@ def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
             settings, lock_wait_seconds=STATUS_LOCK_WAIT_SECONDS
         ) as catalog:
             # The version the next run loads into: a new one while a model change is rebuilt.
-            plan = plan_versions(catalog, model)
-            store = catalog.open(plan.target or plan.current)
-            listing = list_files_to_load(store, ledger, books_folder)
+            versions = LoadingVersions(catalog, plan_versions(catalog, model))
+            store = versions.target or versions.current
+            listing = (
+                versions.list_target(ledger, books_folder)
+                if versions.target is not None
+                else list_files_to_load(store, ledger, books_folder)
+            )
             location, collection = store.location, store.collection
             rebuild = _describe_rebuild(catalog, settings, ledger)
         return FolderReading(

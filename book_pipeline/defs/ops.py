@@ -24,7 +24,7 @@ from book_pipeline.core.books.parsing import BookFileError, ParsedBookFile, pars
 from book_pipeline.core.embedding.base import EmbeddingModelError
 from book_pipeline.core.embedding.book_file import EmbeddedBookFile, embed_book_file
 from book_pipeline.core.embedding.costs import TokenBudgetExceeded
-from book_pipeline.core.ingest.loading import list_files_to_load, load_embedded_files
+from book_pipeline.core.ingest.loading import load_embedded_files
 from book_pipeline.core.ingest.rebuild import after_load
 from book_pipeline.core.runtime.disk_space import DiskFullError
 from book_pipeline.core.store.base import CollectionMismatchError
@@ -90,7 +90,7 @@ def list_book_description_files(
             context.log.warning(versions.plan.describe())
         if versions.target is None:
             return
-        listing = list_files_to_load(versions.target, pipeline_state.ledger(), books_folder.folder)
+        listing = versions.list_target(pipeline_state.ledger(), books_folder.folder)
     review = listing.review
     pending = review.pending
     if config.only_files is not None:

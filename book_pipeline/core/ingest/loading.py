@@ -9,7 +9,7 @@ pending again instead of passing for loaded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,13 +76,18 @@ class LoadSummary:
         ]
 
 
-def list_files_to_load(store: BookVectorStore, ledger: LoadLedger, books_folder: Path) -> Listing:
-    """The folder against what the store holds and the ledger records for it."""
+def list_files_to_load(
+    store: BookVectorStore,
+    ledger: LoadLedger,
+    books_folder: Path,
+    other_versions: Collection[str] = (),
+) -> Listing:
+    """The folder against what the store holds and the ledger records for it (loads recorded
+    into `other_versions`, the ledger keys of the collection's other versions, are no drift)."""
     stamp = store.stamp()
     stored_counts = store.stored_counts() if stamp is not None else {}
-    return Listing(
-        review_books_folder(books_folder, ledger, stamp, stored_counts), stamp, stored_counts
-    )
+    review = review_books_folder(books_folder, ledger, stamp, stored_counts, other_versions)
+    return Listing(review, stamp, stored_counts)
 
 
 def load_books(

@@ -16,8 +16,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from book_pipeline.core.embedding.bundled import LOCAL_MODEL_NAME
-from book_pipeline.core.embedding.costs import cost_usd, describe_cost, describe_price
-from book_pipeline.core.ingest.ledger import FileState, LoadLedger
+from book_pipeline.core.embedding.costs import (
+    OPENAI_EMBEDDING_PRICES_PER_MTOK,
+    cost_usd,
+    describe_cost,
+    describe_price,
+)
+from book_pipeline.core.ingest.ledger import FileState, LoadLedger, ledger_key
 from book_pipeline.core.ingest.loading import Listing, list_files_to_load, load_books
 from book_pipeline.core.settings import MODEL_SWITCH_RULES, EmbedderChoice
 from book_pipeline.core.store.base import BookVectorStore, CollectionStamp
@@ -88,6 +93,18 @@ class LoadingVersions:
     @property
     def current(self) -> BookVectorStore:
         return self.catalog.open(self.plan.current)
+
+    def list_target(self, ledger: LoadLedger, books_folder: Path) -> Listing:
+        """The folder against the target version: a file loaded into another version of the
+        collection (the current one, during a rebuild) is pending there, not drifted."""
+        target = self.target
+        assert target is not None, "no target while the configured model's version is rolled back"
+        others = [
+            ledger_key(stamp)
+            for name in self.catalog.names()
+            if name != target.collection and (stamp := self.catalog.open(name).stamp())
+        ]
+        return list_files_to_load(target, ledger, books_folder, others)
 
 
 @contextmanager
@@ -163,7 +180,7 @@ def rebuild_progress(
 ) -> tuple[RebuildProgress, Listing]:
     target = versions.target
     assert target is not None, "no rebuild while the configured model's version is rolled back"
-    listing = list_files_to_load(target, ledger, books_folder)
+    listing = versions.list_target(ledger, books_folder)
     loaded = [
         entry
         for entry in ledger.entries(listing.stamp).values()
@@ -198,9 +215,10 @@ def version_embedder_choice(
     configured: EmbedderChoice,
     configured_model: str,
 ) -> EmbedderChoice | None:
-    """The embedder that makes a version's query vectors: the one it recorded, else the
-    configured one when its model is the collection's, else the bundled model when that built
-    it. None: unknown (search then refuses, naming the collection's model)."""
+    """The embedder that makes a version's query vectors: the one it recorded, else (a
+    collection of an earlier release, until its next load records it) the configured one when
+    its model is the collection's, the bundled model when that built it, an OpenAI model by its
+    name. None: unknown (search then refuses, naming the collection's model)."""
     if record.embedder is not None:
         embedder = record.embedder
         return replace(
@@ -213,6 +231,8 @@ def version_embedder_choice(
         return configured
     if collection_model == LOCAL_MODEL_NAME:
         return replace(configured, provider="local", model=None, dimensions=None)
+    if collection_model in OPENAI_EMBEDDING_PRICES_PER_MTOK:
+        return replace(configured, provider="openai", model=collection_model, dimensions=None)
     return None
 
 
