@@ -51,6 +51,8 @@ setup(
         # bm25s: bench/retrieval_benchmark.py --bm25s, a reference BM25 for the keyword mode.
         "dev": [
             "pytest>=8",
+            # The suite's parallel workers (pyproject.toml's addopts).
+            "pytest-xdist>=3.5",
             "hypothesis>=6",
             "ruff>=0.6",
             "aiosmtpd>=1.4",

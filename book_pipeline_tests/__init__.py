@@ -2,7 +2,8 @@
 
 import os
 
-# Step retries wait about 2, 6 and 14 s by default; the tests' runs retry within a fraction of a
-# second. Set here, before any test module imports book_pipeline: the retry policy is read once,
-# when the ops are defined (book_pipeline/defs/retries.py).
-os.environ.setdefault("BOOK_PIPELINE_RETRY_DELAY_SECONDS", "0.05")
+from book_pipeline_tests.support.environment import scrub
+
+# Before any test module imports book_pipeline: the code location reads its resources, and the
+# ops their retry policy, when they are imported.
+scrub(os.environ)

@@ -40,6 +40,10 @@ from book_pipeline.defs.resources import resources_from_environment
 from book_pipeline_tests.support.data_folder import qdrant_in, recorded_entries
 from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config, steps_that_ran
 
+# Its tests share a module-scoped fixture: one worker runs them all, and the set-up once
+# (book_pipeline_tests/conftest.py).
+pytestmark = pytest.mark.xdist_group(__name__)
+
 EMMA = "1 ::: Emma (1815) ::: Jane Austen ::: A matchmaker errs."
 PERSUASION = "2 ::: Persuasion (1817) ::: Jane Austen ::: Second chances, eight years on."
 SECRET = "1 ::: The Secret Ledger (2001) ::: Nobody ::: Must never be read by the pipeline."

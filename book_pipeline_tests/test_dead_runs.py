@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from book_pipeline.core.runtime.fail_points import BEFORE_EMBEDDING
 from book_pipeline.core.runtime.run_leases import read_leases
@@ -92,6 +93,7 @@ def wait_for(condition: Callable[[], bool], what: str, daemon: subprocess.Popen)
     wait_until(ready, what, timeout=DAEMON_TIMEOUT_SECONDS)
 
 
+@pytest.mark.slow
 def test_dead_runs_are_failed_alerted_and_loaded_again_and_a_slow_run_is_not_failed(
     tmp_path: Path, books_dir: Path, data_dir: Path
 ) -> None:

@@ -25,12 +25,14 @@ from book_pipeline_tests.support.services import (
     PostgresServer,
     celery_worker,
     missing_postgres,
-    missing_redis,
     postgres_server,
     process_ancestors,
-    redis_server,
 )
 from book_pipeline_tests.support.synthetic_books import write_synthetic_books
+
+# Its tests share a module-scoped fixture: one worker runs them all, and the set-up once
+# (book_pipeline_tests/conftest.py).
+pytestmark = pytest.mark.xdist_group(__name__)
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 RUN_TIMEOUT_SECONDS = 240
@@ -43,15 +45,6 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip(reason)
     with postgres_server() as server:
         yield server
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    reason = missing_redis()
-    if reason is not None:
-        pytest.skip(reason)
-    with redis_server() as url:
-        yield url
 
 
 def deploy_dagster_home(path: Path, dagster_yaml: Path) -> Path:

@@ -70,6 +70,7 @@ def killed_at(fail_point: str, dagster_home: Path, cwd: Path, environment: dict[
     return output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("fail_point", "points_left"),
     [(AFTER_FIRST_BATCH, 200), (BEFORE_RECORDING_THE_LOAD, 4000)],
@@ -101,6 +102,7 @@ def test_a_kill_in_the_load_then_a_rerun_leaves_exactly_the_books_and_the_record
     assert loaded_files(data_dir) == {path.name: 200 for path in books_dir.iterdir()}
 
 
+@pytest.mark.slow
 def test_two_loads_at_once_wait_for_each_other_and_duplicate_nothing(
     tmp_path: Path, books_dir: Path, data_dir: Path, embedding_endpoint: str
 ) -> None:
@@ -126,6 +128,8 @@ def small_ext4(tmp_path: Path) -> Iterator[LoopExt4]:
         yield filesystem
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("loop_devices")
 def test_a_full_disk_fails_the_load_cleanly_and_a_run_after_it_grows_loads_every_book(
     tmp_path: Path, books_dir: Path, small_ext4: LoopExt4
 ) -> None:

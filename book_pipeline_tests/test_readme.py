@@ -1,10 +1,23 @@
-"""The README's commands are the ones CI runs; the README stays short, and every link in it and
-in docs/ leads somewhere."""
+"""The README's commands are the ones CI runs, and a newcomer can type every one of them as
+shown; the README stays short, and every link in it and in docs/ leads somewhere."""
 
+import importlib
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
+from importlib.metadata import metadata
 from pathlib import Path
 
+import click
+import dagster as dg
 import pytest
+
+from book_pipeline.cli import build_parser
+from book_pipeline.cli.invocation import book_pipeline_command
+from book_pipeline_tests.support.runs import SampleLoad
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKDOWN_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -104,3 +117,176 @@ def test_every_relative_link_leads_to_a_file_and_heading_that_exist(source: Path
             assert anchor in heading_anchors(target.read_text()), (
                 f"{source.name}: {link} leads to no heading of {target.name}"
             )
+
+
+# Every command the README shows, as a newcomer types it from a fresh clone: each names a real
+# program, subcommand and options (parsed by the programs' own parsers, without running them),
+# and the cheap ones run as shown.
+
+VENV_PREFIX = ".venv/bin/"
+
+
+def readme_command_lines() -> list[str]:
+    """The lines of the README's ```bash blocks, comments kept (shlex drops them)."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```bash\n(.*?)^```", readme, flags=re.MULTILINE | re.DOTALL)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def simple_commands(line: str) -> list[list[str]]:
+    """A shell line's commands, split at `&&`, `||`, `;` and `|`, as argument lists."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for token in lexer:
+        if token in ("&&", "||", ";", "|"):
+            commands.append([])
+        else:
+            commands[-1].append(token)
+    return [command for command in commands if command]
+
+
+def readme_commands() -> list[list[str]]:
+    return [command for line in readme_command_lines() for command in simple_commands(line)]
+
+
+def quickstart_hint() -> list[str]:
+    """The search the quickstart's log suggests, as the README shows it."""
+    readme = (ROOT / "README.md").read_text()
+    [hint] = re.findall(r" - search them: (.+)$", readme, flags=re.MULTILINE)
+    return shlex.split(hint)
+
+
+def click_context(group: click.Group, arguments: list[str]) -> click.Context:
+    """Parse `arguments` with a click program's own parser, down its subcommands; unknown
+    subcommands and options raise `click.UsageError`."""
+    command: click.Command = group
+    context = click.Context(group, info_name=group.name)
+    while isinstance(command, click.Group):
+        name, *arguments = arguments
+        subcommand = command.get_command(context, name)
+        if subcommand is None:
+            raise click.UsageError(f"no subcommand {name!r}")
+        command = subcommand
+        context = click.Context(command, parent=context, info_name=name)
+    return command.make_context(command.name, list(arguments), parent=context.parent)
+
+
+def check_dagster_names(parameters: dict[str, object]) -> None:
+    """The module, job and assets a Dagster command names exist."""
+    module = parameters.get("module_name")
+    if module:
+        for name in module if isinstance(module, tuple) else (module,):
+            importlib.import_module(name)
+    from book_pipeline.definitions import defs
+
+    for job in (parameters.get("job_name"), parameters.get("job")):
+        if job:
+            defs.resolve_job_def(job)
+    if parameters.get("assets"):
+        for key in str(parameters["assets"]).split(","):
+            defs.resolve_assets_def(key)
+
+
+def check_command(arguments: list[str]) -> None:
+    program, *rest = arguments
+    program = program.removeprefix(VENV_PREFIX)
+    if program == "book-pipeline":
+        build_parser().parse_args(rest)
+    elif program == "dagster":
+        from dagster._cli import cli as dagster_cli
+
+        check_dagster_names(click_context(dagster_cli, rest).params)
+    elif program == "dg":
+        from dagster_dg_cli.cli import cli as dg_cli
+
+        check_dagster_names(click_context(dg_cli, rest).params)
+    elif program == "python3":
+        assert rest == ["-m", "venv", ".venv"], arguments
+    elif program == "pip":
+        install, *options, target = rest
+        assert install == "install" and set(options) <= {"-q", "-e"}, arguments
+        extras = re.fullmatch(r"\.(?:\[(\w+)\])?", target)
+        assert extras, arguments
+        if extras.group(1):
+            assert extras.group(1) in metadata("book_pipeline").get_all("Provides-Extra")
+    elif program == "pytest":
+        assert rest == ["-q"], arguments
+    elif program == "source":
+        assert rest == [".venv/bin/activate"] and (Path(sys.prefix) / "bin" / "activate").exists()
+    elif program == "printf":
+        assert rest[0] == "%s\\n", arguments
+    else:
+        raise AssertionError(f"the README runs {program!r}, which this test does not know")
+
+
+def test_the_readme_shows_the_commands_this_test_checks() -> None:
+    programs = {command[0].removeprefix(VENV_PREFIX) for command in readme_commands()}
+    assert {"book-pipeline", "dagster", "dg", "pytest", "source"} <= programs
+    assert quickstart_hint()[:2] == [f"{VENV_PREFIX}book-pipeline", "search"]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [*readme_commands(), quickstart_hint()],
+    ids=lambda arguments: shlex.join(arguments)[:60],
+)
+def test_every_readme_command_names_a_real_program_subcommand_and_options(
+    arguments: list[str],
+) -> None:
+    check_command(arguments)
+
+
+def test_the_checker_refuses_an_unknown_option_or_job() -> None:
+    with pytest.raises(SystemExit):
+        check_command(["book-pipeline", "status", "[--json]"])
+    with pytest.raises(click.UsageError):
+        check_command([".venv/bin/dagster", "job", "execute", "--no-such-option"])
+    with pytest.raises(dg.DagsterInvariantViolationError):
+        check_command(["dg", "launch", "--job", "no_such_job"])
+
+
+def test_the_quickstart_hint_is_what_the_run_prints_from_the_project_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        pytest.skip("the project's own .venv runs the tests in CI and the README")
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("PATH", str(tmp_path))  # the venv not active
+    assert book_pipeline_command() == quickstart_hint()[0]
+
+
+def test_the_readme_book_pipeline_commands_run_as_shown(
+    sample_load: SampleLoad, tmp_path: Path
+) -> None:
+    """In a fresh folder, the venv active (its bin first on PATH), the sample load's store: the
+    commands that need no server run and succeed. (The dagster and dg commands run in
+    test_jobs, test_dg, test_ui and lesson/test_definitions.)"""
+    data_dir = tmp_path / "data"
+    shutil.copytree(sample_load.data_dir, data_dir)
+    environment = {
+        **{
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("BOOK_PIPELINE_", "QDRANT_", "OPENAI_"))
+        },
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "BOOK_PIPELINE_DATA_DIR": str(data_dir),
+    }
+    lines = [
+        line
+        for line in readme_command_lines()
+        if line.startswith(("book-pipeline", "printf")) and "migrate-store" not in line
+    ]
+    assert len(lines) >= 7
+    for line in lines:
+        completed = subprocess.run(
+            ["bash", "-c", line],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert completed.returncode == 0, f"{line}\n{completed.stderr}"
+        assert completed.stdout.strip(), line

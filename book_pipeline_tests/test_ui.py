@@ -48,6 +48,14 @@ def server_answers(url: str) -> bool:
 
 
 @pytest.fixture
+def chromium() -> str:
+    """The system's Chromium; the test skips before it starts `dagster dev` where there is none."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium: `apt-get install chromium` (.ci/run does)")
+    return CHROMIUM
+
+
+@pytest.fixture
 def dagster_dev(tmp_path: Path, books_dir: Path, data_dir: Path) -> Iterator[str]:
     """`dagster dev` (webserver, daemon, code server) on a free loopback port; its URL."""
     dagster_home = tmp_path / "dagster_home"
@@ -83,11 +91,10 @@ def dagster_dev(tmp_path: Path, books_dir: Path, data_dir: Path) -> Iterator[str
         log.close()
 
 
+@pytest.mark.slow
 def test_materialize_in_the_browser(
-    dagster_dev: str, books_dir: Path, data_dir: Path, tmp_path: Path
+    chromium: str, dagster_dev: str, books_dir: Path, data_dir: Path, tmp_path: Path
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no Chromium: `apt-get install chromium` (.ci/run does)")
     from playwright.sync_api import expect, sync_playwright
 
     write_synthetic_books(books_dir, files=FILES, books_per_file=2)
@@ -96,7 +103,7 @@ def test_materialize_in_the_browser(
     screenshot = ARTIFACTS_DIR / "book_embeddings_asset_page.png"
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1200})
         page.set_default_timeout(30_000)
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,96 +78,135 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 _LEGACY_DEFAULT = Path("\0legacy")
 
 
-def run_migrate_store(args: argparse.Namespace) -> int:
-    from book_pipeline.core.store.copying import copy_collection
-    from book_pipeline.core.store.edge import EdgeStore
-    from book_pipeline.core.store.legacy import local_mode_has_collection, upgrade_local_mode_store
-    from book_pipeline.core.store.opening import open_vector_store
+@dataclasses.dataclass(frozen=True)
+class _Copied:
+    points: int
+    target_location: str
+    target_count: int
 
+
+def run_migrate_store(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
     settings = Settings.from_environment()
-    collection = settings.collection
-    edge_path = settings.edge_path.expanduser().resolve()
-    to_path = args.to_path.expanduser().resolve() if args.to_path else None
-    target_collection = args.to_collection or collection
-
-    def progress(copied: int) -> None:
-        if copied % MIGRATE_PROGRESS_EVERY < args.batch_size:
-            say(f"  {copied:,} points copied")
-
-    def open_store(
-        name: str, url: str | None, path: Path, api_key_env: str | None
-    ) -> AbstractContextManager[BookVectorStore]:
-        # The collection settings apply only where the collection is created: the target.
-        return open_vector_store(
-            name,
-            path,
-            url=url,
-            api_key=_api_key_from_environment(api_key_env) if url else None,
-            lock_wait_seconds=settings.lock_wait_seconds,
-            on_wait=say,
-            settings=settings.collection_settings,
-        )
-
+    target_collection = args.to_collection or settings.collection
     try:
         if args.from_legacy is not None:
-            legacy = args.from_legacy
-            if legacy == _LEGACY_DEFAULT:
-                legacy = settings.legacy_path
-            legacy = legacy.expanduser().resolve()
-            if not local_mode_has_collection(legacy, collection):
-                raise CliError(
-                    f"no collection {collection!r} in a previous version's store at {legacy}"
-                )
-            target_url = args.to_url or (None if to_path else settings.qdrant_url)
-            with open_store(
-                target_collection, target_url, to_path or edge_path, args.to_api_key_env
-            ) as target:
-                target_name = target.location
-                if isinstance(target, EdgeStore) and not target.collection_exists():
-                    copied = upgrade_local_mode_store(legacy, target, say, args.batch_size)
-                else:
-                    from book_pipeline.core.store.server import open_local_mode_store
-
-                    source = open_local_mode_store(legacy, collection)
-                    try:
-                        copied = copy_collection(source, target, args.batch_size, progress)
-                    finally:
-                        source.close()
-                target_count = target.count()
+            copied = _copy_legacy_store(args, settings, target_collection)
         else:
-            if args.to_url is None and to_path is None:
-                raise CliError("say where to copy to: --to-url URL or --to-path PATH")
-            from_url = args.from_url or (None if args.from_path else settings.qdrant_url)
-            from_path = (args.from_path or settings.edge_path).expanduser().resolve()
-            if from_url is None and not (from_path / collection).is_dir():
-                raise CliError(f"no embedded Qdrant store at {from_path}")
-            if to_path is not None and from_url is None and to_path == from_path:
-                raise CliError(f"--to-path is the store being copied ({from_path})")
-            with (
-                open_store(collection, from_url, from_path, args.from_api_key_env) as source,
-                open_store(
-                    target_collection, args.to_url, to_path or edge_path, args.to_api_key_env
-                ) as target,
-            ):
-                target_name = target.location
-                print(
-                    f"copying collection {collection!r} ({source.count():,} points) of "
-                    f"{source.engine} {source.location} to collection {target_collection!r} at "
-                    f"{target_name}"
-                )
-                copied = copy_collection(source, target, args.batch_size, on_batch=progress)
-                target_count = target.count()
+            copied = _copy_store(args, settings, target_collection)
     except store_errors() as error:
         raise CliError(str(error)) from None
     print(
-        f"copied {copied:,} points; collection {target_collection!r} at {target_name} "
-        f"holds {target_count:,} points"
+        f"copied {copied.points:,} points; collection {target_collection!r} at "
+        f"{copied.target_location} holds {copied.target_count:,} points"
     )
     if args.to_url:
         print(f"to use it: export QDRANT_URL={args.to_url} (and QDRANT_API_KEY if it needs one)")
     return EXIT_OK
+
+
+def _copy_legacy_store(
+    args: argparse.Namespace, settings: Settings, target_collection: str
+) -> _Copied:
+    """--from-legacy: the previous version's store into an empty Edge target by the first run's
+    upgrade, into any other target by a plain copy."""
+    from book_pipeline.core.store.edge import EdgeStore
+    from book_pipeline.core.store.legacy import local_mode_has_collection, upgrade_local_mode_store
+
+    legacy = settings.legacy_path if args.from_legacy == _LEGACY_DEFAULT else args.from_legacy
+    legacy = legacy.expanduser().resolve()
+    if not local_mode_has_collection(legacy, settings.collection):
+        raise CliError(
+            f"no collection {settings.collection!r} in a previous version's store at {legacy}"
+        )
+    to_path = _to_path(args)
+    target_url = args.to_url or (None if to_path else settings.qdrant_url)
+    target_path = to_path or settings.edge_path.expanduser().resolve()
+    with _open_store(
+        settings, target_collection, target_url, target_path, args.to_api_key_env
+    ) as target:
+        if isinstance(target, EdgeStore) and not target.collection_exists():
+            points = upgrade_local_mode_store(legacy, target, say, args.batch_size)
+        else:
+            points = _copy_local_mode_store(legacy, settings.collection, target, args.batch_size)
+        return _Copied(points, target.location, target.count())
+
+
+def _copy_local_mode_store(
+    legacy: Path, collection: str, target: BookVectorStore, batch_size: int
+) -> int:
+    from book_pipeline.core.store.copying import copy_collection
+    from book_pipeline.core.store.server import open_local_mode_store
+
+    source = open_local_mode_store(legacy, collection)
+    try:
+        return copy_collection(source, target, batch_size, _progress_printer(batch_size))
+    finally:
+        source.close()
+
+
+def _copy_store(args: argparse.Namespace, settings: Settings, target_collection: str) -> _Copied:
+    """The configured store, or the one --from-* names, to --to-url or --to-path."""
+    from book_pipeline.core.store.copying import copy_collection
+
+    collection = settings.collection
+    to_path = _to_path(args)
+    if args.to_url is None and to_path is None:
+        raise CliError("say where to copy to: --to-url URL or --to-path PATH")
+    from_url = args.from_url or (None if args.from_path else settings.qdrant_url)
+    from_path = (args.from_path or settings.edge_path).expanduser().resolve()
+    if from_url is None and not (from_path / collection).is_dir():
+        raise CliError(f"no embedded Qdrant store at {from_path}")
+    if to_path is not None and from_url is None and to_path == from_path:
+        raise CliError(f"--to-path is the store being copied ({from_path})")
+    target_path = to_path or settings.edge_path.expanduser().resolve()
+    with (
+        _open_store(settings, collection, from_url, from_path, args.from_api_key_env) as source,
+        _open_store(
+            settings, target_collection, args.to_url, target_path, args.to_api_key_env
+        ) as target,
+    ):
+        print(
+            f"copying collection {collection!r} ({source.count():,} points) of "
+            f"{source.engine} {source.location} to collection {target_collection!r} at "
+            f"{target.location}"
+        )
+        points = copy_collection(
+            source, target, args.batch_size, _progress_printer(args.batch_size)
+        )
+        return _Copied(points, target.location, target.count())
+
+
+def _to_path(args: argparse.Namespace) -> Path | None:
+    return args.to_path.expanduser().resolve() if args.to_path else None
+
+
+def _open_store(
+    settings: Settings, name: str, url: str | None, path: Path, api_key_env: str | None
+) -> AbstractContextManager[BookVectorStore]:
+    from book_pipeline.core.store.opening import open_vector_store
+
+    # The collection settings apply only where the collection is created: the target.
+    return open_vector_store(
+        name,
+        path,
+        url=url,
+        api_key=_api_key_from_environment(api_key_env) if url else None,
+        lock_wait_seconds=settings.lock_wait_seconds,
+        on_wait=say,
+        settings=settings.collection_settings,
+    )
+
+
+def _progress_printer(batch_size: int) -> Callable[[int], None]:
+    """A progress line about every MIGRATE_PROGRESS_EVERY points copied."""
+
+    def progress(copied: int) -> None:
+        if copied % MIGRATE_PROGRESS_EVERY < batch_size:
+            say(f"  {copied:,} points copied")
+
+    return progress
 
 
 def _api_key_from_environment(variable: str | None) -> str | None:

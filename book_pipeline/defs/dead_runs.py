@@ -12,9 +12,15 @@ files. Both
 """
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+
+# Private: no public Dagster API tells a sensor's status and cursor (checked against Dagster
+# 1.13.27: `dagster` exports no instigator state, and SensorEvaluationContext knows only its own
+# sensor). failure_alerts_ready needs both, for sensors other than the one ticking.
+# defs/test_dead_runs.py fails, naming this import, if Dagster moves or changes these names.
 from dagster._core.scheduler.instigation import (
     InstigatorStatus,
     InstigatorType,
@@ -22,20 +28,18 @@ from dagster._core.scheduler.instigation import (
 )
 
 from book_pipeline.core.runtime.run_leases import (
+    RunVerdict,
     forget_run,
     judge_run,
     read_leases,
     runs_with_leases,
 )
 from book_pipeline.defs.alerts import ALERT_SENSOR_NAME, EMAIL_SENSOR_NAME
-from book_pipeline.defs.assets import book_embeddings
-from book_pipeline.defs.jobs import fetch_data
+from book_pipeline.defs.loading_runs import loads_books
 from book_pipeline.defs.resources import PipelineStateResource
 
-
-def _loads_books(run: dg.DagsterRun) -> bool:
-    """A run whose first step takes a lease: fetch_data, or a materialization of the asset."""
-    return run.job_name == fetch_data.name or book_embeddings.key in (run.asset_selection or ())
+# The statuses of a run whose processes should be running: a queued run has none yet.
+_RUNNING_STATUSES = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 def failure_alerts_ready(instance: dg.DagsterInstance) -> bool:
@@ -60,37 +64,49 @@ def failure_alerts_ready(instance: dg.DagsterInstance) -> bool:
     )
 
 
+def dead_runs(
+    instance: dg.DagsterInstance, state_folder: Path, now: float, grace: float
+) -> Iterator[tuple[dg.DagsterRun, RunVerdict]]:
+    """The running runs that died, each with the verdict that says so: a run that loads books
+    (defs/loading_runs.py) is judged even when none of its processes took a lease; another job's
+    run only by the leases it took."""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_RUNNING_STATUSES)):
+        leases = read_leases(state_folder, run.run_id)
+        if not leases and not loads_books(instance, run):
+            continue  # another job's run: nothing here says whether it lives
+        record = instance.get_run_record_by_id(run.run_id)
+        if record is None or record.start_time is None:
+            continue
+        verdict = judge_run(leases, record.start_time, now, grace)
+        if not verdict.alive:
+            yield run, verdict
+
+
 def fail_dead_runs(
     instance: dg.DagsterInstance, pipeline_state: PipelineStateResource, now: float | None = None
 ) -> list[str]:
-    """Mark failed every STARTED run that died; the ids of those marked. Forgets the leases of
-    runs that have ended. Marks nothing until the failure alerts are ready to tell of it."""
+    """Mark failed every STARTED run that died (canceled, one that was CANCELING); the ids of
+    those marked. Forgets the leases of runs that have ended. Marks nothing until the failure
+    alerts are ready to tell of it."""
     now = time.time() if now is None else now
     if not failure_alerts_ready(instance):
         return []
     state_folder = pipeline_state.folder
     grace = pipeline_state.dead_run_grace_seconds
     forget_ended_runs(instance, state_folder, now, grace)
-    started = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-    failed = []
-    for run in started:
-        leases = read_leases(state_folder, run.run_id)
-        if not leases and not _loads_books(run):
-            continue  # another job's run: nothing here says whether it lives
-        record = instance.get_run_record_by_id(run.run_id)
-        if record is None or record.start_time is None:
-            continue
-        verdict = judge_run(leases, record.start_time, now, grace)
-        if verdict.alive:
-            continue
-        # Read again: the run may have ended, or another sensor failed it, since the listing.
+    marked = []
+    for run, verdict in list(dead_runs(instance, state_folder, now, grace)):
+        # Read again: the run may have ended, or another sensor marked it, since the listing.
         current = instance.get_run_by_id(run.run_id)
-        if current is None or current.status != dg.DagsterRunStatus.STARTED:
+        if current is None or current.status != run.status:
             continue
-        instance.report_run_failed(current, verdict.failure_message())
+        if current.status == dg.DagsterRunStatus.CANCELING:
+            instance.report_run_canceled(current, verdict.failure_message())
+        else:
+            instance.report_run_failed(current, verdict.failure_message())
         forget_run(state_folder, run.run_id)
-        failed.append(run.run_id)
-    return failed
+        marked.append(run.run_id)
+    return marked
 
 
 def forget_ended_runs(

@@ -21,6 +21,7 @@ import dagster as dg
 
 from book_pipeline.core.settings import VARIABLES, Variable
 from book_pipeline.defs.assets import book_embeddings
+from book_pipeline.defs.executors import holding_the_run_lease
 
 
 def _env_reference_or(variable: Variable[Any], default: object) -> object:
@@ -43,7 +44,7 @@ def deploy_jobs() -> list:
         dg.define_asset_job(
             "fetch_data_celery",
             selection=[book_embeddings],
-            executor_def=celery_executor.configured(
+            executor_def=holding_the_run_lease(celery_executor).configured(
                 celery_executor_config(), name="celery_from_environment"
             ),
             description="fetch_data with every step a Celery task (needs workers on the broker "

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from book_pipeline.cli.invocation import book_pipeline_command
 from book_pipeline.core.books.files import (
     UNREAD_SHA256,
     FileSnapshot,
@@ -373,7 +374,8 @@ def load_embeddings_to_vector_db(
     for message in summary.messages(collection, location):
         context.log.info(message)
     if summary.counts["collection_size"]:
-        context.log.info(f'search them: book-pipeline search "{SEARCH_EXAMPLE}" --limit 5')
+        command = book_pipeline_command()
+        context.log.info(f'search them: {command} search "{SEARCH_EXAMPLE}" --limit 5')
     stage_seconds = _stage_seconds(context)
     stage_seconds["load_embeddings_to_vector_db"] = time.perf_counter() - started
     cost = summary.counts["embedding_cost_usd"]

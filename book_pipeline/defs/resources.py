@@ -42,6 +42,8 @@ from book_pipeline.core.store.opening import open_store_versions
 from book_pipeline.core.store.versions import EmbedderRecord, VersionCatalog
 
 DEFAULTS = Settings()
+# The resource key of PipelineStateResource: the executors read its config (defs/executors.py).
+PIPELINE_STATE_KEY = "pipeline_state"
 
 
 def _from_variable(variable: Variable[Any], value: Any) -> Any:
@@ -154,8 +156,8 @@ class PipelineStateResource(dg.ConfigurableResource):
     embedding cache, and the leases of running runs.
 
     In a run, every process that uses it holds the run's lease from setup to teardown
-    (core/runtime/run_leases.py): the in-process executor's one process, each step's process
-    otherwise.
+    (core/runtime/run_leases.py): each step's process with the multiprocess or Celery executor;
+    the process that orchestrates the run holds it too, from the executor (defs/executors.py).
     """
 
     data_dir: str = Field(
@@ -353,7 +355,7 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
                 VARIABLES.model_switch_rule, settings.model_switch_rule
             ),
         ),
-        "pipeline_state": PipelineStateResource(
+        PIPELINE_STATE_KEY: PipelineStateResource(
             data_dir=str(settings.data_dir),
             dead_run_grace_seconds=_from_variable(
                 VARIABLES.dead_run_grace_seconds, settings.dead_run_grace_seconds

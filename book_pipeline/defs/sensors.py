@@ -6,7 +6,8 @@ one request to a server), never a file's content unless its size and mtime are a
 stamp is what makes a deleted, replaced, emptied or restored collection start a run: the
 ledger's loads count only for the collection generation and load sequence they were made in.
 
-A run in progress holds its files, unless its processes died: each tick first fails the dead
+A run in progress that loads books, however it was started (defs/loading_runs.py), holds its
+files, unless its processes died: each tick first fails the dead
 runs (defs/dead_runs.py), so their files are requested again. A batch whose last run met a full
 disk is requested again only once the space that run lacked is free (docs/operations.md).
 """
@@ -26,6 +27,7 @@ from book_pipeline.core.store.base import StoreDamagedError, StoreUnreachableErr
 from book_pipeline.defs.alerts import step_failure_events
 from book_pipeline.defs.dead_runs import fail_dead_runs
 from book_pipeline.defs.jobs import fetch_data
+from book_pipeline.defs.loading_runs import files_of_run, loading_runs
 from book_pipeline.defs.ops import FULL_DISK_FOLDER, FULL_DISK_NEEDED_BYTES
 from book_pipeline.defs.resources import (
     BooksFolder,
@@ -40,13 +42,6 @@ BATCH_TAG = "book_pipeline/batch"
 MAX_ATTEMPTS_PER_BATCH = 3
 SENSOR_INTERVAL_SECONDS = VARIABLES.sensor_interval_seconds.read()
 
-_IN_PROGRESS = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
 
 def run_config_for(files: list[str]) -> dict[str, Any]:
     return {
@@ -56,12 +51,6 @@ def run_config_for(files: list[str]) -> dict[str, Any]:
             }
         }
     }
-
-
-def files_of_run(run: dg.DagsterRun) -> list[str] | None:
-    """The files a fetch_data run was asked to load; None for a run over every pending file."""
-    ops = run.run_config.get("ops", {}).get("book_embeddings", {}).get("ops", {})
-    return ops.get("list_book_description_files", {}).get("config", {}).get("only_files")
 
 
 def _decode_cursor(cursor: str | None) -> SeenFiles:
@@ -129,11 +118,8 @@ def new_book_files_sensor(
     # A dead run would otherwise hold its files (or every pending file) forever.
     for run_id in fail_dead_runs(context.instance, pipeline_state):
         context.log.warning(f"run {run_id} died: marked failed, its files are pending again")
-    in_progress = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=fetch_data.name, statuses=_IN_PROGRESS)
-    )
     in_flight: set[str] = set()
-    for run in in_progress:
+    for run in loading_runs(context.instance):
         files = files_of_run(run)
         if files is None:
             return dg.SkipReason(f"run {run.run_id} is loading every pending file")

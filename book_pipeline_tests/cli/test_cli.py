@@ -278,6 +278,7 @@ def git_status() -> str:
     ).stdout
 
 
+@pytest.mark.xdist_group("project_checkout")
 def test_add_books_with_no_settings_leaves_the_package_and_the_git_tree_untouched(
     tmp_path: Path,
 ) -> None:

@@ -35,6 +35,10 @@ from book_pipeline_tests.support.loopback_http import WEBHOOK_TOKEN, webhook_ser
 from book_pipeline_tests.support.runs import fetch_data_job, fetch_data_run_config
 from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
+# Its tests share a module-scoped fixture: one worker runs them all, and the set-up once
+# (book_pipeline_tests/conftest.py).
+pytestmark = pytest.mark.xdist_group(__name__)
+
 BROKEN_LINE = "99 ::: A Title Without Its Year ::: Someone ::: Text"
 
 

@@ -1,5 +1,6 @@
 """book_embeddings end to end: real Dagster runs, the real local model, a real embedded Qdrant."""
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from book_pipeline.core.books.folders import SAMPLE_BOOKS_DIR
 from book_pipeline.core.books.parsing import parse_book_file
 from book_pipeline.core.embedding.bundled import LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME
 from book_pipeline.core.ingest.ledger import FileState
+from book_pipeline.core.runtime.run_leases import read_leases
 from book_pipeline.defs.assets import book_embeddings, book_embeddings_kinds
 from book_pipeline_tests.support.data_folder import point_count, qdrant_in, recorded_entries
 from book_pipeline_tests.support.openai_compatible_server import (
@@ -369,6 +371,11 @@ def test_executor_is_chosen_by_run_config(
     assert point_count(data_dir) == 4
     # In-process: every step in the run's own process; multiprocess: one child per step.
     assert (len(step_pids) == 1) == (executor == "in_process")
+    # The run's own process held the run's lease (defs/executors.py), as did the step processes
+    # that use the pipeline state.
+    holders = {lease.holder.pid for lease in read_leases(data_dir, result.run_id)}
+    assert os.getpid() in holders
+    assert holders <= {os.getpid()} | step_pids
 
 
 def test_openai_provider_end_to_end_with_key_from_environment(

@@ -1,6 +1,8 @@
 """The fetch_data job and the book_embeddings asset as users start them from the command line,
 each in its own process: `dagster job execute` and `dagster asset materialize`."""
 
+import os
+import subprocess
 from pathlib import Path
 
 from book_pipeline_tests.support.data_folder import point_count
@@ -34,6 +36,20 @@ def test_dagster_job_execute_cli_logs_a_short_info_summary(
         output
     )
     assert 'book-pipeline search "' in log_lines[-2] + log_lines[-1]
+    # The hint runs as shown, pasted into the shell the run was started from (the venv not
+    # active: this process's PATH need not hold its bin folder).
+    [hint] = [line.split("search them: ", 1)[1] for line in log_lines if "search them: " in line]
+    search = subprocess.run(
+        ["bash", "-c", hint],
+        cwd=tmp_path,
+        env={**os.environ, **folders_environment(books_dir, data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert search.returncode == 0, search.stderr
+    assert search.stdout.splitlines()[0].startswith("rank  score  title")
+    assert len(search.stdout.splitlines()) == 2 + 5, search.stdout
 
 
 def test_dagster_asset_materialize_runs_its_steps_in_process(

@@ -42,6 +42,9 @@ from book_pipeline_tests.support.runs import (
 from book_pipeline_tests.support.searching import Searcher
 from book_pipeline_tests.support.synthetic_books import write_synthetic_books
 
+# Minutes each: several fetch_data runs per test.
+pytestmark = pytest.mark.slow
+
 OLD_MODEL = "text-embedding-3-small"
 NEW_MODEL = "text-embedding-3-large"
 FILES, BOOKS_PER_FILE, FILES_PER_RUN = 12, 3, 4

@@ -225,9 +225,10 @@ def test_a_tick_over_a_large_loaded_folder_is_fast(
     paths = write_synthetic_books(books_dir, files=10_000, books_per_file=1)
     record_as_loaded(data_dir, paths)
 
-    started = time.perf_counter()
+    # The tick's own CPU time, which the suite's other workers on the same cores do not inflate.
+    started = time.process_time()
     requests, _, _ = tick(instance, books_dir, data_dir)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
 
     assert requests == []
     assert elapsed < 0.5
@@ -309,6 +310,7 @@ def sensor_ticks(instance: dg.DagsterInstance) -> int:
     )
 
 
+@pytest.mark.slow
 def test_daemon_loads_a_dropped_file_once_and_runs_nothing_otherwise(
     daemon: Daemon, books_dir: Path, data_dir: Path
 ) -> None:
@@ -343,6 +345,7 @@ def test_daemon_loads_a_dropped_file_once_and_runs_nothing_otherwise(
     assert len(fetch_data_runs(instance)) == 1
 
 
+@pytest.mark.slow
 def test_daemon_alerts_on_a_run_that_failed_on_a_bad_file(daemon: Daemon, books_dir: Path) -> None:
     (books_dir / "broken.txt").write_text("1 ::: A Title Without Its Year ::: A ::: B\n")
 

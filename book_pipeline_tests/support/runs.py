@@ -120,3 +120,22 @@ def materialization_metadata(instance: dg.DagsterInstance) -> dict:
     event = instance.get_latest_materialization_event(dg.AssetKey("book_embeddings"))
     assert event is not None and event.asset_materialization is not None
     return {key: value.value for key, value in event.asset_materialization.metadata.items()}
+
+
+def start_daemon(
+    dagster_home: Path, cwd: Path, environment: dict[str, str], log_path: Path
+) -> subprocess.Popen:
+    """`dagster-daemon run` on the code location, in its own session (stop it with
+    services.stop_process_group); its output goes to `log_path`."""
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "dagster-daemon"),
+                *("run", "-m", "book_pipeline.definitions"),
+            ],
+            env={**os.environ, "DAGSTER_HOME": str(dagster_home), **environment},
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

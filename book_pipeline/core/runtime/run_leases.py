@@ -7,7 +7,10 @@ Every process that works for a run holds a lease file in the state folder while 
                                                            and the process's start time
 
 A thread touches the file (its mtime is the heartbeat) every `heartbeat_seconds(grace)`; a touch
-needs no free block, so a full disk does not stop it. A process that ends cleanly marks its
+needs no free block, so a full disk does not stop it, and a touch that fails is tried again at
+the next beat. The process that orchestrates a run holds a lease for the run's whole life
+(defs/executors.py), so a run whose steps wait in a queue is alive; each step's process holds
+one too. Holders in one process share one file. A process that ends cleanly marks its
 lease ended. A run is alive while one of its leases is alive: on this machine and this boot, its
 process still exists (the same pid with the same start time, so a reused pid does not count); on
 another machine, its heartbeat is younger than the grace period. A run with no live lease is
@@ -24,6 +27,7 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,8 +117,58 @@ def process_exists(identity: ProcessIdentity) -> bool:
     return _start_ticks(identity.pid) == identity.start_ticks
 
 
+class _Heartbeat:
+    """A lease file and the thread that touches it, shared by the holders of one process."""
+
+    def __init__(self, path: Path, record: dict[str, object], interval: float) -> None:
+        self.path = path
+        self.holders = 0
+        self._record = record
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="run-lease", daemon=True)
+
+    def start(self) -> None:
+        self._write()
+        self._thread.start()
+
+    def _write(self) -> None:
+        partial = self.path.with_suffix(".partial")
+        with naming_full_disk(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(self._record))
+            os.replace(partial, self.path)
+
+    def _beat(self) -> None:
+        """Touch the file until `end`. A failed touch (a network share's hiccup, the folder
+        cleaned by a check that judged the run ended) is tried again at the next beat, the file
+        written anew if it is gone: only a process that stopped lets its lease age."""
+        while not self._stop.wait(self._interval):
+            try:
+                os.utime(self.path)
+            except FileNotFoundError:
+                with suppress(OSError):
+                    self._write()
+            except OSError:
+                continue
+
+    def end(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        with suppress(OSError):
+            os.utime(self.path)
+            os.replace(self.path, self.path.with_suffix(_ENDED_SUFFIX))
+
+
+# This process's lease files by path: the executor and, in the same process, the resources hold
+# one lease together, and the file ends with the last of them.
+_heartbeats: dict[Path, _Heartbeat] = {}
+_heartbeats_lock = threading.Lock()
+
+
 class RunLease:
-    """This process's lease on a run: written on `start`, touched by a thread, ended by `end`."""
+    """This process's hold on a run's lease: written on `start`, touched by a thread, ended by
+    `end`. Holders in one process share the file; it ends when the last one ends."""
 
     def __init__(self, state_folder: Path, run_id: str, grace_seconds: float) -> None:
         self.holder = ProcessIdentity.of(os.getpid())
@@ -123,37 +177,31 @@ class RunLease:
             / run_id
             / f"{self.holder.host}-{self.holder.pid}{_LEASE_SUFFIX}"
         )
-        self._run_id = run_id
+        self._record: dict[str, object] = {"run_id": run_id, **self.holder.__dict__}
         self._interval = heartbeat_seconds(grace_seconds)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._started = False
 
     def start(self) -> None:
-        record = {"run_id": self._run_id, **self.holder.__dict__}
-        partial = self.path.with_suffix(".partial")
-        with naming_full_disk(self.path):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps(record))
-            os.replace(partial, self.path)
-        self._thread = threading.Thread(target=self._beat, name="run-lease", daemon=True)
-        self._thread.start()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                os.utime(self.path)
-            except OSError:  # the folder went away (cleaned after the run ended): stop
-                return
+        with _heartbeats_lock:
+            heartbeat = _heartbeats.get(self.path)
+            if heartbeat is None:
+                heartbeat = _Heartbeat(self.path, self._record, self._interval)
+                heartbeat.start()
+                _heartbeats[self.path] = heartbeat
+            heartbeat.holders += 1
+            self._started = True
 
     def end(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        try:
-            os.utime(self.path)
-            os.replace(self.path, self.path.with_suffix(_ENDED_SUFFIX))
-        except OSError:
-            pass
+        with _heartbeats_lock:
+            if not self._started:
+                return
+            self._started = False
+            heartbeat = _heartbeats[self.path]
+            heartbeat.holders -= 1
+            if heartbeat.holders:
+                return
+            del _heartbeats[self.path]
+        heartbeat.end()
 
 
 def read_leases(state_folder: Path, run_id: str) -> list[Lease]:

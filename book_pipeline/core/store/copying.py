@@ -45,6 +45,20 @@ def copy_collection(
     """
     if batch_size < 1:
         raise MigrationError(f"the batch size must be at least 1, got {batch_size}")
+    dimension, model_name = _copyable_collection(source)
+    target.ensure_collection(dimension, model_name)
+    source_count = source.count()
+    copied, sample_ids = _copy_points(source, target, batch_size, source_count, on_batch)
+    _check_complete(source, target, copied, source_count)
+    _verify_sample(source, target, sample_ids)
+    stamp = source.stamp()
+    if stamp is not None and stamp.generation is not None:
+        target.record_load(stamp.load_sequence, stamp.generation)
+    return copied
+
+
+def _copyable_collection(source: BookVectorStore) -> tuple[int, str]:
+    """The source collection's dimension and model; only a collection a load made is copied."""
     if not source.collection_exists():
         raise MigrationError(
             f"nothing to copy: collection {source.collection!r} does not exist at {source.location}"
@@ -55,9 +69,18 @@ def copy_collection(
             f"collection {source.collection!r} at {source.location} was not made by "
             "book_pipeline (no embedding model recorded); not copying it"
         )
-    target.ensure_collection(dimension, model_name)
+    return dimension, model_name
 
-    source_count = source.count()
+
+def _copy_points(
+    source: BookVectorStore,
+    target: BookVectorStore,
+    batch_size: int,
+    source_count: int,
+    on_batch: Callable[[int], None] | None,
+) -> tuple[int, list[str]]:
+    """Scroll the source into the target batch by batch; return how many points were copied and
+    the ids of about VERIFY_SAMPLE_SIZE of them, spread over the whole collection."""
     sample_every = max(1, source_count // VERIFY_SAMPLE_SIZE)
     sample_ids: list[str] = []
     copied = 0
@@ -75,8 +98,12 @@ def copy_collection(
             if on_batch is not None:
                 on_batch(copied)
         if offset is None:
-            break
+            return copied, sample_ids
 
+
+def _check_complete(
+    source: BookVectorStore, target: BookVectorStore, copied: int, source_count: int
+) -> None:
     target_count = target.count()
     if copied != source_count or target_count < source_count:
         raise MigrationError(
@@ -84,11 +111,6 @@ def copy_collection(
             f"target {target.collection!r} at {target.location} holds {target_count}: the copy "
             "is incomplete; run it again (it is safe to repeat)"
         )
-    _verify_sample(source, target, sample_ids)
-    stamp = source.stamp()
-    if stamp is not None and stamp.generation is not None:
-        target.record_load(stamp.load_sequence, stamp.generation)
-    return copied
 
 
 def _verify_sample(source: BookVectorStore, target: BookVectorStore, ids: list[str]) -> None:

@@ -6,6 +6,7 @@ Dagster as a crash without a file name or line, and would not be recorded in the
 
 from dataclasses import astuple, replace
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,10 @@ from book_pipeline.core.books.parsing import (
     parse_book_text,
     parse_year,
 )
+
+# Hypothesis keeps its examples in the checkout (.hypothesis/, ignored once its .gitignore is
+# written): one worker runs these and the test that checks `git status` is unchanged.
+pytestmark = pytest.mark.xdist_group("project_checkout")
 
 FILE_NAME = "random.txt"
 PROPERTY_SETTINGS = settings(

@@ -125,6 +125,7 @@ def load_until_full(folder: Path, first: int, total: int) -> tuple[int, str | No
     return outcome["written"], outcome["error"]
 
 
+@pytest.mark.xdist_group("loop_devices")
 def test_a_collection_too_large_to_index_on_its_disk_is_refused_then_indexed_once_it_grows(
     tmp_path: Path,
 ) -> None:

@@ -1,7 +1,11 @@
+import errno
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from book_pipeline.core.runtime.run_leases import (
     Lease,
@@ -108,3 +112,58 @@ def test_a_reused_pid_is_not_the_process_that_took_the_lease() -> None:
 
 def test_the_heartbeat_beats_several_times_per_grace_period() -> None:
     assert heartbeat_seconds(60) == 15
+
+
+def wait_for_a_heartbeat(state_folder: Path, run_id: str, after: float) -> float:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        leases = read_leases(state_folder, run_id)
+        if leases and leases[0].last_seen > after:
+            return leases[0].last_seen
+        time.sleep(0.02)
+    raise AssertionError("the heartbeat stopped")
+
+
+def test_a_heartbeat_survives_write_errors_and_a_removed_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network share that fails a few touches (EIO), then a check that removed the file: the
+    lease still beats, so only a process that stopped ages."""
+    touch = os.utime
+    failures = []
+
+    def failing_touch(path: Path, *arguments: object) -> None:
+        if len(failures) < 3:
+            failures.append(path)
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        touch(path, *arguments)
+
+    lease = RunLease(tmp_path, "run-1", grace_seconds=0.4)
+    lease.start()
+    try:
+        [taken] = read_leases(tmp_path, "run-1")
+        monkeypatch.setattr(os, "utime", failing_touch)
+        wait_for_a_heartbeat(tmp_path, "run-1", after=taken.last_seen)
+        assert len(failures) == 3
+        monkeypatch.undo()
+
+        forget_run(tmp_path, "run-1")
+        wait_for_a_heartbeat(tmp_path, "run-1", after=0.0)
+        [written_again] = read_leases(tmp_path, "run-1")
+        assert written_again.holder == taken.holder and not written_again.ended
+    finally:
+        lease.end()
+
+
+def test_holders_in_one_process_share_the_lease_until_the_last_ends(tmp_path: Path) -> None:
+    """The executor and, in the same process, the resources hold the run's lease together."""
+    orchestrator, resources = (RunLease(tmp_path, "run-1", GRACE) for _ in range(2))
+    orchestrator.start()
+    resources.start()
+    resources.end()
+    [lease] = read_leases(tmp_path, "run-1")
+    assert not lease.ended
+
+    orchestrator.end()
+    [lease] = read_leases(tmp_path, "run-1")
+    assert lease.ended

@@ -142,6 +142,7 @@ def test_removing_unused_versions_keeps_the_current_one_and_a_rebuild(
         assert catalog.open("books__v2").count() == len(BOOKS)
 
 
+@pytest.mark.slow  # a `book-pipeline` process of its own
 def test_a_crash_in_the_middle_of_a_switch_leaves_exactly_one_current_version(
     two_versions: Engine,
 ) -> None:
