@@ -5,11 +5,13 @@ it paid against `book-pipeline estimate`'s figure.
     python bench/model_change_benchmark.py --files 1000 --books-per-file 2 --runs 4 [--json]
 
 Both models are the loopback OpenAI-compatible server (book_pipeline_tests/support), so what is
-measured is the pipeline, not a network: version 1 is loaded with `text-embedding-3-small` by
-one fetch_data run, then the configuration names `text-embedding-3-large` and `--runs`
-fetch_data runs (each over its share of the files, as the sensor's batches) build version 2
-beside it; the last one's model_switch step checks it and switches. The store is the embedded
-Qdrant Edge store (a search waits while a run's step holds it).
+measured is the pipeline, not a network. Version 1 is loaded with `text-embedding-3-small` by
+the load step's own core (`load_books`, the server's vectors computed in process: it is not
+what is measured, and a fetch_data run over every file would double the benchmark's time),
+then the configuration names `text-embedding-3-large` and `--runs` fetch_data runs (each over
+its share of the files, as the sensor's batches) build version 2 beside it; the last one's
+model_switch step checks it and switches. The store is the embedded Qdrant Edge store (a search
+waits while a run's step holds it).
 """
 
 import argparse
@@ -24,15 +26,21 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import project_root  # noqa: F401  (first: makes book_pipeline_tests importable)
 
 from book_pipeline.cli import main as cli_main
-from book_pipeline.core.settings import EmbedderChoice
+from book_pipeline.core.books.parsing import parse_book_file
+from book_pipeline.core.ingest.ledger import LoadLedger
+from book_pipeline.core.ingest.loading import load_books
+from book_pipeline.core.settings import LEDGER_FILE_NAME, EmbedderChoice
 from book_pipeline.core.store.opening import open_store_versions
+from book_pipeline.core.store.versions import EmbedderRecord, VersionRecord
 from book_pipeline.defs.sensors import run_config_for
 from book_pipeline_tests.support.openai_compatible_server import (
     EmbeddingsServerState,
     embeddings_server,
+    text_vector,
 )
 from book_pipeline_tests.support.runs import fetch_data_job, openai_run_config
 from book_pipeline_tests.support.searching import Searcher
@@ -61,6 +69,18 @@ def fetch_data(
     if not result.success:
         raise SystemExit(f"fetch_data with {model} failed (run {result.run_id})")
     return result
+
+
+def load_version_1(books_dir: Path, data_dir: Path, paths: list[Path]) -> None:
+    """The old model's version as a fetch_data run leaves it: points, ledger, its record."""
+    files = [
+        (parsed, np.array([text_vector(b.embedding_text, DIMENSIONS) for b in parsed.books]))
+        for parsed in map(parse_book_file, paths)
+    ]
+    with open_store_versions("books", data_dir / "qdrant-edge") as catalog:
+        load_books(catalog.open("books"), LoadLedger(data_dir / LEDGER_FILE_NAME), books_dir,
+                   files, OLD_MODEL, remove_books_of_deleted_files=True)  # fmt: skip
+        catalog.write_record("books", VersionRecord(EmbedderRecord("openai", OLD_MODEL)))
 
 
 def estimated_tokens(books_dir: Path, data_dir: Path, base_url: str) -> int:
@@ -100,7 +120,7 @@ def measure(files: int, books_per_file: int, runs: int, root: Path) -> dict[str,
     state = EmbeddingsServerState(dimensions=DIMENSIONS)
     with embeddings_server(state) as base_url, dg.instance_for_test() as instance:
         started = time.perf_counter()
-        fetch_data(instance, books_dir, data_dir, base_url, OLD_MODEL)
+        load_version_1(books_dir, data_dir, paths)
         first_load_seconds = time.perf_counter() - started
         estimate = estimated_tokens(books_dir, data_dir, base_url)
 
@@ -128,9 +148,8 @@ def measure(files: int, books_per_file: int, runs: int, root: Path) -> dict[str,
         "files": files,
         "books": files * books_per_file,
         "runs": len(results),
-        "first_load_seconds": round(first_load_seconds, 1),
+        "version_1_plain_load_seconds": round(first_load_seconds, 1),
         "rebuild_seconds": round(rebuild_seconds, 1),
-        "rebuild_over_first_load": round(rebuild_seconds / first_load_seconds, 2),
         "switched": switch.passed and "switched to" in (switch.description or ""),
         "searches": len(seconds),
         "searches_failed": len(searcher.errors),

@@ -25,10 +25,10 @@ from book_pipeline.core.books.parsing import BookFileError, ParsedBookFile, pars
 from book_pipeline.core.embedding.base import EmbeddingModelError
 from book_pipeline.core.embedding.book_file import EmbeddedBookFile, embed_book_file
 from book_pipeline.core.embedding.costs import TokenBudgetExceeded
-from book_pipeline.core.ingest.loading import load_embedded_files
-from book_pipeline.core.ingest.rebuild import after_load
+from book_pipeline.core.ingest.rebuild import LoadOptions, load_into_target
 from book_pipeline.core.runtime.disk_space import DiskFullError
 from book_pipeline.core.store.base import CollectionMismatchError
+from book_pipeline.core.store.versions import VersionError
 from book_pipeline.defs.resources import (
     BooksFolder,
     EmbedderResource,
@@ -343,30 +343,22 @@ def load_embeddings_to_vector_db(
     model_name = embedder.get_embedder().model_name
     try:
         with qdrant.open_for_loading(model_name, context.log.warning) as versions:
-            store = versions.target
-            if store is None:
-                raise _cannot_heal(RuntimeError(versions.plan.describe()))
             try:
-                summary = load_embedded_files(
-                    store,
+                summary, collection, location = load_into_target(
+                    versions,
                     pipeline_state.ledger(),
                     books_folder.folder,
                     embedded_files,
-                    model_name,
-                    config.remove_books_of_deleted_files,
-                    embedder.billed_by_token,
-                    embedder.price(model_name),
+                    LoadOptions(
+                        model_name,
+                        config.remove_books_of_deleted_files,
+                        embedder.billed_by_token,
+                        embedder.price(model_name),
+                        embedder.record(),
+                    ),
                 )
-            except CollectionMismatchError as error:
+            except (CollectionMismatchError, VersionError) as error:
                 raise _cannot_heal(error) from error
-            after_load(
-                versions,
-                pipeline_state.ledger(),
-                books_folder.folder,
-                embedder.record(),
-                config.remove_books_of_deleted_files,
-            )
-            collection, location = store.collection, store.location
     except DiskFullError as error:
         # A refused batch, then the index build that closing the store tried: the batch's tells.
         first = error.__context__ if isinstance(error.__context__, DiskFullError) else error

@@ -10,10 +10,10 @@ loaded into the new one only, which holds every file of the folder before it can
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from book_pipeline.core.embedding.bundled import LOCAL_MODEL_NAME
 from book_pipeline.core.embedding.costs import (
@@ -23,12 +23,27 @@ from book_pipeline.core.embedding.costs import (
     describe_price,
 )
 from book_pipeline.core.ingest.ledger import FileState, LoadLedger, ledger_key
-from book_pipeline.core.ingest.loading import Listing, list_files_to_load, load_books
+from book_pipeline.core.ingest.loading import (
+    Listing,
+    LoadSummary,
+    list_files_to_load,
+    load_books,
+    load_embedded_files,
+)
 from book_pipeline.core.settings import MODEL_SWITCH_RULES, EmbedderChoice
 from book_pipeline.core.store.base import BookVectorStore, CollectionStamp
 from book_pipeline.core.store.edge import read_edge_stamp
 from book_pipeline.core.store.edge_versions import EdgeVersionCatalog
-from book_pipeline.core.store.versions import EmbedderRecord, VersionCatalog, VersionRecord
+from book_pipeline.core.store.versions import (
+    EmbedderRecord,
+    VersionCatalog,
+    VersionError,
+    VersionRecord,
+)
+
+if TYPE_CHECKING:
+    # Only its fields are read: `status` and the sensor do not pay for the cache.
+    from book_pipeline.core.embedding.book_file import EmbeddedBookFile
 
 # The rules a rebuilt version must pass to become current (BOOK_PIPELINE_MODEL_SWITCH_RULE).
 AT_LEAST_AS_MANY, EVERY_PROBE, MANUAL = MODEL_SWITCH_RULES
@@ -107,9 +122,44 @@ class LoadingVersions:
         return list_files_to_load(target, ledger, books_folder, others)
 
 
-@contextmanager
-def loading_versions(catalog: VersionCatalog, model_name: str) -> Iterator[LoadingVersions]:
-    yield LoadingVersions(catalog, plan_versions(catalog, model_name))
+@dataclass(frozen=True)
+class LoadOptions:
+    """What the load step passes on about its model and configuration."""
+
+    model_name: str
+    remove_books_of_deleted_files: bool
+    billed_by_token: bool
+    price_per_mtok: float | None
+    embedder: EmbedderRecord
+
+
+def load_into_target(
+    versions: LoadingVersions,
+    ledger: LoadLedger,
+    books_folder: Path,
+    embedded_files: Sequence[EmbeddedBookFile],
+    options: LoadOptions,
+) -> tuple[LoadSummary, str, str]:
+    """The run's files loaded into the version runs load into (`after_load` then); the load's
+    summary, and that version's collection and location. `VersionError` while the configured
+    model's version is rolled back."""
+    store = versions.target
+    if store is None:
+        raise VersionError(versions.plan.describe())
+    summary = load_embedded_files(
+        store,
+        ledger,
+        books_folder,
+        embedded_files,
+        options.model_name,
+        options.remove_books_of_deleted_files,
+        options.billed_by_token,
+        options.price_per_mtok,
+    )
+    after_load(
+        versions, ledger, books_folder, options.embedder, options.remove_books_of_deleted_files
+    )
+    return summary, store.collection, store.location
 
 
 def after_load(
