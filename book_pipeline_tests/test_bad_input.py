@@ -388,6 +388,7 @@ def test_next_run_skips_the_refused_files_and_loads_the_others(catalogue: Catalo
         "load_embeddings_to_vector_db",
         "switch_to_rebuilt_version",
         "check_every_file_accepted",
+        "check_removals_confirmed",
     }
     summary = catalogue.second.output_for_node("book_embeddings")
     assert summary["files_processed"] == 0

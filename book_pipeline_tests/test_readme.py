@@ -290,3 +290,29 @@ def test_the_readme_book_pipeline_commands_run_as_shown(
         )
         assert completed.returncode == 0, f"{line}\n{completed.stderr}"
         assert completed.stdout.strip(), line
+
+
+# The steps a file maps into; every other step runs once per run.
+MAPPED_STEPS = {
+    "transform_book_description_file",
+    "create_vector_embeddings",
+    "refuse_book_description_file",
+    "refuse_over_budget_book_file",
+}
+NUMBER_WORDS = {5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}
+
+
+def test_the_readme_graph_draws_every_step_and_counts_them_as_the_job_runs_them() -> None:
+    from book_pipeline.definitions import defs
+
+    job = defs.resolve_job_def("fetch_data")
+    steps = {node.name for node in job.graph.nodes if node.name != "book_embeddings"}
+    asset_graph = job.graph.node_named("book_embeddings").definition
+    steps |= {node.name for node in asset_graph.nodes}
+    readme = (ROOT / "README.md").read_text()
+    drawing = readme[readme.index("list_book_description_files ──") :]
+    drawing = drawing[: drawing.index("```")]
+    assert [step for step in sorted(steps) if step not in drawing] == []
+    per_run = len(steps - MAPPED_STEPS)
+    assert f"{NUMBER_WORDS[per_run]} per run" in readme
+    assert f"200 good files has {2 * 200 + per_run}" in readme.replace("\n", " ")

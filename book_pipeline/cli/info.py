@@ -17,7 +17,9 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         "info",
         help="which Qdrant store the pipeline uses, and what it holds",
         description="The configured store (the embedded Qdrant Edge store, or $QDRANT_URL): "
-        "engine, location, collection, exact point count, embedding model and dimension, the "
+        "engine, location, collection, exact point count (and how many are not this "
+        "pipeline's: loaded by another one sharing the collection), embedding model and "
+        "dimension, the "
         "search modes the collection can answer, and for the embedded store its size on disk "
         "and the free space of its filesystem. Waits like a search while a load holds the "
         "embedded store.",
@@ -28,23 +30,28 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 def run_info(args: argparse.Namespace) -> int:
     from book_pipeline.core.ingest.ledger import LoadLedger
+    from book_pipeline.core.ingest.ownership import points_of_other_pipelines
     from book_pipeline.core.runtime.disk_space import describe_bytes, folder_size_bytes, free_bytes
     from book_pipeline.core.store.base import EDGE_ENGINE
     from book_pipeline.core.store.opening import open_configured_versions
 
     settings = Settings.from_environment()
     try:
-        with open_configured_versions(settings, say) as catalog:
+        with open_configured_versions(settings, say, read_only=True) as catalog:
             store = catalog.open(catalog.current_name())
             model: str | None = None
             dimension: int | None = None
+            others = 0
             if store.collection_exists():
                 dimension, model = store.collection_model()
+                others = points_of_other_pipelines(store, LoadLedger(settings.ledger_path))
             info = {
                 "engine": store.engine,
                 "location": store.location,
                 "collection": store.collection,
                 "points": store.count(),
+                # Not this pipeline's: loaded by another sharing the collection, left alone.
+                "other_points": others,
                 "model": model,
                 "dimension": dimension,
                 "search_modes": list(store.search_modes()) if store.collection_exists() else [],

@@ -88,7 +88,7 @@ def run_search(args: argparse.Namespace) -> int:
     settings = Settings.from_environment()
     try:
         # The store is opened for this one query only: a load waiting for it is held up briefly.
-        with open_configured_versions(settings, say, args.lock_wait) as catalog:
+        with open_configured_versions(settings, say, args.lock_wait, read_only=True) as catalog:
             # The current version's own model embeds the query, whatever is configured: while
             # a new model's version is being built, search reads the old one.
             store, choice = current_version(

@@ -51,6 +51,8 @@ class FolderReading:
     collection: str
     # While a new model's version is built: what that is, and how far it got.
     rebuild: list[str] = field(default_factory=list)
+    # The points of other pipelines (or of none this one recorded), by file; None: not counted.
+    others: dict[str, int] | None = None
 
 
 def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
@@ -71,7 +73,7 @@ def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
     model = recorded_model_name(settings.embedder_choice)
     try:
         with open_configured_versions(
-            settings, lock_wait_seconds=STATUS_LOCK_WAIT_SECONDS
+            settings, say, lock_wait_seconds=STATUS_LOCK_WAIT_SECONDS, read_only=True
         ) as catalog:
             # The version the next run loads into: a new one while a model change is rebuilt.
             versions = LoadingVersions(catalog, plan_versions(catalog, model))
@@ -84,7 +86,13 @@ def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
             location, collection = store.location, store.collection
             rebuild = _describe_rebuild(catalog, settings, ledger)
         return FolderReading(
-            listing.review, listing.stamp, listing.stored_counts, location, collection, rebuild
+            listing.review,
+            listing.stamp,
+            listing.stored_counts,
+            location,
+            collection,
+            rebuild,
+            listing.others,
         )
     except StoreLockedError:
         plan, stamp = read_loading_stamp(settings.collection, settings.edge_path, None, None, model)
@@ -120,6 +128,7 @@ def run_status(args: argparse.Namespace) -> int:
     from book_pipeline.core.embedding.choosing import configured_model_name
     from book_pipeline.core.embedding.costs import price_per_mtok
     from book_pipeline.core.ingest.ledger import LoadLedger
+    from book_pipeline.core.ingest.removal_guard import hold_removals, loaded_file_count
     from book_pipeline.core.ingest.status import (
         folder_status,
         format_cost_total,
@@ -134,7 +143,12 @@ def run_status(args: argparse.Namespace) -> int:
     location, collection = reading.location, reading.collection
     model = configured_model_name(settings.embedder_choice)
     price = price_per_mtok(settings.embedder, model, settings.embedding_price_per_mtok)
-    rows = folder_status(review, ledger.entries(stamp), reading.stored_counts, price)
+    entries = ledger.entries(stamp)
+    held = hold_removals(
+        review, books_folder, loaded_file_count(entries), settings.max_removed_files_per_run
+    )
+    held_files = held.files if held is not None else []
+    rows = folder_status(review, entries, reading.stored_counts, price, held_files)
     if args.json:
         print(json.dumps([asdict(row) for row in rows], ensure_ascii=False, indent=2))
     else:
@@ -146,6 +160,15 @@ def run_status(args: argparse.Namespace) -> int:
         print(format_status_table(rows))
         if cost_total := format_cost_total(rows, price, model):
             print(cost_total)
+        if reading.others:
+            books = sum(reading.others.values())
+            print(
+                f"not this pipeline's: {books} book(s) of {len(reading.others)} file(s) in the "
+                "collection were loaded by another pipeline (or one whose ledger was lost); "
+                "they are left alone"
+            )
+        if held is not None:
+            print(held.describe())
         if review.drifted:
             print(
                 f"{len(review.drifted)} file(s) recorded as loaded are not held by the store as "

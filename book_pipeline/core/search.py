@@ -125,8 +125,8 @@ def search_mode(store: BookVectorStore, mode: str | None) -> str:
         return modes[0]
     if mode not in modes:
         remedy = (
-            "They are added from the stored books the next time the store is opened (a load, "
-            "a search or `book-pipeline info`); the message above, if any, says why not now."
+            "The next load adds them, from the stored books (nothing is embedded again); "
+            "searches and other reads never write the store."
             if store.engine == EDGE_ENGINE
             else "Qdrant cannot add them to an existing server collection: `book-pipeline "
             "migrate-store --to-url URL --to-collection NEW` copies it into a new collection "

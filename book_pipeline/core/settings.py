@@ -161,8 +161,9 @@ class Variables:
         Path,
         None,
         "Folder of description files; unset: `books` in the working directory once it exists, "
-        "until then the bundled `book_pipeline/sample_books`, read only (`book-pipeline "
-        "add-books` creates `./books` from the samples)",
+        "until then the bundled `book_pipeline/sample_books`, read only, and only while the "
+        "collection holds nothing but sample books (`book-pipeline add-books` creates `./books` "
+        "from the samples)",
     )
     data_dir = Variable(
         "BOOK_PIPELINE_DATA_DIR",
@@ -296,6 +297,15 @@ class Variables:
         None,
         "A run sends no embedding request that would take it past this many tokens; the files "
         "that would are held back, pending (openai embedder); unset: no limit",
+    )
+    max_removed_files_per_run = Variable(
+        "BOOK_PIPELINE_MAX_REMOVED_FILES_PER_RUN",
+        whole_number_at_least_zero,
+        None,
+        "A run removes the books of at most this many files that left the books folder; past "
+        "it, it removes none, fails and names them (raise this for one run, or `book-pipeline "
+        "forget FILE...`); unset: a tenth of the files loaded, at least 5. An empty books folder "
+        "never removes books",
     )
     model_switch_rule = Variable(
         "BOOK_PIPELINE_MODEL_SWITCH_RULE",
@@ -466,6 +476,7 @@ class Settings:
     openai_base_url: str | None = VARIABLES.openai_base_url.default
     embedding_price_per_mtok: float | None = VARIABLES.embedding_price_per_mtok.default
     max_embedding_tokens_per_run: int | None = VARIABLES.max_embedding_tokens_per_run.default
+    max_removed_files_per_run: int | None = VARIABLES.max_removed_files_per_run.default
     model_switch_rule: str = VARIABLES.model_switch_rule.default
     step_retries: int = VARIABLES.step_retries.default
     retry_delay_seconds: float = VARIABLES.retry_delay_seconds.default

@@ -5,7 +5,10 @@ import dagster as dg
 from book_pipeline.core.settings import VARIABLES
 from book_pipeline.defs.model_switch import MODEL_SWITCH, switch_to_rebuilt_version
 from book_pipeline.defs.ops import (
+    EVERY_FILE_ACCEPTED_CHECK,
+    EVERY_REMOVAL_CONFIRMED_CHECK,
     check_every_file_accepted,
+    check_removals_confirmed,
     create_vector_embeddings,
     list_book_description_files,
     list_over_budget_book_files,
@@ -26,7 +29,7 @@ def book_embeddings_kinds(embedder_provider: str) -> set[str]:
 
 
 EVERY_FILE_ACCEPTED = dg.AssetCheckSpec(
-    "every_file_accepted",
+    EVERY_FILE_ACCEPTED_CHECK,
     asset="book_embeddings",
     description="No file of the run was refused, nor held back by the token budget. After a "
     "refusal (each refused file fails its own refuse_book_description_file step, each held-back "
@@ -34,11 +37,19 @@ EVERY_FILE_ACCEPTED = dg.AssetCheckSpec(
     "execute",
 )
 
+EVERY_REMOVAL_CONFIRMED = dg.AssetCheckSpec(
+    EVERY_REMOVAL_CONFIRMED_CHECK,
+    asset="book_embeddings",
+    description="Every file that left the books folder had its books removed: fails when more "
+    "files left than a run may remove (BOOK_PIPELINE_MAX_REMOVED_FILES_PER_RUN), or the folder "
+    "was empty; then no book was removed, and the step says which files and how to confirm",
+)
+
 
 @dg.graph_asset(
     group_name=BOOKS_GROUP,
     kinds=book_embeddings_kinds(VARIABLES.embedder.read()),
-    check_specs=[EVERY_FILE_ACCEPTED, MODEL_SWITCH],
+    check_specs=[EVERY_FILE_ACCEPTED, EVERY_REMOVAL_CONFIRMED, MODEL_SWITCH],
 )
 def book_embeddings():
     """Every book of the description files, embedded and searchable in Qdrant.
@@ -52,10 +63,11 @@ def book_embeddings():
     refused = list_refused_book_files(refusals.collect()).map(refuse_book_description_file)
     embedded, over_budget = books.map(create_vector_embeddings)
     held_back = list_over_budget_book_files(over_budget.collect()).map(refuse_over_budget_book_file)
-    loaded = load_embeddings_to_vector_db(embedded.collect())
+    summary, removal_hold = load_embeddings_to_vector_db(embedded.collect())
     return {
-        "result": loaded,
-        "book_embeddings_model_switch": switch_to_rebuilt_version(loaded=loaded),
+        "result": summary,
+        "book_embeddings_every_removal_confirmed": check_removals_confirmed(removal_hold),
+        "book_embeddings_model_switch": switch_to_rebuilt_version(loaded=summary),
         "book_embeddings_every_file_accepted": check_every_file_accepted(
             refused=refused.collect(), over_budget=held_back.collect()
         ),

@@ -34,6 +34,43 @@ MODEL_SWITCH = dg.AssetCheckSpec(
 )
 
 
+def _probe_both(
+    context: dg.OpExecutionContext,
+    versions: LoadingVersions,
+    embedder: EmbedderResource,
+    pipeline_state: PipelineStateResource,
+) -> tuple[RetrievalReport, RetrievalReport]:
+    """The retrieval probes on the current version (with its own model) and on the new one."""
+    current, current_choice = current_version(
+        versions.catalog, embedder.choice, versions.plan.model
+    )
+    target = versions.target
+    assert target is not None
+    run_id = context.run.run_id
+    try:
+        old = evaluate_retrieval(
+            current,
+            probe_embedder_for(
+                embedder.get_embedder(current_choice),
+                current_choice.provider == "openai",
+                embedder,
+                pipeline_state,
+                run_id,
+            ),
+        )
+        new = evaluate_retrieval(
+            target,
+            probe_embedder_for(
+                embedder.get_embedder(), embedder.billed_by_token, embedder, pipeline_state, run_id
+            ),
+        )
+    except TokenBudgetExceeded as error:
+        raise dg.Failure(
+            description=f"the switch's probes were not sent: {error}", allow_retries=False
+        ) from error
+    return old, new
+
+
 def _found(report: RetrievalReport) -> int:
     return sum(outcome.rank is not None for outcome in report.outcomes)
 
@@ -91,31 +128,7 @@ def _gate_and_switch(
     metadata: dict,
 ) -> dg.AssetCheckResult:
     plan, rule = versions.plan, qdrant.model_switch_rule
-    current, current_choice = current_version(versions.catalog, embedder.choice, plan.model)
-    target = versions.target
-    assert target is not None
-    run_id = context.run.run_id
-    try:
-        old = evaluate_retrieval(
-            current,
-            probe_embedder_for(
-                embedder.get_embedder(current_choice),
-                current_choice.provider == "openai",
-                embedder,
-                pipeline_state,
-                run_id,
-            ),
-        )
-        new = evaluate_retrieval(
-            target,
-            probe_embedder_for(
-                embedder.get_embedder(), embedder.billed_by_token, embedder, pipeline_state, run_id
-            ),
-        )
-    except TokenBudgetExceeded as error:
-        raise dg.Failure(
-            description=f"the switch's probes were not sent: {error}", allow_retries=False
-        ) from error
+    old, new = _probe_both(context, versions, embedder, pipeline_state)
     old_found, new_found = _found(old), _found(new)
     verdict = (
         f"switch rule {rule!r}: the new version {plan.target!r} ({plan.model}) found "

@@ -21,11 +21,13 @@ from book_pipeline.core.books.files import (
     read_book_file,
     snapshot_book_file,
 )
+from book_pipeline.core.books.folders import BooksFolderMissingError
 from book_pipeline.core.books.parsing import BookFileError, ParsedBookFile, parse_book_data
 from book_pipeline.core.embedding.base import EmbeddingModelError
 from book_pipeline.core.embedding.book_file import EmbeddedBookFile, embed_book_file
 from book_pipeline.core.embedding.costs import TokenBudgetExceeded
 from book_pipeline.core.ingest.rebuild import LoadOptions, load_into_target
+from book_pipeline.core.ingest.removal_guard import HeldRemoval
 from book_pipeline.core.runtime.disk_space import DiskFullError
 from book_pipeline.core.store.base import CollectionMismatchError
 from book_pipeline.core.store.versions import VersionError
@@ -40,6 +42,9 @@ from book_pipeline.defs.retries import EXTERNAL_STEP_RETRY_POLICY
 # A step that met a full disk names the folder, and the free bytes a new attempt needs there.
 FULL_DISK_FOLDER = "full_disk_folder"
 FULL_DISK_NEEDED_BYTES = "needed_bytes"
+# The asset checks of book_embeddings, named by the ops that report them (defs/assets.py).
+EVERY_FILE_ACCEPTED_CHECK = "every_file_accepted"
+EVERY_REMOVAL_CONFIRMED_CHECK = "every_removal_confirmed"
 # Asset metadata lists at most this many file names; the counts are always complete.
 _LISTED_FILES_LIMIT = 100
 # The query the load's last log line suggests trying next: it makes sense for any books.
@@ -86,12 +91,15 @@ def list_book_description_files(
     Pending: new or changed, or recorded as loaded while the store does not hold its books.
     The store is the collection version of the configured model (core/ingest/rebuild.py).
     """
-    with qdrant.open_for_loading(embedder.model_name(), context.log.warning) as versions:
-        if versions.target is None or versions.plan.rebuilding:
-            context.log.warning(versions.plan.describe())
-        if versions.target is None:
-            return
-        listing = versions.list_target(pipeline_state.ledger(), books_folder.folder)
+    try:
+        with qdrant.open_for_loading(embedder.model_name(), context.log.warning) as versions:
+            if versions.target is None or versions.plan.rebuilding:
+                context.log.warning(versions.plan.describe())
+            if versions.target is None:
+                return
+            listing = versions.list_target(pipeline_state.ledger(), books_folder.folder)
+    except BooksFolderMissingError as error:
+        raise _cannot_heal(error) from error
     review = listing.review
     pending = review.pending
     if config.only_files is not None:
@@ -216,7 +224,7 @@ def check_every_file_accepted():
     graph-backed asset must lead to the asset or one of its checks, and the refusal steps
     cannot lead to the load."""
     return dg.AssetCheckResult(
-        check_name="every_file_accepted",
+        check_name=EVERY_FILE_ACCEPTED_CHECK,
         passed=True,
         description="no file of this run was refused or held back by the budget",
     )
@@ -325,7 +333,17 @@ def refuse_over_budget_book_file(held_back: OverBudgetBookFile) -> None:
     )
 
 
-@dg.op(retry_policy=EXTERNAL_STEP_RETRY_POLICY)
+@dg.op(
+    retry_policy=EXTERNAL_STEP_RETRY_POLICY,
+    out={
+        "summary": dg.Out(dict, description="What the load did: counts, model, cost"),
+        # Yielded by every load (None: every removal made), so the check runs in every run.
+        "removal_hold": dg.Out(
+            HeldRemoval | None,
+            description="The removals the guard held back; None: all made",
+        ),
+    },
+)
 def load_embeddings_to_vector_db(
     context: dg.OpExecutionContext,
     config: LoadConfig,
@@ -334,8 +352,10 @@ def load_embeddings_to_vector_db(
     books_folder: BooksFolder,
     pipeline_state: PipelineStateResource,
     embedded_files: list[EmbeddedBookFile],
-) -> dg.Output[dict]:
-    """Make Qdrant match the files: each file's books replaced, deleted files' books removed.
+):
+    """Make Qdrant match the files: each file's books replaced, deleted files' books removed,
+    unless more files left than a run may remove (the removal guard): then the removals are
+    held back and `check_removals_confirmed` fails the run.
 
     The store is opened only for the time this takes (the embedded store locks its folder).
     """
@@ -355,9 +375,10 @@ def load_embeddings_to_vector_db(
                         embedder.billed_by_token,
                         embedder.price(model_name),
                         embedder.record(),
+                        pipeline_state.max_removed_files_per_run,
                     ),
                 )
-            except (CollectionMismatchError, VersionError) as error:
+            except (CollectionMismatchError, BooksFolderMissingError, VersionError) as error:
                 raise _cannot_heal(error) from error
     except DiskFullError as error:
         # A refused batch, then the index build that closing the store tried: the batch's tells.
@@ -371,8 +392,9 @@ def load_embeddings_to_vector_db(
     stage_seconds = _stage_seconds(context)
     stage_seconds["load_embeddings_to_vector_db"] = time.perf_counter() - started
     cost = summary.counts["embedding_cost_usd"]
-    return dg.Output(
+    yield dg.Output(
         summary.counts,
+        "summary",
         metadata={
             **summary.counts,
             "qdrant_collection": collection,
@@ -388,6 +410,31 @@ def load_embeddings_to_vector_db(
                 for stage, seconds in stage_seconds.items()
             },
         },
+    )
+    if summary.held_removal is not None:
+        context.log.warning(summary.held_removal.describe())
+    yield dg.Output(summary.held_removal, "removal_hold")
+
+
+@dg.op
+def check_removals_confirmed(removal_hold: HeldRemoval | None):
+    """Fails, on its own red step, when the load held removals back: the run fails (its alerts
+    fire) while the load itself went through. Not retried: only the user can confirm."""
+    if removal_hold is None:
+        return dg.AssetCheckResult(
+            check_name=EVERY_REMOVAL_CONFIRMED_CHECK,
+            passed=True,
+            description="every file that left the books folder had its books removed",
+        )
+    raise dg.Failure(
+        description=removal_hold.describe(),
+        metadata={
+            "books_folder": dg.MetadataValue.path(str(removal_hold.folder)),
+            "files_held": len(removal_hold.files),
+            "removal_limit": removal_hold.limit,
+            "files": dg.MetadataValue.json(removal_hold.files[:_LISTED_FILES_LIMIT]),
+        },
+        allow_retries=False,
     )
 
 

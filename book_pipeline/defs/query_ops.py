@@ -55,7 +55,7 @@ def search_loaded_books(
 ) -> dg.Output[list[dict]]:
     """Search book_embeddings; the results are logged and shown as a table on the run."""
     try:
-        with qdrant.open_versions(on_wait=context.log.warning) as catalog:
+        with qdrant.open_versions(on_wait=context.log.warning, read_only=True) as catalog:
             # The current version, with the model it was built with (a rebuild may be going on).
             store, choice = current_version(catalog, embedder.choice, embedder.model_name())
             model = embedder.get_embedder(choice)

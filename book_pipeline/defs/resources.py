@@ -164,6 +164,7 @@ class PipelineStateResource(dg.ConfigurableResource):
         default=str(VARIABLES.data_dir.default), description="Folder of the project's state"
     )
     dead_run_grace_seconds: int = _field(VARIABLES.dead_run_grace_seconds)
+    max_removed_files_per_run: int | None = _field(VARIABLES.max_removed_files_per_run)
     _lease: RunLease | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -263,9 +264,10 @@ class QdrantResource(dg.ConfigurableResource):
 
     @contextmanager
     def open_versions(
-        self, on_wait: Callable[[str], None] | None = None
+        self, on_wait: Callable[[str], None] | None = None, read_only: bool = False
     ) -> Iterator[VersionCatalog]:
-        """Every version of the collection (core/store/versions.py), as `open` opens one."""
+        """Every version of the collection (core/store/versions.py), as `open` opens one.
+        `read_only`: a read, which upgrades nothing (core/store/read_only.py)."""
         with open_store_versions(
             self.collection,
             self._local_folder,
@@ -275,14 +277,17 @@ class QdrantResource(dg.ConfigurableResource):
             on_wait=on_wait,
             settings=self.collection_settings,
             legacy_path=Path(self.legacy_path).expanduser().resolve() if self.legacy_path else None,
+            read_only=read_only,
         ) as catalog:
             yield catalog
 
     @contextmanager
-    def open(self, on_wait: Callable[[str], None] | None = None) -> Iterator[BookVectorStore]:
+    def open(
+        self, on_wait: Callable[[str], None] | None = None, read_only: bool = False
+    ) -> Iterator[BookVectorStore]:
         """The current version. Opened per use, not per run: the embedded store is locked for
-        as long as it is open."""
-        with self.open_versions(on_wait) as catalog:
+        as long as it is open. `read_only`: a read, which upgrades nothing."""
+        with self.open_versions(on_wait, read_only) as catalog:
             yield catalog.open(catalog.current_name())
 
     @contextmanager
@@ -359,6 +364,9 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             data_dir=str(settings.data_dir),
             dead_run_grace_seconds=_from_variable(
                 VARIABLES.dead_run_grace_seconds, settings.dead_run_grace_seconds
+            ),
+            max_removed_files_per_run=_from_variable(
+                VARIABLES.max_removed_files_per_run, settings.max_removed_files_per_run
             ),
         ),
     }

@@ -61,7 +61,7 @@ def stored_points(data_dir: Path) -> dict[str, dict]:
 
 
 # The steps of a run whatever its files: the listing, the load and the refusal fan-out with the
-# check that no file was refused.
+# check that no file was refused, and the check that every removal was made.
 PER_RUN_STEPS = {
     "list_book_description_files",
     "list_refused_book_files",
@@ -69,6 +69,7 @@ PER_RUN_STEPS = {
     "load_embeddings_to_vector_db",
     "switch_to_rebuilt_version",
     "check_every_file_accepted",
+    "check_removals_confirmed",
 }
 
 
@@ -86,6 +87,7 @@ def test_sample_data_end_to_end(instance: dg.DagsterInstance, data_dir: Path) ->
     assert checks_evaluated(instance, result.run_id) == {
         "retrieval_sanity": True,
         "every_file_accepted": True,
+        "every_removal_confirmed": True,
         "model_switch": True,
     }
     for path in sample_files:

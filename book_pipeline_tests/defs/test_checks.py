@@ -57,7 +57,12 @@ def test_fetch_data_runs_the_check_and_it_passes_on_the_sample_books(
 ) -> None:
     evaluations = {e.check_name: e for e in sample_load.result.get_asset_check_evaluations()}
     # The other check of the run: no sample file was refused.
-    assert evaluations.keys() == {"retrieval_sanity", "every_file_accepted", "model_switch"}
+    assert evaluations.keys() == {
+        "retrieval_sanity",
+        "every_file_accepted",
+        "every_removal_confirmed",
+        "model_switch",
+    }
     assert evaluations["every_file_accepted"].passed
     evaluation = evaluations["retrieval_sanity"]
 

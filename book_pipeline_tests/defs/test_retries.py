@@ -202,6 +202,7 @@ def test_reexecution_after_an_outage_retries_and_parses_nothing_again(
         "switch_to_rebuilt_version",
         "list_over_budget_book_files",
         "check_every_file_accepted",
+        "check_removals_confirmed",
     }
     retried = events_of(instance, second.run_id, dg.DagsterEventType.STEP_UP_FOR_RETRY)
     assert len(retried) == 1 and retried[0].step_key.removeprefix("book_embeddings.") in embed_steps

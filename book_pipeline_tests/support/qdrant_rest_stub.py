@@ -25,6 +25,8 @@ STUB_VERSION = "1.20.0"
 @dataclass
 class QdrantStubState:
     api_key: str | None = None
+    # What `GET /` reports: the pipeline refuses a server older than it needs.
+    version: str = STUB_VERSION
     local: QdrantClient = field(default_factory=lambda: QdrantClient(location=":memory:"))
     lock: threading.Lock = field(default_factory=threading.Lock)
     # (method, path without query, parsed JSON body or None), in arrival order
@@ -45,7 +47,7 @@ _UPDATED = {"operation_id": 0, "status": "completed"}
 def _route(state: QdrantStubState, method: str, path: str, body: Any) -> Any:
     local = state.local
     if (method, path) == ("GET", "/"):
-        return {"title": "qdrant - vector search engine (stub)", "version": STUB_VERSION}
+        return {"title": "qdrant - vector search engine (stub)", "version": state.version}
     if (method, path) == ("GET", "/collections"):
         return {"collections": [c.model_dump() for c in local.get_collections().collections]}
     if (method, path) == ("GET", "/aliases"):
@@ -71,6 +73,7 @@ def _route(state: QdrantStubState, method: str, path: str, body: Any) -> Any:
         ("PUT", "/points"): lambda: local.upsert(
             name, points=models.PointsList(**body).points
         ).model_dump(mode="json"),
+        ("POST", "/points/payload"): lambda: _set_payload(local, name, models.SetPayload(**body)),
         ("POST", "/points/delete"): lambda: local.delete(
             name, points_selector=_points_selector(body)
         ).model_dump(mode="json"),
@@ -94,6 +97,15 @@ def _points_selector(body: dict) -> models.PointsSelector:
     if "filter" in body:
         return models.FilterSelector(**body)
     return models.PointIdsList(**body)
+
+
+def _set_payload(local: QdrantClient, name: str, request: models.SetPayload) -> dict:
+    selector: models.PointsSelector
+    if request.filter is not None:
+        selector = models.FilterSelector(filter=request.filter)
+    else:
+        selector = models.PointIdsList(points=request.points or [])
+    return local.set_payload(name, payload=request.payload, points=selector).model_dump(mode="json")
 
 
 def _retrieve(local: QdrantClient, name: str, request: models.PointRequest) -> list:

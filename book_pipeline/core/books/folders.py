@@ -1,6 +1,8 @@
 """Where the user's files live when nothing is configured: `books/` and `data/` in the working
-directory. The bundled samples stand in for `books/` until it exists; the package itself is
-never written to.
+directory. The bundled samples stand in for `books/` until it exists, and only for a first try:
+once the collection holds books of other files, a missing `books/` was moved or deleted, and
+reading the samples instead would take the user's books for deleted ones
+(`require_books_folder`). The package itself is never written to.
 
 Decided here for everyone: `Settings.books_folder` (the `book-pipeline` command) and the Dagster
 resource `BooksFolder` both fall back on `default_books_dir`.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from book_pipeline.core.books.files import list_book_files
@@ -35,6 +38,29 @@ def default_books_dir() -> Path:
 
 def is_sample_folder(folder: Path) -> bool:
     return folder.resolve() == SAMPLE_BOOKS_DIR.resolve()
+
+
+class BooksFolderMissingError(FileNotFoundError):
+    """The samples were to stand in for a books folder that the collection's books came from."""
+
+
+def require_books_folder(folder: Path, held_files: Iterable[str]) -> None:
+    """Refuse the bundled samples as the books folder once the collection holds books of any
+    other file (`held_files`: the files it holds or the ledger records as loaded)."""
+    if not is_sample_folder(folder):
+        return
+    samples = {path.name for path in list_book_files(SAMPLE_BOOKS_DIR)}
+    others = sorted(set(held_files) - samples)
+    if not others:
+        return
+    named = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    raise BooksFolderMissingError(
+        f"the books folder {Path(DEFAULT_BOOKS_DIR).resolve()} does not exist, but the "
+        f"collection holds books of files that are not samples ({named}): was it moved or "
+        "deleted, or is this the wrong working directory? Put it back, or set "
+        "BOOK_PIPELINE_BOOKS_DIR to where the files are now. The bundled samples stand in for "
+        "it only until books of other files are loaded; nothing was read or removed"
+    )
 
 
 def create_user_books_dir() -> tuple[Path, list[str]]:

@@ -131,6 +131,8 @@ class LoadOptions:
     billed_by_token: bool
     price_per_mtok: float | None
     embedder: EmbedderRecord
+    # The removal guard's limit (core/ingest/removal_guard.py), for both versions.
+    max_removed_files: int | None = None
 
 
 def load_into_target(
@@ -155,34 +157,35 @@ def load_into_target(
         options.remove_books_of_deleted_files,
         options.billed_by_token,
         options.price_per_mtok,
+        options.max_removed_files,
     )
-    after_load(
-        versions, ledger, books_folder, options.embedder, options.remove_books_of_deleted_files
-    )
+    after_load(versions, ledger, books_folder, options)
     return summary, store.collection, store.location
 
 
 def after_load(
-    versions: LoadingVersions,
-    ledger: LoadLedger,
-    books_folder: Path,
-    embedder: EmbedderRecord,
-    remove_books_of_deleted_files: bool,
+    versions: LoadingVersions, ledger: LoadLedger, books_folder: Path, options: LoadOptions
 ) -> None:
     """What a load into the target leaves to do: record the embedder the target is built with
     (a version of an earlier release gets its record here), and, during a rebuild, remove the
-    deleted files' books from the current version too."""
+    deleted files' books from the current version too (within the same removal guard)."""
     plan, catalog = versions.plan, versions.catalog
     if plan.target is None or plan.target not in catalog.names():
         return
     record = catalog.read_record(plan.target)
     if record.embedder is None:
-        catalog.write_record(plan.target, replace(record, embedder=embedder))
+        catalog.write_record(plan.target, replace(record, embedder=options.embedder))
     catalog.ensure_pointer()
     current = versions.current
     if plan.rebuilding and current.collection_exists() and plan.current_model is not None:
         load_books(
-            current, ledger, books_folder, [], plan.current_model, remove_books_of_deleted_files
+            current,
+            ledger,
+            books_folder,
+            [],
+            plan.current_model,
+            options.remove_books_of_deleted_files,
+            max_removed_files=options.max_removed_files,
         )
 
 

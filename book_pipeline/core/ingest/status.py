@@ -2,10 +2,12 @@
 the books the store actually holds of it."""
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from book_pipeline.core.embedding.costs import cost_usd, describe_cost, describe_price
 from book_pipeline.core.ingest.ledger import FileState, FolderReview, LedgerEntry
+from book_pipeline.core.ingest.removal_guard import HELD_STATE
 
 PENDING = "pending"
 
@@ -36,10 +38,12 @@ def folder_status(
     entries: dict[str, LedgerEntry],
     stored_counts: dict[str, int] | None,
     price_per_mtok: float | None = None,
+    held: Collection[str] = (),
 ) -> list[FileStatus]:
     """Pending files from the folder's review; all others as the ledger last recorded them,
     with the store's count of their books when the store could be read, and the tokens their
-    load was billed at `price_per_mtok` dollars per million."""
+    load was billed at `price_per_mtok` dollars per million. `held`: files whose removal the
+    removal guard holds back (`removal_guard.hold_removals`)."""
     pending = {snapshot.name for snapshot in review.pending}
     gone = {entry.file_name for entry in review.removed}
     drifts = {drift.file_name: drift for drift in review.drifted}
@@ -50,6 +54,8 @@ def folder_status(
     def state_of(entry: LedgerEntry) -> str:
         if entry.file_name not in gone:
             return entry.state.value
+        if entry.file_name in held:
+            return HELD_STATE
         # Gone from the folder, but no run has caught up with it yet.
         return "deleted, books not yet removed" if entry.state is FileState.LOADED else "deleted"
 
@@ -82,7 +88,7 @@ def folder_status(
     rows.extend(
         FileStatus(
             name,
-            "deleted, books not yet removed",
+            HELD_STATE if name in held else "deleted, books not yet removed",
             0,
             stored(name),
             None,

@@ -27,8 +27,16 @@ from book_pipeline.core.store.keyword_vectors import SparseVector, book_keyword_
 # Fixed forever: point ids derive from it, and changing it would duplicate every book.
 _BOOK_ID_NAMESPACE = uuid.UUID("6f1d2a8e-3c55-4c1e-9a51-0b9d7f4e2c10")
 UPSERT_BATCH_SIZE = 256
-# What the pipeline filters by: the source file (loads and deletes), author and year (search).
-KEYWORD_FIELDS = ("author", "source_file")
+# Which pipeline loaded a point (its id, `core/ingest/ownership.py`): several pipelines may share
+# one server collection, and each removes only its own books. Points loaded before pipelines were
+# told apart have none ("unclaimed") until their pipeline's next load claims them.
+PIPELINE_FIELD = "pipeline"
+# `owner` of `stored_counts` and `remove_books`: a pipeline's id, None for every point, or
+# UNCLAIMED for the points without a pipeline.
+UNCLAIMED = ""
+# What the pipeline filters by: the source file (loads and deletes), author and year (search),
+# the pipeline (each removes its own).
+KEYWORD_FIELDS = ("author", "source_file", PIPELINE_FIELD)
 INTEGER_FIELDS = ("year",)
 EDGE_ENGINE = "qdrant-edge"
 DENSE_MODE = "dense"
@@ -68,8 +76,12 @@ def book_point_id(source_file: str, index: int) -> str:
     return str(uuid.uuid5(_BOOK_ID_NAMESPACE, f"{source_file}\x1f{index}"))
 
 
-def book_payload(book: BookRecord, file_sha256: str) -> dict[str, Any]:
+def book_payload(
+    book: BookRecord, file_sha256: str, pipeline_id: str | None = None
+) -> dict[str, Any]:
+    owner = {PIPELINE_FIELD: pipeline_id} if pipeline_id else {}
     return {
+        **owner,
         "title": book.title,
         "author": book.author,
         "year": book.year,
@@ -161,13 +173,17 @@ def point_keyword_vector(point: StoredPoint) -> SparseVector:
 
 
 def book_points(
-    books: Sequence[BookRecord], vectors: np.ndarray, file_sha256: str
+    books: Sequence[BookRecord],
+    vectors: np.ndarray,
+    file_sha256: str,
+    pipeline_id: str | None = None,
 ) -> list[StoredPoint]:
-    """The points a load stores for a file's books: ids, payloads, dense and keyword vectors."""
+    """The points a load stores for a file's books: ids, payloads (with the pipeline that loads
+    them), dense and keyword vectors."""
     return [
         StoredPoint(
             id=book_point_id(book.source_file, book.index),
-            payload=book_payload(book, file_sha256),
+            payload=book_payload(book, file_sha256, pipeline_id),
             vector=vector,
             keyword_vector=book_keyword_vector(book),
         )
@@ -218,9 +234,13 @@ class BookVectorStore(ABC):
             )
 
     def upsert_books(
-        self, books: Sequence[BookRecord], vectors: np.ndarray, file_sha256: str
+        self,
+        books: Sequence[BookRecord],
+        vectors: np.ndarray,
+        file_sha256: str,
+        pipeline_id: str | None = None,
     ) -> int:
-        points = book_points(books, vectors, file_sha256)
+        points = book_points(books, vectors, file_sha256, pipeline_id)
         for start in range(0, len(points), UPSERT_BATCH_SIZE):
             self.upsert_points(points[start : start + UPSERT_BATCH_SIZE])
         return len(points)
@@ -247,9 +267,15 @@ class BookVectorStore(ABC):
         new one if it has none."""
 
     @abstractmethod
-    def stored_counts(self) -> dict[str, int]:
+    def stored_counts(self, owner: str | None = None) -> dict[str, int]:
         """The number of points of each source file, counted exactly by the store (a facet on
-        the indexed `source_file`); empty when the collection does not exist."""
+        the indexed `source_file`); empty when the collection does not exist. `owner`: only the
+        points of that pipeline (UNCLAIMED: of none)."""
+
+    @abstractmethod
+    def claim_books(self, source_files: Sequence[str], pipeline_id: str) -> None:
+        """Give the unclaimed points of these files to the pipeline (its id in their payload,
+        indexed): what a pipeline loaded before pipelines were told apart becomes its own."""
 
     @abstractmethod
     def has_keyword_vectors(self) -> bool:
@@ -271,8 +297,11 @@ class BookVectorStore(ABC):
         """
 
     @abstractmethod
-    def remove_books(self, source_files: Sequence[str], keep_ids: Sequence[str] = ()) -> None:
-        """Delete the files' points except `keep_ids`, in one request however many files.
+    def remove_books(
+        self, source_files: Sequence[str], keep_ids: Sequence[str] = (), owner: str | None = None
+    ) -> None:
+        """Delete the files' points except `keep_ids`, in one request however many files; with
+        `owner`, only that pipeline's points (UNCLAIMED: those of none).
 
         After upserting files, this removes the books no longer in them; with no `keep_ids`,
         every book of the files (deleted files).

@@ -48,6 +48,8 @@ from book_pipeline.core.store.base import (
     HYBRID_FUSION,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    PIPELINE_FIELD,
+    UNCLAIMED,
     BookFilter,
     BookVectorStore,
     CollectionStamp,
@@ -67,6 +69,7 @@ from book_pipeline.core.store.edge_space import (
     require_space_for,
 )
 from book_pipeline.core.store.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
+from book_pipeline.core.store.read_only import tell_upgrade_waits
 
 MANIFEST_NAME = "book_pipeline.json"
 # Edge's own record of the shard's layout, written when the shard is created.
@@ -120,8 +123,9 @@ def edge_filter(
     book_filter: BookFilter | None = None,
     source_files: Sequence[str] = (),
     except_ids: Sequence[str] = (),
+    owner: str | None = None,
 ) -> edge.Filter | None:
-    conditions: list[Any] = []
+    conditions: list[Any] = _owner_conditions(owner)
     if book_filter is not None and book_filter.author is not None:
         conditions.append(
             edge.FieldCondition(key="author", match=edge.MatchValue(book_filter.author))
@@ -143,6 +147,14 @@ def edge_filter(
     if not conditions and not must_not:
         return None
     return edge.Filter(must=conditions or None, must_not=must_not)
+
+
+def _owner_conditions(owner: str | None) -> list[Any]:
+    if owner is None:
+        return []
+    if owner == UNCLAIMED:
+        return [edge.IsEmptyCondition(PIPELINE_FIELD)]
+    return [edge.FieldCondition(key=PIPELINE_FIELD, match=edge.MatchValue(owner))]
 
 
 class EdgeStore(BookVectorStore):
@@ -278,13 +290,30 @@ class EdgeStore(BookVectorStore):
         self._manifest = manifest
         return manifest["generation"]
 
-    def stored_counts(self) -> dict[str, int]:
+    def stored_counts(self, owner: str | None = None) -> dict[str, int]:
         if self._shard is None:
             return {}
         response = self._shard.facet(
-            edge.FacetRequest(key="source_file", limit=_FACET_LIMIT, exact=True)
+            edge.FacetRequest(
+                key="source_file",
+                limit=_FACET_LIMIT,
+                exact=True,
+                filter=edge_filter(owner=owner),
+            )
         )
         return {str(hit.value): hit.count for hit in response.hits}
+
+    def claim_books(self, source_files: Sequence[str], pipeline_id: str) -> None:
+        shard = self._require_shard()
+        shard.update(
+            edge.UpdateOperation.create_field_index(PIPELINE_FIELD, edge.PayloadSchemaType.Keyword)
+        )
+        if source_files:
+            unclaimed = edge_filter(source_files=source_files, owner=UNCLAIMED)
+            shard.update(
+                edge.UpdateOperation.set_payload_by_filter(unclaimed, {PIPELINE_FIELD: pipeline_id})
+            )
+        self._written = True
 
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
         shard = self._require_shard()
@@ -311,10 +340,12 @@ class EdgeStore(BookVectorStore):
             KEYWORD_VECTOR_NAME: edge.SparseVector(keyword.indices, keyword.values),
         }
 
-    def remove_books(self, source_files: Sequence[str], keep_ids: Sequence[str] = ()) -> None:
+    def remove_books(
+        self, source_files: Sequence[str], keep_ids: Sequence[str] = (), owner: str | None = None
+    ) -> None:
         if not source_files or self._shard is None:
             return
-        points_filter = edge_filter(source_files=source_files, except_ids=keep_ids)
+        points_filter = edge_filter(source_files=source_files, except_ids=keep_ids, owner=owner)
         self._shard.update(edge.UpdateOperation.delete_points_by_filter(points_filter))
         self._written = True
 
@@ -659,17 +690,24 @@ def open_edge_store(
     lock_wait_seconds: float,
     on_wait: Callable[[str], None] | None,
     settings: CollectionSettings | None,
+    read_only: bool = False,
 ) -> EdgeStore:
+    """Open (locked) for a load, which tidies what a crash left and upgrades a shard of the
+    previous release; `read_only` leaves both for the next load (`store.read_only`)."""
     folder = folder.expanduser().resolve()
     lock_handle = _lock(folder, lock_wait_seconds, on_wait)
     try:
-        _remove_partial_folders(folder, collection)
+        if not read_only:
+            _remove_partial_folders(folder, collection)
         store = EdgeStore(folder, collection, lock_handle, settings)
     except BaseException:
         lock_handle.close()
         raise
     if store.collection_exists() and not store.has_keyword_vectors():
-        _add_keyword_vectors(store, on_wait)
+        if read_only:
+            tell_upgrade_waits(store, on_wait)
+        else:
+            _add_keyword_vectors(store, on_wait)
     return store
 
 

@@ -39,14 +39,14 @@ class EdgeVersionCatalog(VersionCatalog):
         folder: Path,
         base: str,
         settings: CollectionSettings | None = None,
-        primary: EdgeStore | None = None,
+        primary: BookVectorStore | None = None,
     ) -> None:
         """`primary`: the shard opened with the store's lock. Without it, the catalog only reads
         names, records and the pointer (a sensor, while a load holds the lock)."""
         self.folder = folder
         self.base = base
         self.settings = settings
-        self._open: dict[str, EdgeStore] = {}
+        self._open: dict[str, BookVectorStore] = {}
         self._primary = None if primary is None else primary.collection
         if primary is not None:
             self._open[primary.collection] = primary

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from book_pipeline.core.settings import CollectionSettings, Settings
 from book_pipeline.core.store.base import BookVectorStore, CollectionStamp
-from book_pipeline.core.store.edge import EdgeStore, open_edge_store, read_edge_stamp
+from book_pipeline.core.store.edge import open_edge_store, read_edge_stamp
 from book_pipeline.core.store.edge_versions import EdgeVersionCatalog, current_edge_version
-from book_pipeline.core.store.legacy import upgrade_local_mode_store
+from book_pipeline.core.store.legacy import local_mode_has_collection, upgrade_local_mode_store
+from book_pipeline.core.store.read_only import tell_copy_waits
 from book_pipeline.core.store.versions import VersionCatalog
 
 
@@ -31,9 +32,14 @@ def open_store_versions(
     on_wait: Callable[[str], None] | None = None,
     settings: CollectionSettings | None = None,
     legacy_path: Path | None = None,
+    read_only: bool = False,
 ) -> Iterator[VersionCatalog]:
     """The versions of `collection` (`versions`): a server's when a URL is given, else the Edge
     store's under `local_path`, locked until closed.
+
+    `read_only`: for a read (`read_only` module), which upgrades nothing: a shard of the release
+    before keyword vectors stays as it is, and the previous version's store is read in place
+    rather than copied; both answer dense searches until the next load upgrades them.
 
     A server connection locks nothing: loads and searches in other processes run side by side.
     `legacy_path` is the previous version's embedded store (qdrant-client local mode): a
@@ -46,17 +52,17 @@ def open_store_versions(
         from book_pipeline.core.store.server import open_server_store
         from book_pipeline.core.store.server_versions import ServerVersionCatalog
 
-        store: BookVectorStore = open_server_store(collection, url, api_key, settings)
-        catalog = ServerVersionCatalog(store, collection)  # type: ignore[arg-type]
+        server_store = open_server_store(collection, url, api_key, settings)
+        store: BookVectorStore = server_store
+        catalog = ServerVersionCatalog(server_store, collection)
     else:
         folder = local_path.expanduser().resolve()
         # Read again under the lock: the shard opened first is the current one, mostly.
         current = current_edge_version(folder, collection) if folder.exists() else collection
-        edge_store = _open_embedded_store(
-            current, folder, lock_wait_seconds, on_wait, settings, legacy_path
+        store = _open_embedded_store(
+            current, folder, lock_wait_seconds, on_wait, settings, legacy_path, read_only
         )
-        store = edge_store
-        catalog = EdgeVersionCatalog(folder, collection, settings, primary=edge_store)
+        catalog = EdgeVersionCatalog(folder, collection, settings, primary=store)
     try:
         yield catalog
     finally:
@@ -76,10 +82,19 @@ def open_vector_store(
     on_wait: Callable[[str], None] | None = None,
     settings: CollectionSettings | None = None,
     legacy_path: Path | None = None,
+    read_only: bool = False,
 ) -> Iterator[BookVectorStore]:
     """The current version of `collection` (`open_store_versions`), which search reads."""
     with open_store_versions(
-        collection, local_path, url, api_key, lock_wait_seconds, on_wait, settings, legacy_path
+        collection,
+        local_path,
+        url,
+        api_key,
+        lock_wait_seconds,
+        on_wait,
+        settings,
+        legacy_path,
+        read_only,
     ) as catalog:
         yield catalog.open(catalog.current_name())
 
@@ -91,19 +106,29 @@ def _open_embedded_store(
     on_wait: Callable[[str], None] | None,
     settings: CollectionSettings | None,
     legacy_path: Path | None,
-) -> EdgeStore:
-    store = open_edge_store(collection, folder, lock_wait_seconds, on_wait, settings)
+    read_only: bool,
+) -> BookVectorStore:
+    store = open_edge_store(collection, folder, lock_wait_seconds, on_wait, settings, read_only)
     # Only while there is no version at all: version 1 removed after a switch is not copied back.
     if (
-        legacy_path is not None
-        and not store.collection_exists()
-        and not EdgeVersionCatalog(folder, collection).names()
+        legacy_path is None
+        or store.collection_exists()
+        or EdgeVersionCatalog(folder, collection).names()
     ):
-        try:
-            upgrade_local_mode_store(legacy_path, store, on_wait)
-        except BaseException:
-            store.close()
-            raise
+        return store
+    if read_only:
+        if not local_mode_has_collection(legacy_path, collection):
+            return store
+        store.close()
+        from book_pipeline.core.store.server import open_local_mode_store
+
+        tell_copy_waits(str(legacy_path), on_wait)
+        return open_local_mode_store(legacy_path, collection)
+    try:
+        upgrade_local_mode_store(legacy_path, store, on_wait)
+    except BaseException:
+        store.close()
+        raise
     return store
 
 
@@ -128,10 +153,11 @@ def open_configured_store(
     settings: Settings,
     on_wait: Callable[[str], None] | None = None,
     lock_wait_seconds: float | None = None,
+    read_only: bool = False,
 ) -> Iterator[BookVectorStore]:
     """The current version of the collection the settings name, opened as the pipeline opens
     it (`open_vector_store`)."""
-    with open_configured_versions(settings, on_wait, lock_wait_seconds) as catalog:
+    with open_configured_versions(settings, on_wait, lock_wait_seconds, read_only) as catalog:
         yield catalog.open(catalog.current_name())
 
 
@@ -139,6 +165,7 @@ def open_configured_versions(
     settings: Settings,
     on_wait: Callable[[str], None] | None = None,
     lock_wait_seconds: float | None = None,
+    read_only: bool = False,
 ) -> AbstractContextManager[VersionCatalog]:
     """The versions of the collection the settings name (`open_store_versions`)."""
     return open_store_versions(
@@ -152,4 +179,5 @@ def open_configured_versions(
         on_wait=on_wait,
         settings=settings.collection_settings,
         legacy_path=settings.legacy_path.expanduser().resolve(),
+        read_only=read_only,
     )

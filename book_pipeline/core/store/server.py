@@ -19,7 +19,9 @@ from book_pipeline.core.store.base import (
     HYBRID_FUSION,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    PIPELINE_FIELD,
     SERVER_ENGINE,
+    UNCLAIMED,
     BookFilter,
     BookVectorStore,
     CollectionMismatchError,
@@ -34,6 +36,7 @@ from book_pipeline.core.store.base import (
     point_keyword_vector,
 )
 from book_pipeline.core.store.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
+from book_pipeline.core.store.server_version import ServerTooOldError, check_server_version
 
 _SERVER_TIMEOUT_SECONDS = 30
 # Larger than any books folder: a facet returns at most this many source files.
@@ -203,13 +206,30 @@ class QdrantClientStore(BookVectorStore):
         )
         return generation
 
-    def stored_counts(self) -> dict[str, int]:
+    def stored_counts(self, owner: str | None = None) -> dict[str, int]:
         if not self.collection_exists():
             return {}
+        owned = _owner_conditions(owner)
         response = self.client.facet(
-            self.collection, key="source_file", limit=_FACET_LIMIT, exact=True
+            self.collection,
+            key="source_file",
+            facet_filter=models.Filter(must=owned) if owned else None,
+            limit=_FACET_LIMIT,
+            exact=True,
         )
         return {str(hit.value): hit.count for hit in response.hits}
+
+    def claim_books(self, source_files: Sequence[str], pipeline_id: str) -> None:
+        self.client.create_payload_index(
+            self.collection, PIPELINE_FIELD, field_schema=models.PayloadSchemaType.KEYWORD
+        )
+        if source_files:
+            self.client.set_payload(
+                self.collection,
+                payload={PIPELINE_FIELD: pipeline_id},
+                points=_files_filter(source_files, owner=UNCLAIMED),
+                wait=True,
+            )
 
     def _metadata(self) -> dict:
         return dict(self.client.get_collection(self.collection).config.metadata or {})
@@ -244,19 +264,14 @@ class QdrantClientStore(BookVectorStore):
             ),
         }
 
-    def remove_books(self, source_files: Sequence[str], keep_ids: Sequence[str] = ()) -> None:
+    def remove_books(
+        self, source_files: Sequence[str], keep_ids: Sequence[str] = (), owner: str | None = None
+    ) -> None:
         if not source_files or not self.collection_exists():
             return
         self.client.delete(
             self.collection,
-            points_selector=models.Filter(
-                must=[
-                    models.FieldCondition(
-                        key="source_file", match=models.MatchAny(any=list(source_files))
-                    )
-                ],
-                must_not=[models.HasIdCondition(has_id=list(keep_ids))] if keep_ids else None,
-            ),
+            points_selector=_files_filter(source_files, keep_ids, owner),
             wait=True,
         )
 
@@ -380,6 +395,27 @@ class QdrantClientStore(BookVectorStore):
         self.client.close()
 
 
+def _owner_conditions(owner: str | None) -> list[models.Condition]:
+    if owner is None:
+        return []
+    if owner == UNCLAIMED:
+        return [models.IsEmptyCondition(is_empty=models.PayloadField(key=PIPELINE_FIELD))]
+    return [models.FieldCondition(key=PIPELINE_FIELD, match=models.MatchValue(value=owner))]
+
+
+def _files_filter(
+    source_files: Sequence[str], keep_ids: Sequence[str] = (), owner: str | None = None
+) -> models.Filter:
+    """The points of these files (of this owner), except `keep_ids`."""
+    return models.Filter(
+        must=[
+            models.FieldCondition(key="source_file", match=models.MatchAny(any=list(source_files))),
+            *_owner_conditions(owner),
+        ],
+        must_not=[models.HasIdCondition(has_id=list(keep_ids))] if keep_ids else None,
+    )
+
+
 def metadata_stamp(metadata: dict) -> CollectionStamp:
     return CollectionStamp(metadata.get("generation"), int(metadata.get("load_sequence") or 0))
 
@@ -421,7 +457,8 @@ def _stored(record: models.Record) -> StoredPoint:
 def open_server_store(
     collection: str, url: str, api_key: str | None, settings: CollectionSettings | None
 ) -> QdrantClientStore:
-    """Connect and ask one cheap question, so an unreachable server fails here, by its URL."""
+    """Connect and ask two cheap questions, so an unreachable server fails here, by its URL,
+    and so does one too old to keep the collection's stamp (`server_version`)."""
     # No background version check: it races the first request from a thread of its own, so a
     # refused key is sent twice and reported as "Failed to obtain server version".
     client = QdrantClient(
@@ -429,6 +466,10 @@ def open_server_store(
     )
     try:
         client.get_collections()
+        check_server_version(client.info().version, url)
+    except ServerTooOldError:
+        client.close()
+        raise
     except ResponseHandlingException as error:
         client.close()
         raise StoreUnreachableError(

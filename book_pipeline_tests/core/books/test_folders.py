@@ -173,3 +173,60 @@ def test_switching_from_the_samples_to_books_reloads_and_removes_nothing(
     status = capsys.readouterr().out
     assert f"books folder: {working_dir / 'books'}\n" in status
     assert status.rstrip().endswith("7 loaded")
+
+
+def test_once_books_of_its_own_are_loaded_a_missing_books_folder_is_an_error(
+    working_dir: Path,
+    instance: dg.DagsterInstance,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`mv books books.bak`: the samples do not stand in for it, so none of its books is taken
+    for deleted; the run fails at its listing, naming the folder, and so does `status`."""
+    data_dir = working_dir / "data"
+    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
+    assert cli.main(["add-books", "new_arrivals", NEW_BOOK]) == cli.EXIT_OK
+    run_config = default_folder_run_config(data_dir)
+    assert fetch_data_job().execute_in_process(run_config=run_config, instance=instance).success
+    loaded_points = point_count(data_dir)
+    (working_dir / "books").rename(working_dir / "books.bak")
+    assert default_books_dir() == SAMPLE_BOOKS_DIR
+
+    moved = fetch_data_job().execute_in_process(
+        run_config=run_config, instance=instance, raise_on_error=False
+    )
+
+    assert not moved.success
+    [failure] = [event for event in moved.all_events if event.is_step_failure]
+    assert failure.step_key == "book_embeddings.list_book_description_files"
+    assert failure.step_failure_data is not None
+    message = str(failure.step_failure_data.user_failure_data.description)
+    assert f"the books folder {working_dir / 'books'} does not exist" in message
+    assert "new_arrivals.txt" in message
+    assert point_count(data_dir) == loaded_points
+    capsys.readouterr()
+    assert cli.main(["status"]) == cli.EXIT_REFUSED
+    assert f"the books folder {working_dir / 'books'} does not exist" in capsys.readouterr().err
+
+
+def test_the_samples_stand_in_while_the_collection_holds_only_sample_books(
+    working_dir: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loaded from the package, then from `./books` (created by add-books, samples only), then
+    `./books` deleted: the samples stand in again, nothing to load, nothing removed."""
+    data_dir = working_dir / "data"
+    monkeypatch.setenv("BOOK_PIPELINE_DATA_DIR", str(data_dir))
+    run_config = default_folder_run_config(data_dir)
+    assert fetch_data_job().execute_in_process(run_config=run_config, instance=instance).success
+    sample_points = point_count(data_dir)
+    create_user_books_dir()
+    assert fetch_data_job().execute_in_process(run_config=run_config, instance=instance).success
+    for path in (working_dir / "books").iterdir():
+        path.unlink()
+    (working_dir / "books").rmdir()
+
+    again = fetch_data_job().execute_in_process(run_config=run_config, instance=instance)
+
+    assert again.success
+    assert again.output_for_node("book_embeddings")["files_processed"] == 0
+    assert point_count(data_dir) == sample_points

@@ -17,6 +17,7 @@ from book_pipeline.core.books.parsing import ParsedBookFile, parse_book_file
 from book_pipeline.core.embedding.book_file import EmbeddedBookFile
 from book_pipeline.core.ingest.ledger import FileState, LoadLedger
 from book_pipeline.core.ingest.loading import list_files_to_load, load_books, load_embedded_files
+from book_pipeline.core.ingest.ownership import pipeline_id
 from book_pipeline.core.store.base import BookVectorStore
 from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline.core.store.server import QdrantClientStore
@@ -130,11 +131,12 @@ def test_a_new_collection_name_loads_everything_and_switching_back_loads_nothing
 def test_points_written_but_not_recorded_are_loaded_once(
     open_store: OpenStore, loaded: LoadLedger, books_dir: Path
 ) -> None:
-    """A crash between writing a load's points and recording it: same ids, nothing doubled."""
+    """A crash between writing a load's points (this pipeline's) and recording it: same ids,
+    nothing doubled."""
     [new] = write_synthetic_books(books_dir, files=1, books_per_file=BOOKS_PER_FILE, first_file=3)
     with open_store("books") as store:
         for parsed, vectors in embedded([new]):
-            store.upsert_books(parsed.books, vectors, parsed.sha256)
+            store.upsert_books(parsed.books, vectors, parsed.sha256, pipeline_id(loaded))
 
     assert run(open_store, loaded, books_dir) == [new.name]
     assert_one_point_per_book(open_store, loaded, books_dir)
@@ -154,13 +156,13 @@ def test_books_the_store_lost_are_loaded_again(
 def test_books_no_record_knows_of_are_removed(
     open_store: OpenStore, loaded: LoadLedger, books_dir: Path, tmp_path: Path
 ) -> None:
-    """Points of a file that was deleted before its load was recorded."""
+    """Points of a file that was deleted before its load (this pipeline's) was recorded."""
     [stray] = write_synthetic_books(
         tmp_path / "elsewhere", files=1, books_per_file=2, first_file=50
     )
     with open_store("books") as store:
         for parsed, vectors in embedded([stray]):
-            store.upsert_books(parsed.books, vectors, parsed.sha256)
+            store.upsert_books(parsed.books, vectors, parsed.sha256, pipeline_id(loaded))
         listing = list_files_to_load(store, loaded, books_dir)
     assert listing.review.orphans == [stray.name]
 
@@ -211,6 +213,7 @@ def test_a_load_reports_what_it_did_and_what_embedding_cost(
         "books_loaded": 2 * BOOKS_PER_FILE,
         "files_removed": 0,
         "orphan_files_removed": 0,
+        "removals_held": 0,
         "failed_files_skipped": 0,
         "collection_size": 2 * BOOKS_PER_FILE,
         "embedding_model": MODEL,

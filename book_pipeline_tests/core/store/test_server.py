@@ -17,6 +17,7 @@ from book_pipeline.core.settings import DEFAULT_COLLECTION, CollectionSettings
 from book_pipeline.core.store.base import StoreRefusedError, StoreUnreachableError
 from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline.core.store.server import open_server_store
+from book_pipeline.core.store.server_version import ServerTooOldError, required_version
 from book_pipeline_tests.support.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
 from book_pipeline_tests.support.runs import SampleLoad, fetch_data_job, fetch_data_run_config
 from book_pipeline_tests.support.synthetic_books import write_synthetic_books
@@ -88,6 +89,7 @@ def test_fetch_data_against_a_server(
         ("author", "keyword"),
         ("year", "integer"),
         ("source_file", "keyword"),
+        ("pipeline", "keyword"),
     }
     assert set(state.api_key_headers) == {API_KEY}
     # The retrieval check searched the server too.
@@ -125,6 +127,8 @@ def test_migrate_store_to_a_server_then_search_it(
         "location": url,
         "collection": DEFAULT_COLLECTION,
         "points": 45,
+        # Loaded by the sample load, whose data folder this is: its id is in their payloads.
+        "other_points": 0,
         "model": "all-MiniLM-L6-v2-onnx-int8",
         "dimension": 384,
         # A server's disk is its own: only the embedded store's are shown.
@@ -198,3 +202,52 @@ def test_the_servers_errors_become_the_stores_own_naming_it() -> None:
     with pytest.raises(StoreUnreachableError, match=f"lost the Qdrant server at {url} .*safe"):
         store.count()
     store.close()
+
+
+@pytest.mark.parametrize("version", ["1.15.4", "1.9.0", "dev", ""])
+def test_a_server_older_than_the_collection_metadata_is_refused_by_its_version(
+    version: str,
+    books_dir: Path,
+    data_dir: Path,
+    server_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before Qdrant 1.16 a server drops the collection's metadata, the stamp: refused when the
+    pipeline connects, naming the version it needs; nothing is written to it."""
+    write_synthetic_books(books_dir, files=1, books_per_file=2)
+    state = QdrantStubState(api_key=API_KEY, version=version)
+
+    with qdrant_rest_stub(state) as url, dg.instance_for_test() as instance:
+        with pytest.raises(ServerTooOldError) as refused:
+            open_server_store(DEFAULT_COLLECTION, url, API_KEY, None)
+        run = fetch_data_job().execute_in_process(
+            run_config=server_run_config(books_dir, data_dir, url),
+            instance=instance,
+            raise_on_error=False,
+        )
+        server_env.setenv("QDRANT_URL", url)
+        server_env.setenv("QDRANT_API_KEY", API_KEY)
+        capsys.readouterr()
+        assert cli.main(["info"]) == cli.EXIT_REFUSED
+
+    needed = f"book_pipeline needs Qdrant {required_version()} or later"
+    assert needed in str(refused.value) and url in str(refused.value)
+    assert needed in capsys.readouterr().err
+    assert not run.success
+    [failure] = [event for event in run.all_events if event.is_step_failure]
+    assert failure.step_key == "book_embeddings.list_book_description_files"
+    assert needed in str(failure.step_failure_data)
+    assert {method for method, _, _ in state.requests} == {"GET"}
+
+
+def test_a_server_of_the_version_needed_is_used(books_dir: Path, data_dir: Path) -> None:
+    write_synthetic_books(books_dir, files=1, books_per_file=2)
+    state = QdrantStubState(api_key=API_KEY, version=required_version() + ".0")
+
+    with qdrant_rest_stub(state) as url, dg.instance_for_test() as instance:
+        run = fetch_data_job().execute_in_process(
+            run_config=server_run_config(books_dir, data_dir, url), instance=instance
+        )
+        points = state.local.count(DEFAULT_COLLECTION).count
+
+    assert run.success and points == 2
