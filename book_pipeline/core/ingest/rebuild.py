@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from book_pipeline.core.embedding.book_file import EmbeddedBookFile
 
 # The rules a rebuilt version must pass to become current (BOOK_PIPELINE_MODEL_SWITCH_RULE).
-AT_LEAST_AS_MANY, EVERY_PROBE, MANUAL = MODEL_SWITCH_RULES
+SWITCH_RULES = MODEL_SWITCH_RULES
+AT_LEAST_AS_MANY, EVERY_PROBE, MANUAL = SWITCH_RULES
 
 
 @dataclass(frozen=True)
@@ -255,11 +256,13 @@ def rebuild_progress(
 
 def switch_allowed(rule: str, old_found: int, new_found: int, new_probes: int) -> bool:
     """Whether the rebuilt version's probes pass `rule` against the current version's."""
-    if rule == MANUAL:
-        return False
+    if rule == AT_LEAST_AS_MANY:
+        return new_found >= old_found
     if rule == EVERY_PROBE:
         return new_found == new_probes
-    return new_found >= old_found
+    if rule == MANUAL:
+        return False
+    raise ValueError(f"unknown switch rule {rule!r}: expected one of {', '.join(SWITCH_RULES)}")
 
 
 def version_embedder_choice(
