@@ -235,14 +235,15 @@ def test_the_store_interface_imports_none_of_its_engines() -> None:
         assert "book_pipeline.core.store.opening" not in graph[f"book_pipeline.core.store.{engine}"]
 
 
-def test_only_the_server_engine_imports_qdrant_client() -> None:
+def test_only_the_server_engine_and_its_versions_import_qdrant_client() -> None:
     package_root = Path(book_pipeline.__file__).parent
     importers = sorted(
         str(path.relative_to(package_root))
         for path in package_root.rglob("*.py")
         if "qdrant_client" in path.read_text()
     )
-    assert importers == ["core/store/server.py"]
+    # The server engine and its versions (the collection alias), imported only with a URL.
+    assert importers == ["core/store/server.py", "core/store/server_versions.py"]
 
 
 # `os`'s ways into the process environment; a copy of it for a child process counts too.

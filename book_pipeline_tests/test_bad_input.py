@@ -386,6 +386,7 @@ def test_next_run_skips_the_refused_files_and_loads_the_others(catalogue: Catalo
         "list_refused_book_files",
         "list_over_budget_book_files",
         "load_embeddings_to_vector_db",
+        "switch_to_rebuilt_version",
         "check_every_file_accepted",
         "check_removals_confirmed",
     }

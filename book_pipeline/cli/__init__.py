@@ -1,9 +1,9 @@
 """The `book-pipeline` command: the books folder and the loaded books, for people, not for Dagster.
 
 One module per subcommand (`add_books`, `search`, `status`, `estimate`, `forget`,
-`migrate_store`, `info`), each with its `add_parser` and `run_*` function, so a subcommand is
-changed without reading the others; every refusal is a `CliError`, printed by `main` as one
-line instead of a traceback. Nothing here imports Dagster: the configuration is
+`migrate_store`, `info`, `versions`), each with its `add_parser` and `run_*` function, so a
+subcommand is changed without reading the others; every refusal is a `CliError`, printed by
+`main` as one line instead of a traceback. Nothing here imports Dagster: the configuration is
 `book_pipeline.core.settings`, and each subcommand imports the heavy parts it needs (the model,
 Qdrant) only when it runs.
 """
@@ -15,7 +15,16 @@ import gc
 import sys
 from collections.abc import Callable
 
-from book_pipeline.cli import add_books, estimate, forget, info, migrate_store, search, status
+from book_pipeline.cli import (
+    add_books,
+    estimate,
+    forget,
+    info,
+    migrate_store,
+    search,
+    status,
+    versions,
+)
 from book_pipeline.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, CliError
 from book_pipeline.core.settings import SettingsError
 
@@ -47,6 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="book-pipeline", description="Work with the book description files of book_pipeline."
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for subcommand in (add_books, search, status, estimate, forget, migrate_store, info):
+    for subcommand in (add_books, search, status, estimate, forget, migrate_store, info, versions):
         subcommand.add_parser(subcommands)
     return parser

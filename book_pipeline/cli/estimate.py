@@ -34,7 +34,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 def run_estimate(args: argparse.Namespace) -> int:
     from book_pipeline.core.embedding.cache import open_embedding_cache
-    from book_pipeline.core.embedding.choosing import choose_embedder, configured_model_name
+    from book_pipeline.core.embedding.choosing import recorded_model_name
     from book_pipeline.core.embedding.costs import (
         counts_exactly,
         describe_cost,
@@ -46,10 +46,7 @@ def run_estimate(args: argparse.Namespace) -> int:
 
     settings = Settings.from_environment()
     reading = read_books_folder(settings, LoadLedger(settings.ledger_path))
-    model = configured_model_name(settings.embedder_choice)
-    if settings.embedder != "openai":
-        # The cache knows a local model by its full name (a folder's carries its checksum).
-        model = choose_embedder(settings.embedder_choice).model_name
+    model = recorded_model_name(settings.embedder_choice)
     price = price_per_mtok(settings.embedder, model, settings.embedding_price_per_mtok)
     estimate = estimate_embedding(
         reading.review.pending,

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from book_pipeline.cli.common import EXIT_OK, CliError, say, store_errors
+from book_pipeline.cli.versions import describe_versions, format_versions
 from book_pipeline.core.settings import Settings
 
 _BYTE_COUNTS = ("size_on_disk", "free_space")
@@ -32,11 +33,12 @@ def run_info(args: argparse.Namespace) -> int:
     from book_pipeline.core.ingest.ownership import points_of_other_pipelines
     from book_pipeline.core.runtime.disk_space import describe_bytes, folder_size_bytes, free_bytes
     from book_pipeline.core.store.base import EDGE_ENGINE
-    from book_pipeline.core.store.opening import open_configured_store
+    from book_pipeline.core.store.opening import open_configured_versions
 
     settings = Settings.from_environment()
     try:
-        with open_configured_store(settings, say, read_only=True) as store:
+        with open_configured_versions(settings, say, read_only=True) as catalog:
+            store = catalog.open(catalog.current_name())
             model: str | None = None
             dimension: int | None = None
             others = 0
@@ -57,6 +59,8 @@ def run_info(args: argparse.Namespace) -> int:
                 # (a load refuses to write when that is too little). A server's are its own.
                 "size_on_disk": None,
                 "free_space": None,
+                # One per embedding model (`book-pipeline versions`); the above is the current.
+                "versions": describe_versions(catalog, settings, LoadLedger(settings.ledger_path)),
             }
             if store.engine == EDGE_ENGINE:
                 info["size_on_disk"] = folder_size_bytes(settings.edge_path)
@@ -68,6 +72,9 @@ def run_info(args: argparse.Namespace) -> int:
     else:
         width = max(len(key) for key in info)
         for key, value in info.items():
+            if key == "versions":
+                print(f"{key + ':':<{width + 1}}\n{format_versions(value)}")
+                continue
             shown = (", ".join(value) or None) if isinstance(value, list) else value
             if key in _BYTE_COUNTS and value is not None:
                 shown = describe_bytes(value)

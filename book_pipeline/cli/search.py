@@ -24,7 +24,8 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         "Qdrant the pipeline is configured with (the same environment variables): by meaning "
         "(dense), by the words of their title, author and description (keyword, BM25), or both "
         "fused (hybrid, the default). With --like, the books most like the given ones instead. "
-        "Refused when the configured model is not the one the collection was loaded with.",
+        "Queries are embedded with the model the current collection version was built with, "
+        "so search keeps answering while a new model's version is built.",
     )
     search.add_argument(
         "query",
@@ -79,15 +80,21 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 def run_search(args: argparse.Namespace) -> int:
     # Imported here: the model and Qdrant take time that add-books and status need not pay.
     from book_pipeline.core.embedding.base import EmbeddingModelError
-    from book_pipeline.core.embedding.choosing import choose_embedder
+    from book_pipeline.core.embedding.choosing import choose_embedder, configured_model_name
+    from book_pipeline.core.ingest.rebuild import current_version
     from book_pipeline.core.search import SearchRefusedError, format_hits_table, search_books
-    from book_pipeline.core.store.opening import open_configured_store
+    from book_pipeline.core.store.opening import open_configured_versions
 
     settings = Settings.from_environment()
     try:
-        embedder = choose_embedder(settings.embedder_choice, for_query=True, on_error_response=say)
         # The store is opened for this one query only: a load waiting for it is held up briefly.
-        with open_configured_store(settings, say, args.lock_wait, read_only=True) as store:
+        with open_configured_versions(settings, say, args.lock_wait, read_only=True) as catalog:
+            # The current version's own model embeds the query, whatever is configured: while
+            # a new model's version is being built, search reads the old one.
+            store, choice = current_version(
+                catalog, settings.embedder_choice, configured_model_name(settings.embedder_choice)
+            )
+            embedder = choose_embedder(choice, for_query=True, on_error_response=say)
             hits = search_books(
                 store,
                 embedder,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from book_pipeline.core.settings import Settings
 if TYPE_CHECKING:
     from book_pipeline.core.ingest.ledger import FolderReview, LoadLedger
     from book_pipeline.core.store.base import CollectionStamp
+    from book_pipeline.core.store.versions import VersionCatalog
 
 # A running load holds the embedded store for its whole write: status shows the record alone
 # rather than wait for it.
@@ -49,6 +50,8 @@ class FolderReading:
     stored_counts: dict[str, int] | None
     location: str
     collection: str
+    # While a new model's version is built: what that is, and how far it got.
+    rebuild: list[str] = field(default_factory=list)
     # The points of other pipelines (or of none this one recorded), by file; None: not counted.
     others: dict[str, int] | None = None
 
@@ -56,28 +59,44 @@ class FolderReading:
 def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
     """What the next run would load: the listing the run makes, or, while a load holds the
     embedded store, what the ledger alone says (the store's counts are not read)."""
+    from book_pipeline.core.embedding.choosing import recorded_model_name
     from book_pipeline.core.ingest.ledger import review_books_folder
     from book_pipeline.core.ingest.loading import list_files_to_load
+    from book_pipeline.core.ingest.rebuild import (
+        LoadingVersions,
+        plan_versions,
+        read_loading_stamp,
+    )
     from book_pipeline.core.store.base import StoreLockedError
-    from book_pipeline.core.store.opening import open_configured_store, read_collection_stamp
+    from book_pipeline.core.store.opening import open_configured_versions
 
     books_folder = settings.books_folder
+    model = recorded_model_name(settings.embedder_choice)
     try:
-        with open_configured_store(
+        with open_configured_versions(
             settings, say, lock_wait_seconds=STATUS_LOCK_WAIT_SECONDS, read_only=True
-        ) as store:
-            listing = list_files_to_load(store, ledger, books_folder)
+        ) as catalog:
+            # The version the next run loads into: a new one while a model change is rebuilt.
+            versions = LoadingVersions(catalog, plan_versions(catalog, model))
+            store = versions.target or versions.current
+            listing = (
+                versions.list_target(ledger, books_folder)
+                if versions.target is not None
+                else list_files_to_load(store, ledger, books_folder)
+            )
             location, collection = store.location, store.collection
+            rebuild = _describe_rebuild(catalog, settings, ledger)
         return FolderReading(
             listing.review,
             listing.stamp,
             listing.stored_counts,
             location,
             collection,
+            rebuild,
             listing.others,
         )
     except StoreLockedError:
-        stamp = read_collection_stamp(settings.collection, settings.edge_path)
+        plan, stamp = read_loading_stamp(settings.collection, settings.edge_path, None, None, model)
         location = str(settings.edge_path.resolve())
         say(
             f"a running load holds the embedded store {location}: the books it holds are not "
@@ -88,12 +107,22 @@ def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
             stamp,
             None,
             location,
-            settings.collection,
+            plan.target or plan.current,
+            [plan.describe()] if plan.target is None or plan.rebuilding else [],
         )
     except FileNotFoundError as error:
         raise CliError(str(error)) from None
     except store_errors() as error:
         raise CliError(str(error)) from None
+
+
+def _describe_rebuild(catalog: VersionCatalog, settings: Settings, ledger: LoadLedger) -> list[str]:
+    """The versions, when there is more than one (`book-pipeline versions`)."""
+    from book_pipeline.cli.versions import describe_versions, format_versions
+
+    if len(catalog.names()) < 2:
+        return []
+    return ["collection versions:", format_versions(describe_versions(catalog, settings, ledger))]
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -128,6 +157,8 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"books folder: {_describe_books_folder(books_folder)}")
         state = "does not exist yet" if stamp is None else f"load {stamp.load_sequence}"
         print(f"store: Qdrant collection {collection!r} at {location} ({state})")
+        for line in reading.rebuild:
+            print(line)
         print(format_status_table(rows))
         if progress := backfill_progress(entries.values(), review.pending, time.time()):
             print(progress.describe())

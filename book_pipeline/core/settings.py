@@ -102,6 +102,19 @@ def embedder_provider(value: str) -> str:
     return value
 
 
+# When a collection version rebuilt for a new embedding model may become current
+# (core/ingest/rebuild.py): its retrieval probes find at least as many books as the current
+# version's, or every one of them; or never by itself (`book-pipeline versions switch`).
+MODEL_SWITCH_RULES = ("at-least-as-many", "every-probe", "manual")
+
+
+def model_switch_rule(value: str) -> str:
+    rule = value.strip().lower()
+    if rule not in MODEL_SWITCH_RULES:
+        raise ValueError(f"must be one of {', '.join(MODEL_SWITCH_RULES)}, got {rule!r}")
+    return rule
+
+
 def comma_separated(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
@@ -302,6 +315,15 @@ class Variables:
         "forget FILE...`); unset: a tenth of the files loaded, at least 5. An empty books folder "
         "never removes books",
     )
+    model_switch_rule = Variable(
+        "BOOK_PIPELINE_MODEL_SWITCH_RULE",
+        model_switch_rule,
+        MODEL_SWITCH_RULES[0],
+        "When the collection rebuilt for a new embedding model replaces the current one: "
+        "`at-least-as-many` (its retrieval probes find at least as many books as the current "
+        "one's), `every-probe` (every probe finds its book), `manual` (only by `book-pipeline "
+        "versions switch`); docs/operations.md",
+    )
     step_retries = Variable(
         "BOOK_PIPELINE_STEP_RETRIES",
         whole_number_at_least_zero,
@@ -486,6 +508,7 @@ class Settings:
     embedding_price_per_mtok: float | None = VARIABLES.embedding_price_per_mtok.default
     max_embedding_tokens_per_run: int | None = VARIABLES.max_embedding_tokens_per_run.default
     max_removed_files_per_run: int | None = VARIABLES.max_removed_files_per_run.default
+    model_switch_rule: str = VARIABLES.model_switch_rule.default
     step_retries: int = VARIABLES.step_retries.default
     retry_delay_seconds: float = VARIABLES.retry_delay_seconds.default
     alert_webhook_url: str | None = VARIABLES.alert_webhook_url.default

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from book_pipeline.core.settings import VARIABLES
+from book_pipeline.defs.model_switch import MODEL_SWITCH, switch_to_rebuilt_version
 from book_pipeline.defs.ops import (
     create_vector_embeddings,
     list_book_description_files,
@@ -50,7 +51,7 @@ EVERY_REMOVAL_CONFIRMED = dg.AssetCheckSpec(
 @dg.graph_asset(
     group_name=BOOKS_GROUP,
     kinds=book_embeddings_kinds(VARIABLES.embedder.read()),
-    check_specs=[EVERY_FILE_ACCEPTED, EVERY_REMOVAL_CONFIRMED],
+    check_specs=[EVERY_FILE_ACCEPTED, EVERY_REMOVAL_CONFIRMED, MODEL_SWITCH],
 )
 def book_embeddings():
     """Every book of the description files, embedded and searchable in Qdrant.
@@ -68,6 +69,7 @@ def book_embeddings():
     return {
         "result": summary,
         "book_embeddings_every_removal_confirmed": check_removals_confirmed(removal_hold),
+        "book_embeddings_model_switch": switch_to_rebuilt_version(loaded=summary),
         "book_embeddings_every_file_accepted": check_every_file_accepted(
             refused=refused.collect(), over_budget=held_back.collect()
         ),

@@ -13,6 +13,7 @@ import numpy as np
 from book_pipeline.core.embedding.base import Embedder, WrappedEmbedder
 from book_pipeline.core.embedding.cache import CachedEmbedder
 from book_pipeline.core.embedding.costs import TokenBudgetExceeded, count_tokens
+from book_pipeline.core.ingest.rebuild import current_version
 from book_pipeline.core.search import (
     SearchHit,
     SearchRefusedError,
@@ -21,7 +22,6 @@ from book_pipeline.core.search import (
     search_books,
 )
 from book_pipeline.core.store.base import BookVectorStore, book_from_payload, book_point_id
-from book_pipeline.defs.assets import book_embeddings
 from book_pipeline.defs.resources import EmbedderResource, PipelineStateResource, QdrantResource
 
 PROBE_TOP_K = 3
@@ -199,7 +199,8 @@ def _self_probes(store: BookVectorStore) -> list[RetrievalProbe]:
 
 
 @dg.asset_check(
-    asset=book_embeddings,
+    # By key: the asset module imports this one (the model switch step runs these probes).
+    asset=dg.AssetKey("book_embeddings"),
     name="retrieval_sanity",
     description=f"Queries written for known books find them in the top {PROBE_TOP_K}: a wrong "
     "model, broken vectors or an empty collection fails here instead of in a user's search.",
@@ -210,18 +211,15 @@ def book_embeddings_retrieval_sanity(
     qdrant: QdrantResource,
     pipeline_state: PipelineStateResource,
 ) -> dg.AssetCheckResult:
-    model = embedder.get_embedder()
-    # Through the cache: a self probe is a book's own text, which the run has just paid for.
-    # A paid probe counts against the run's token budget like a file.
-    budget = pipeline_state.token_budget(context.run.run_id, embedder.token_limit_per_run)
-    probe_embedder = CachedEmbedder(
-        model,
-        pipeline_state.embedding_cache(),
-        count_tokens if embedder.billed_by_token else None,
-        budget,
-        budget_entry="retrieval_sanity probe",
-    )
-    with qdrant.open(on_wait=context.log.warning) as store:
+    with qdrant.open_versions(on_wait=context.log.warning) as catalog:
+        # The version search reads, probed with its own model (the old one, while a new
+        # model's version is being built).
+        store, choice = current_version(catalog, embedder.choice, embedder.model_name())
+        model = embedder.get_embedder(choice)
+        billed = choice.provider == "openai"
+        probe_embedder = probe_embedder_for(
+            model, billed, embedder, pipeline_state, context.run.run_id
+        )
         recorded_books = pipeline_state.ledger().loaded_books(store.stamp())
         try:
             report = evaluate_retrieval(store, probe_embedder, recorded_books=recorded_books)
@@ -238,6 +236,24 @@ def book_embeddings_retrieval_sanity(
             "probe_kind": report.probe_kind,
             "probes": dg.MetadataValue.md(report.markdown()),
             "embedding_model": model.model_name,
-            **({"embedding_tokens": probe_embedder.tokens} if embedder.billed_by_token else {}),
+            **({"embedding_tokens": probe_embedder.tokens} if billed else {}),
         },
+    )
+
+
+def probe_embedder_for(
+    model: Embedder,
+    billed_by_token: bool,
+    embedder: EmbedderResource,
+    pipeline_state: PipelineStateResource,
+    run_id: str,
+) -> CachedEmbedder:
+    """`model` through the cache: a self probe is a book's own text, which the run has just
+    paid for. A paid probe counts against the run's token budget like a file."""
+    return CachedEmbedder(
+        model,
+        pipeline_state.embedding_cache(),
+        count_tokens if billed_by_token else None,
+        pipeline_state.token_budget(run_id, embedder.token_limit_per_run),
+        budget_entry="retrieval_sanity probe",
     )

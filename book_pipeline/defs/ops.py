@@ -26,11 +26,12 @@ from book_pipeline.core.books.parsing import BookFileError, ParsedBookFile, pars
 from book_pipeline.core.embedding.base import EmbeddingModelError
 from book_pipeline.core.embedding.book_file import EmbeddedBookFile, embed_book_file
 from book_pipeline.core.embedding.costs import TokenBudgetExceeded
-from book_pipeline.core.ingest.loading import list_files_to_load, load_embedded_files
 from book_pipeline.core.ingest.ownership import OtherPipelinesFilesError
+from book_pipeline.core.ingest.rebuild import LoadOptions, load_into_target
 from book_pipeline.core.ingest.removal_guard import HeldRemoval
 from book_pipeline.core.runtime.disk_space import DiskFullError
 from book_pipeline.core.store.base import CollectionMismatchError
+from book_pipeline.core.store.versions import VersionError
 from book_pipeline.defs.resources import (
     BooksFolder,
     EmbedderResource,
@@ -45,7 +46,12 @@ FULL_DISK_NEEDED_BYTES = "needed_bytes"
 # Asset metadata lists at most this many file names; the counts are always complete.
 _LISTED_FILES_LIMIT = 100
 # What a retry would only repeat: the user must change the store or folder.
-_NO_RETRY = (CollectionMismatchError, BooksFolderMissingError, OtherPipelinesFilesError)
+_NO_RETRY = (
+    CollectionMismatchError,
+    BooksFolderMissingError,
+    OtherPipelinesFilesError,
+    VersionError,
+)
 # The query the load's last log line suggests trying next: it makes sense for any books.
 SEARCH_EXAMPLE = "a detective on a train"
 
@@ -83,14 +89,20 @@ def list_book_description_files(
     books_folder: BooksFolder,
     qdrant: QdrantResource,
     pipeline_state: PipelineStateResource,
+    embedder: EmbedderResource,
 ):
     """One dynamic output per pending file; with none, nothing downstream is mapped.
 
     Pending: new or changed, or recorded as loaded while the store does not hold its books.
+    The store is the collection version of the configured model (core/ingest/rebuild.py).
     """
     try:
-        with qdrant.open(on_wait=context.log.warning) as store:
-            listing = list_files_to_load(store, pipeline_state.ledger(), books_folder.folder)
+        with qdrant.open_for_loading(embedder.model_name(), context.log.warning) as versions:
+            if versions.target is None or versions.plan.rebuilding:
+                context.log.warning(versions.plan.describe())
+            if versions.target is None:
+                return
+            listing = versions.list_target(pipeline_state.ledger(), books_folder.folder)
     except BooksFolderMissingError as error:
         raise _cannot_heal(error) from error
     review = listing.review
@@ -336,18 +348,21 @@ def load_embeddings_to_vector_db(
     started = time.perf_counter()
     model_name = embedder.get_embedder().model_name
     try:
-        with qdrant.open(on_wait=context.log.warning) as store:
+        with qdrant.open_for_loading(model_name, context.log.warning) as versions:
             try:
-                summary = load_embedded_files(
-                    store,
+                summary, collection, location = load_into_target(
+                    versions,
                     pipeline_state.ledger(),
                     books_folder.folder,
                     embedded_files,
-                    model_name,
-                    config.remove_books_of_deleted_files,
-                    embedder.billed_by_token,
-                    embedder.price(model_name),
-                    pipeline_state.max_removed_files_per_run,
+                    LoadOptions(
+                        model_name,
+                        config.remove_books_of_deleted_files,
+                        embedder.billed_by_token,
+                        embedder.price(model_name),
+                        embedder.record(),
+                        pipeline_state.max_removed_files_per_run,
+                    ),
                 )
             except _NO_RETRY as error:
                 raise _cannot_heal(error) from error
@@ -355,7 +370,7 @@ def load_embeddings_to_vector_db(
         # A refused batch, then the index build that closing the store tried: the batch's tells.
         first = error.__context__ if isinstance(error.__context__, DiskFullError) else error
         raise _disk_full(first) from error
-    for message in summary.messages(qdrant.collection, qdrant.location):
+    for message in summary.messages(collection, location):
         context.log.info(message)
     if summary.counts["collection_size"]:
         command = book_pipeline_command()
@@ -368,8 +383,8 @@ def load_embeddings_to_vector_db(
         "summary",
         metadata={
             **summary.counts,
-            "qdrant_collection": qdrant.collection,
-            "qdrant_location": qdrant.location,
+            "qdrant_collection": collection,
+            "qdrant_location": location,
             "files": dg.MetadataValue.json(summary.loaded_files[:_LISTED_FILES_LIMIT]),
             "failed_files": dg.MetadataValue.json(
                 dict(list(summary.failed_files.items())[:_LISTED_FILES_LIMIT])

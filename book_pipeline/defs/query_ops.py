@@ -5,6 +5,7 @@ from dataclasses import asdict
 import dagster as dg
 from pydantic import Field
 
+from book_pipeline.core.ingest.rebuild import current_version
 from book_pipeline.core.search import (
     SearchRefusedError,
     format_hits_table,
@@ -53,9 +54,11 @@ def search_loaded_books(
     qdrant: QdrantResource,
 ) -> dg.Output[list[dict]]:
     """Search book_embeddings; the results are logged and shown as a table on the run."""
-    model = embedder.get_embedder()
     try:
-        with qdrant.open(on_wait=context.log.warning, read_only=True) as store:
+        with qdrant.open_versions(on_wait=context.log.warning, read_only=True) as catalog:
+            # The current version, with the model it was built with (a rebuild may be going on).
+            store, choice = current_version(catalog, embedder.choice, embedder.model_name())
+            model = embedder.get_embedder(choice)
             hits = search_books(
                 store,
                 model,

@@ -17,10 +17,16 @@ from pydantic import Field, PrivateAttr
 from book_pipeline.core.embedding.base import Embedder
 from book_pipeline.core.embedding.bundled import LOCAL_MODEL_NAME
 from book_pipeline.core.embedding.cache import open_embedding_cache
-from book_pipeline.core.embedding.choosing import choose_embedder
+from book_pipeline.core.embedding.choosing import choose_embedder, recorded_model_name
 from book_pipeline.core.embedding.costs import TokenBudget, price_per_mtok
 from book_pipeline.core.embedding.openai_endpoint import OPENAI_DEFAULT_MODEL
 from book_pipeline.core.ingest.ledger import LoadLedger
+from book_pipeline.core.ingest.rebuild import (
+    LoadingVersions,
+    VersionPlan,
+    plan_versions,
+    read_loading_stamp,
+)
 from book_pipeline.core.runtime.run_leases import RunLease
 from book_pipeline.core.settings import (
     DEFAULT_LOCK_WAIT_SECONDS,
@@ -32,7 +38,8 @@ from book_pipeline.core.settings import (
     Variable,
 )
 from book_pipeline.core.store.base import BookVectorStore, CollectionStamp
-from book_pipeline.core.store.opening import open_vector_store, read_collection_stamp
+from book_pipeline.core.store.opening import open_store_versions
+from book_pipeline.core.store.versions import EmbedderRecord, VersionCatalog
 
 DEFAULTS = Settings()
 # The resource key of PipelineStateResource: the executors read its config (defs/executors.py).
@@ -117,20 +124,32 @@ class EmbedderResource(dg.ConfigurableResource):
     def price(self, model_name: str) -> float | None:
         return price_per_mtok(self.provider, model_name, self.price_per_mtok)
 
-    def get_embedder(self) -> Embedder:
+    @property
+    def choice(self) -> EmbedderChoice:
+        return EmbedderChoice(
+            provider=self.provider,
+            model=self.model,
+            model_cache_dir=Path(self.model_cache_dir),
+            dimensions=self.dimensions,
+            api_key=self.openai_api_key,
+            base_url=self.openai_base_url,
+            max_retries=self.openai_max_retries,
+        )
+
+    def get_embedder(self, choice: EmbedderChoice | None = None) -> Embedder:
+        """The configured embedder, or the one `choice` names (a collection version's own)."""
         return choose_embedder(
-            EmbedderChoice(
-                provider=self.provider,
-                model=self.model,
-                model_cache_dir=Path(self.model_cache_dir),
-                dimensions=self.dimensions,
-                api_key=self.openai_api_key,
-                base_url=self.openai_base_url,
-                max_retries=self.openai_max_retries,
-            ),
+            choice or self.choice,
             # Inside a run, Dagster captures this logger: every error answer is in the log.
             on_error_response=dg.get_dagster_logger("book_pipeline.core.embedding").warning,
         )
+
+    def model_name(self) -> str:
+        """The configured model's name as collections record it, without an API call."""
+        return recorded_model_name(self.choice)
+
+    def record(self) -> EmbedderRecord:
+        return EmbedderRecord(self.provider, self.model, self.dimensions)
 
 
 class PipelineStateResource(dg.ConfigurableResource):
@@ -233,6 +252,7 @@ class QdrantResource(dg.ConfigurableResource):
         default=CollectionLayout(),
         description="How a new collection is laid out; unset: the engine's default",
     )
+    model_switch_rule: str = _field(VARIABLES.model_switch_rule)
 
     @property
     def collection_settings(self) -> CollectionSettings:
@@ -247,12 +267,12 @@ class QdrantResource(dg.ConfigurableResource):
         return Path(self.local_path).expanduser().resolve()
 
     @contextmanager
-    def open(
+    def open_versions(
         self, on_wait: Callable[[str], None] | None = None, read_only: bool = False
-    ) -> Iterator[BookVectorStore]:
-        """Opened per use, not per run: the embedded store is locked for as long as it is open.
+    ) -> Iterator[VersionCatalog]:
+        """Every version of the collection (core/store/versions.py), as `open` opens one.
         `read_only`: a read, which upgrades nothing (core/store/read_only.py)."""
-        with open_vector_store(
+        with open_store_versions(
             self.collection,
             self._local_folder,
             self.url,
@@ -262,12 +282,32 @@ class QdrantResource(dg.ConfigurableResource):
             settings=self.collection_settings,
             legacy_path=Path(self.legacy_path).expanduser().resolve() if self.legacy_path else None,
             read_only=read_only,
-        ) as store:
-            yield store
+        ) as catalog:
+            yield catalog
 
-    def read_stamp(self) -> CollectionStamp | None:
-        """The collection's generation and load sequence, without waiting for a running load."""
-        return read_collection_stamp(self.collection, self._local_folder, self.url, self.api_key)
+    @contextmanager
+    def open(
+        self, on_wait: Callable[[str], None] | None = None, read_only: bool = False
+    ) -> Iterator[BookVectorStore]:
+        """The current version. Opened per use, not per run: the embedded store is locked for
+        as long as it is open. `read_only`: a read, which upgrades nothing."""
+        with self.open_versions(on_wait, read_only) as catalog:
+            yield catalog.open(catalog.current_name())
+
+    @contextmanager
+    def open_for_loading(
+        self, model_name: str, on_wait: Callable[[str], None] | None = None
+    ) -> Iterator[LoadingVersions]:
+        """The version runs load into for `model_name`, and the current one."""
+        with self.open_versions(on_wait) as catalog:
+            yield LoadingVersions(catalog, plan_versions(catalog, model_name))
+
+    def read_stamp(self, model_name: str) -> tuple[VersionPlan, CollectionStamp | None]:
+        """Where runs load for `model_name`, and that version's generation and load sequence,
+        without waiting for a running load."""
+        return read_loading_stamp(
+            self.collection, self._local_folder, self.url, self.api_key, model_name
+        )
 
 
 def embedded_store_paths(data_dir: Path) -> dict[str, str]:
@@ -323,6 +363,9 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
             url=_from_variable(VARIABLES.qdrant_url, settings.qdrant_url),
             api_key=_from_variable(VARIABLES.qdrant_api_key, settings.qdrant_api_key),
             layout=CollectionLayout.from_settings(settings.collection_settings),
+            model_switch_rule=_from_variable(
+                VARIABLES.model_switch_rule, settings.model_switch_rule
+            ),
         ),
         PIPELINE_STATE_KEY: PipelineStateResource(
             data_dir=str(settings.data_dir),

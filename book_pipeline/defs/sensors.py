@@ -29,7 +29,12 @@ from book_pipeline.defs.dead_runs import fail_dead_runs
 from book_pipeline.defs.jobs import fetch_data
 from book_pipeline.defs.loading_runs import files_of_run, loading_runs
 from book_pipeline.defs.ops import FULL_DISK_FOLDER, FULL_DISK_NEEDED_BYTES
-from book_pipeline.defs.resources import BooksFolder, PipelineStateResource, QdrantResource
+from book_pipeline.defs.resources import (
+    BooksFolder,
+    EmbedderResource,
+    PipelineStateResource,
+    QdrantResource,
+)
 
 BATCH_TAG = "book_pipeline/batch"
 # A batch whose runs keep failing (an embedding endpoint down for good) is not retried forever;
@@ -108,6 +113,7 @@ def new_book_files_sensor(
     books_folder: BooksFolder,
     qdrant: QdrantResource,
     pipeline_state: PipelineStateResource,
+    embedder: EmbedderResource,
 ) -> dg.SensorResult | dg.SkipReason:
     # A dead run would otherwise hold its files (or every pending file) forever.
     for run_id in fail_dead_runs(context.instance, pipeline_state):
@@ -120,10 +126,14 @@ def new_book_files_sensor(
         in_flight.update(files)
 
     try:
-        stamp = qdrant.read_stamp()
+        # The version runs load into: a new one while a model change is being rebuilt.
+        plan, stamp = qdrant.read_stamp(embedder.model_name())
     except (StoreDamagedError, StoreUnreachableError) as error:
         context.log.warning(str(error))
         return dg.SkipReason(f"cannot read the Qdrant collection: {error}")
+    if plan.target is None:
+        context.log.warning(plan.describe())
+        return dg.SkipReason(plan.describe())
     review = review_books_folder(books_folder.folder, pipeline_state.ledger(), stamp)
     plan = plan_tick(
         review,

@@ -67,6 +67,7 @@ PER_RUN_STEPS = {
     "list_refused_book_files",
     "list_over_budget_book_files",
     "load_embeddings_to_vector_db",
+    "switch_to_rebuilt_version",
     "check_every_file_accepted",
     "check_removals_confirmed",
 }
@@ -87,6 +88,7 @@ def test_sample_data_end_to_end(instance: dg.DagsterInstance, data_dir: Path) ->
         "retrieval_sanity": True,
         "every_file_accepted": True,
         "every_removal_confirmed": True,
+        "model_switch": True,
     }
     for path in sample_files:
         key = mapping_key_for(path.name)
@@ -200,6 +202,7 @@ def test_one_malformed_file_fails_only_its_own_step(
     assert checks_evaluated(instance, result.run_id) == {
         "retrieval_sanity": True,
         "every_removal_confirmed": True,
+        "model_switch": True,
     }
 
 
@@ -317,22 +320,28 @@ def test_rerun_on_same_files_keeps_the_point_count(
     assert point_count(data_dir) == 6
 
 
-def test_dimension_mismatch_is_a_clear_error(
+def test_a_collection_of_another_model_is_rebuilt_beside_it_never_written_into(
     instance: dg.DagsterInstance, books_dir: Path, data_dir: Path
 ) -> None:
+    """Another model's vectors (here of another dimension) cannot share a collection: the run
+    builds the configured model's version beside it (docs/operations.md, "Changing the
+    embedding model"), and switches to it, since the old one finds nothing."""
     write_synthetic_books(books_dir, files=1, books_per_file=2)
     with qdrant_in(data_dir).open() as store:
         store.ensure_collection(dimension=8, model_name="some-other-model")
 
     result = run_fetch_data(instance, books_dir, data_dir)
 
-    assert not result.success
-    [failure] = [event for event in result.all_events if event.is_step_failure]
-    assert failure.step_key == "book_embeddings.load_embeddings_to_vector_db"
-    message = failure.step_failure_data.error.to_string()
-    assert "holds 8-dimensional vectors (some-other-model)" in message
-    assert f"makes {LOCAL_MODEL_DIMENSION}-dimensional ones" in message
-    assert point_count(data_dir) == 0
+    assert result.success
+    with qdrant_in(data_dir).open_versions() as catalog:
+        assert catalog.open("books").collection_model() == (8, "some-other-model")
+        assert catalog.open("books").count() == 0
+        assert catalog.open("books__v2").collection_model() == (
+            LOCAL_MODEL_DIMENSION,
+            LOCAL_MODEL_NAME,
+        )
+        assert catalog.current_name() == "books__v2"
+    assert point_count(data_dir) == 2
 
 
 def test_input_files_are_never_changed(

@@ -61,6 +61,7 @@ def test_fetch_data_runs_the_check_and_it_passes_on_the_sample_books(
         "retrieval_sanity",
         "every_file_accepted",
         "every_removal_confirmed",
+        "model_switch",
     }
     assert evaluations["every_file_accepted"].passed
     evaluation = evaluations["retrieval_sanity"]

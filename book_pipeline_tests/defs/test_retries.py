@@ -199,6 +199,7 @@ def test_reexecution_after_an_outage_retries_and_parses_nothing_again(
     assert steps_that_ran(instance, second.run_id)["success"] == {
         *embed_steps,
         "load_embeddings_to_vector_db",
+        "switch_to_rebuilt_version",
         "list_over_budget_book_files",
         "check_every_file_accepted",
         "check_removals_confirmed",

@@ -18,7 +18,7 @@ import pytest
 from book_pipeline.core.embedding.cache import open_embedding_cache
 from book_pipeline.core.settings import EMBEDDING_CACHE_FOLDER
 from book_pipeline.definitions import defs
-from book_pipeline.defs.resources import BooksFolder, PipelineStateResource
+from book_pipeline.defs.resources import BooksFolder, EmbedderResource, PipelineStateResource
 from book_pipeline.defs.sensors import BATCH_TAG, new_book_files_sensor, run_config_for
 from book_pipeline_tests.support.data_folder import point_count, qdrant_in, record_as_loaded
 from book_pipeline_tests.support.loopback_http import Webhook, webhook_server
@@ -51,6 +51,7 @@ def tick(
             ),
             "pipeline_state": PipelineStateResource(data_dir=str(data_dir)),
             "qdrant": qdrant_in(data_dir),
+            "embedder": EmbedderResource(),
         },
         definitions=defs,
     ) as context:

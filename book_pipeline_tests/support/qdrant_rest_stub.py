@@ -50,6 +50,12 @@ def _route(state: QdrantStubState, method: str, path: str, body: Any) -> Any:
         return {"title": "qdrant - vector search engine (stub)", "version": state.version}
     if (method, path) == ("GET", "/collections"):
         return {"collections": [c.model_dump() for c in local.get_collections().collections]}
+    if (method, path) == ("GET", "/aliases"):
+        return local.get_aliases().model_dump(mode="json")
+    if (method, path) == ("POST", "/collections/aliases"):
+        # All the request's operations under the stub's lock: atomic, as a server applies them.
+        actions = models.ChangeAliasesOperation(**body).actions
+        return local.update_collection_aliases(change_aliases_operations=actions)
     match = re.fullmatch(r"/collections/([^/]+)(/.*)?", path)
     if match is None:
         raise LookupError(path)
@@ -58,6 +64,7 @@ def _route(state: QdrantStubState, method: str, path: str, body: Any) -> Any:
         ("GET", "/exists"): lambda: {"exists": local.collection_exists(name)},
         ("PUT", ""): lambda: _create_collection(local, name, models.CreateCollection(**body)),
         ("GET", ""): lambda: local.get_collection(name).model_dump(mode="json"),
+        ("DELETE", ""): lambda: local.delete_collection(name),
         ("PATCH", ""): lambda: local.update_collection(
             name, metadata=models.UpdateCollection(**body).metadata
         ),
@@ -167,6 +174,9 @@ def _handler_for(state: QdrantStubState) -> type[JsonHandler]:
 
         def do_PATCH(self) -> None:
             self._answer("PATCH")
+
+        def do_DELETE(self) -> None:
+            self._answer("DELETE")
 
         def _answer(self, method: str) -> None:
             body = self.read_json() if int(self.headers.get("Content-Length") or 0) else None

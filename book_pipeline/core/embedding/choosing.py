@@ -43,3 +43,12 @@ def configured_model_name(choice: EmbedderChoice) -> str:
     if choice.provider == "openai":
         return choice.model or OPENAI_DEFAULT_MODEL
     return choice.model or LOCAL_MODEL_NAME
+
+
+def recorded_model_name(choice: EmbedderChoice) -> str:
+    """The name a collection and the embedding cache know the configured model by: the
+    configured name, except that a local model other than the bundled one is asked for its own
+    (a folder's full name adds its checksum), which loads it."""
+    if choice.provider == "openai" or is_bundled_model(choice.model):
+        return configured_model_name(choice)
+    return choose_embedder(choice).model_name

@@ -15,7 +15,7 @@ under no collection (`ANY_COLLECTION`) and survive a switch of collection.
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -190,10 +190,13 @@ class LoadLedger:
             entries[entry.file_name] = entry
         return entries
 
-    def unconfirmed_loads(self, stamp: CollectionStamp | None) -> dict[str, Drift]:
+    def unconfirmed_loads(
+        self, stamp: CollectionStamp | None, other_versions: Collection[str] = ()
+    ) -> dict[str, Drift]:
         """Files whose latest recorded load went elsewhere: into another collection (deleted,
         moved or replaced since, or another name or model) or into a later state of this one
-        than the store holds (an older copy restored)."""
+        than the store holds (an older copy restored). Loads into `other_versions` (keys of
+        the collection's other versions, core/ingest/rebuild.py) are where they belong."""
         if not self.path.exists():
             return {}
         key = None if stamp is None else ledger_key(stamp)
@@ -216,6 +219,7 @@ class LoadLedger:
                 else "into another collection (or one since deleted, moved or replaced)",
             )
             for name, books, collection, load_sequence in rows
+            if collection not in other_versions
         }
 
     def loaded_books(self, stamp: CollectionStamp | None) -> int:
@@ -377,6 +381,7 @@ def review_books_folder(
     ledger: LoadLedger,
     stamp: CollectionStamp | None,
     stored_counts: dict[str, int] | None = None,
+    other_versions: Collection[str] = (),
 ) -> FolderReview:
     """The books folder as it is now, against what the ledger says this collection holds (and,
     given its counts, what it does hold, naming the drift: without them, a sensor tick, only
@@ -386,7 +391,7 @@ def review_books_folder(
         ledger.entries(stamp),
         lambda snapshot: file_sha256(snapshot.path, books_folder=folder),
         stored_counts,
-        None if stored_counts is None else ledger.unconfirmed_loads(stamp),
+        None if stored_counts is None else ledger.unconfirmed_loads(stamp, other_versions),
     )
 
 

@@ -9,7 +9,7 @@ pending again instead of passing for loaded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,15 +98,22 @@ class LoadSummary:
         ]
 
 
-def list_files_to_load(store: BookVectorStore, ledger: LoadLedger, books_folder: Path) -> Listing:
+def list_files_to_load(
+    store: BookVectorStore,
+    ledger: LoadLedger,
+    books_folder: Path,
+    other_versions: Collection[str] = (),
+) -> Listing:
     """The folder against what the store holds and the ledger records for it; refused
-    (`BooksFolderMissingError`) when the samples stand in for a folder the books came from."""
+    (`BooksFolderMissingError`) when the samples stand in for a folder the books came from.
+    Loads recorded into `other_versions` (the ledger keys of the collection's other versions)
+    are no drift."""
     stamp = store.stamp()
     held = Holdings({}, {})
     if stamp is not None:
         held = holdings(store, read_pipeline_id(ledger), ledger.entries(stamp))
     require_books_folder(books_folder, _files_held(held.mine, ledger, stamp))
-    review = review_books_folder(books_folder, ledger, stamp, held.mine)
+    review = review_books_folder(books_folder, ledger, stamp, held.mine, other_versions)
     return Listing(review, stamp, held.mine, held.others)
 
 

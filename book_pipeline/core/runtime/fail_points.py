@@ -16,6 +16,8 @@ BEFORE_EMBEDDING = "embed:before_request"
 AFTER_FIRST_BATCH = "load:after_first_batch"
 # The load's points are durable in the store, the ledger does not record them yet.
 BEFORE_RECORDING_THE_LOAD = "load:before_recording"
+# A version switch has written the versions' records, not yet the pointer (or alias) itself.
+IN_THE_MIDDLE_OF_THE_SWITCH = "versions:in_the_middle_of_the_switch"
 
 
 def fail_point(name: str) -> None:

@@ -598,10 +598,13 @@ def _build_empty_shard(
     write_manifest(path, manifest)
 
 
-def write_manifest(shard_path: Path, manifest: dict[str, Any]) -> None:
-    """Replace the manifest whole (a temporary file renamed over it): never half written."""
-    manifest_path = shard_path / MANIFEST_NAME
-    temporary = manifest_path.with_name(f".{MANIFEST_NAME}.tmp")
+def write_manifest(
+    shard_path: Path, manifest: dict[str, Any], file_name: str = MANIFEST_NAME
+) -> None:
+    """Replace the manifest (or another small JSON file of the store) whole: a temporary file
+    renamed over it, never half written."""
+    manifest_path = shard_path / file_name
+    temporary = manifest_path.with_name(f".{file_name}.tmp")
     with temporary.open("w", encoding="utf-8") as handle:
         handle.write(json.dumps(manifest, indent=2) + "\n")
         handle.flush()

@@ -16,8 +16,60 @@ from pathlib import Path
 from book_pipeline.core.settings import CollectionSettings, Settings
 from book_pipeline.core.store.base import BookVectorStore, CollectionStamp
 from book_pipeline.core.store.edge import open_edge_store, read_edge_stamp
+from book_pipeline.core.store.edge_versions import EdgeVersionCatalog, current_edge_version
 from book_pipeline.core.store.legacy import local_mode_has_collection, upgrade_local_mode_store
 from book_pipeline.core.store.read_only import tell_copy_waits
+from book_pipeline.core.store.versions import VersionCatalog
+
+
+@contextmanager
+def open_store_versions(
+    collection: str,
+    local_path: Path,
+    url: str | None = None,
+    api_key: str | None = None,
+    lock_wait_seconds: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+    settings: CollectionSettings | None = None,
+    legacy_path: Path | None = None,
+    read_only: bool = False,
+) -> Iterator[VersionCatalog]:
+    """The versions of `collection` (`versions`): a server's when a URL is given, else the Edge
+    store's under `local_path`, locked until closed.
+
+    `read_only`: for a read (`read_only` module), which upgrades nothing: a shard of the release
+    before keyword vectors stays as it is, and the previous version's store is read in place
+    rather than copied; both answer dense searches until the next load upgrades them.
+
+    A server connection locks nothing: loads and searches in other processes run side by side.
+    `legacy_path` is the previous version's embedded store (qdrant-client local mode): a
+    collection found there, while no version of it exists in `local_path`, is copied over first
+    as version 1 (`legacy`). `on_wait` is told why the open takes time: a lock held elsewhere,
+    or that copy.
+    """
+    catalog: VersionCatalog
+    if url:
+        from book_pipeline.core.store.server import open_server_store
+        from book_pipeline.core.store.server_versions import ServerVersionCatalog
+
+        server_store = open_server_store(collection, url, api_key, settings)
+        store: BookVectorStore = server_store
+        catalog = ServerVersionCatalog(server_store, collection)
+    else:
+        folder = local_path.expanduser().resolve()
+        # Read again under the lock: the shard opened first is the current one, mostly.
+        current = current_edge_version(folder, collection) if folder.exists() else collection
+        store = _open_embedded_store(
+            current, folder, lock_wait_seconds, on_wait, settings, legacy_path, read_only
+        )
+        catalog = EdgeVersionCatalog(folder, collection, settings, primary=store)
+    try:
+        yield catalog
+    finally:
+        try:
+            catalog.close()
+        finally:
+            store.close()
 
 
 @contextmanager
@@ -32,30 +84,19 @@ def open_vector_store(
     legacy_path: Path | None = None,
     read_only: bool = False,
 ) -> Iterator[BookVectorStore]:
-    """A server when a URL is given, else the Edge shard under `local_path` (locked until closed).
-
-    `read_only`: for a read (`read_only` module), which upgrades nothing: a shard of the release
-    before keyword vectors stays as it is, and the previous version's store is read in place
-    rather than copied; both answer dense searches until the next load upgrades them.
-
-    A server connection locks nothing: loads and searches in other processes run side by side.
-    `legacy_path` is the previous version's embedded store (qdrant-client local mode): a
-    collection found there and not yet in `local_path` is copied over first (`legacy`).
-    `on_wait` is told why the open takes time: a lock held elsewhere, or that copy.
-    """
-    store: BookVectorStore
-    if url:
-        from book_pipeline.core.store.server import open_server_store
-
-        store = open_server_store(collection, url, api_key, settings)
-    else:
-        store = _open_embedded_store(
-            collection, local_path, lock_wait_seconds, on_wait, settings, legacy_path, read_only
-        )
-    try:
-        yield store
-    finally:
-        store.close()
+    """The current version of `collection` (`open_store_versions`), which search reads."""
+    with open_store_versions(
+        collection,
+        local_path,
+        url,
+        api_key,
+        lock_wait_seconds,
+        on_wait,
+        settings,
+        legacy_path,
+        read_only,
+    ) as catalog:
+        yield catalog.open(catalog.current_name())
 
 
 def _open_embedded_store(
@@ -68,7 +109,12 @@ def _open_embedded_store(
     read_only: bool,
 ) -> BookVectorStore:
     store = open_edge_store(collection, folder, lock_wait_seconds, on_wait, settings, read_only)
-    if legacy_path is None or store.collection_exists():
+    # Only while there is no version at all: version 1 removed after a switch is not copied back.
+    if (
+        legacy_path is None
+        or store.collection_exists()
+        or EdgeVersionCatalog(folder, collection).names()
+    ):
         return store
     if read_only:
         if not local_mode_has_collection(legacy_path, collection):
@@ -102,14 +148,27 @@ def read_collection_stamp(
     return read_edge_stamp(local_path, collection)
 
 
+@contextmanager
 def open_configured_store(
     settings: Settings,
     on_wait: Callable[[str], None] | None = None,
     lock_wait_seconds: float | None = None,
     read_only: bool = False,
-) -> AbstractContextManager[BookVectorStore]:
-    """The store the settings name, opened as the pipeline opens it (`open_vector_store`)."""
-    return open_vector_store(
+) -> Iterator[BookVectorStore]:
+    """The current version of the collection the settings name, opened as the pipeline opens
+    it (`open_vector_store`)."""
+    with open_configured_versions(settings, on_wait, lock_wait_seconds, read_only) as catalog:
+        yield catalog.open(catalog.current_name())
+
+
+def open_configured_versions(
+    settings: Settings,
+    on_wait: Callable[[str], None] | None = None,
+    lock_wait_seconds: float | None = None,
+    read_only: bool = False,
+) -> AbstractContextManager[VersionCatalog]:
+    """The versions of the collection the settings name (`open_store_versions`)."""
+    return open_store_versions(
         settings.collection,
         settings.edge_path.expanduser().resolve(),
         settings.qdrant_url,

@@ -19,7 +19,12 @@ from book_pipeline.core.books.folders import (
 from book_pipeline.core.books.parsing import format_book_line, parse_book_file
 from book_pipeline.core.ingest.ledger import LoadLedger, review_folder
 from book_pipeline.core.store.base import CollectionStamp
-from book_pipeline.defs.resources import BooksFolder, PipelineStateResource, folders_run_config
+from book_pipeline.defs.resources import (
+    BooksFolder,
+    EmbedderResource,
+    PipelineStateResource,
+    folders_run_config,
+)
 from book_pipeline.defs.sensors import new_book_files_sensor
 from book_pipeline_tests.support.data_folder import point_count, qdrant_in
 from book_pipeline_tests.support.runs import fetch_data_job, steps_that_ran
@@ -140,6 +145,7 @@ def test_switching_from_the_samples_to_books_reloads_and_removes_nothing(
             "books_folder": BooksFolder(settle_seconds=60),
             "pipeline_state": PipelineStateResource(data_dir=str(data_dir)),
             "qdrant": qdrant_in(data_dir),
+            "embedder": EmbedderResource(),
         },
     ) as context:
         [request] = new_book_files_sensor(context).run_requests

@@ -90,6 +90,14 @@ def test_the_named_command_copies_the_previous_versions_store(
     # What the store's files take (their blocks), and what the filesystem has left.
     assert info.pop("size_on_disk") == folder_size_bytes(data_dir / "qdrant-edge") > 0
     assert 0 < info.pop("free_space") <= shutil.disk_usage(data_dir).total
+    # The copy is version 1 of the collection, current, and built with the old store's model.
+    [version] = info.pop("versions")
+    assert (version["version"], version["collection"], version["model"], version["state"]) == (
+        1,
+        "books",
+        MODEL,
+        "current",
+    )
     assert info == {
         "engine": "qdrant-edge",
         "location": str(data_dir / "qdrant-edge" / "books"),

@@ -142,6 +142,17 @@ def test_migrate_store_to_a_server_then_search_it(
         # only. The server path's keyword and hybrid searches run against qdrant-client's
         # local mode instead (test_search.py).
         "search_modes": ["dense"],
+        "versions": [
+            {
+                "version": 1,
+                "collection": DEFAULT_COLLECTION,
+                "model": "all-MiniLM-L6-v2-onnx-int8",
+                "dimension": 384,
+                "points": 45,
+                "state": "current",
+                "rebuild": None,
+            }
+        ],
     }
     with open_vector_store("back", tmp_path / "back") as copy:
         assert copy.count() == 45 and copy.engine == "qdrant-edge"
