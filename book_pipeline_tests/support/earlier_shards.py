@@ -10,7 +10,7 @@ import qdrant_edge as edge
 
 from book_pipeline.core.books.parsing import BookRecord
 from book_pipeline.core.store.base import book_payload, book_point_id
-from book_pipeline.core.store.edge import MANIFEST_NAME
+from book_pipeline.core.store.edge_folder import MANIFEST_NAME
 from book_pipeline.core.store.keyword_vectors import BM25_PARAMETERS, keyword_text
 
 # Issue 18's sparse vector: BM25 tokens that kept their accents.

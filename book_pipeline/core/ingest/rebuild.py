@@ -32,7 +32,7 @@ from book_pipeline.core.ingest.loading import (
 )
 from book_pipeline.core.settings import MODEL_SWITCH_RULES, EmbedderChoice
 from book_pipeline.core.store.base import BookVectorStore, CollectionStamp
-from book_pipeline.core.store.edge import read_edge_stamp
+from book_pipeline.core.store.edge_folder import read_edge_stamp
 from book_pipeline.core.store.edge_versions import EdgeVersionCatalog
 from book_pipeline.core.store.versions import (
     EmbedderRecord,

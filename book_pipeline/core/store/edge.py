@@ -1,16 +1,6 @@
 """The embedded default: a Qdrant Edge shard per collection, in-process, under the data folder.
 
-Layout of the store folder (`$BOOK_PIPELINE_DATA_DIR/qdrant-edge`):
-
-    .lock                       held (flock) by the one process that has the store open
-    <collection>/               the Edge shard: WAL, segments, edge_config.json
-    <collection>/book_pipeline.json   what the shard was made for (model, dimension), its
-                                      generation and the sequence number of its last load
-
-A shard is created, or copied from the previous version's store, in a `.<collection>.partial-*`
-folder that is renamed into place only once complete (and, for a copy, verified): a
-`<collection>` folder is therefore always a whole shard. One without its `book_pipeline.json`, or
-one Edge cannot load, is reported and left alone, never replaced by an empty one.
+The shard's folder on disk (layout, manifest, lock, crash-safe swaps): `edge_folder.py`.
 
 A shard of an earlier release holds dense vectors only, or issue 18's unfolded BM25 vector
 without the title-and-author trigrams; the first open copies it, with the sparse vectors
@@ -28,13 +18,9 @@ and searches full-scan at most that small unindexed tail (docs/qdrant.md has the
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import shutil
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,8 +32,6 @@ from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.core.store.base import (
     EDGE_ENGINE,
     HYBRID_FUSION,
-    INTEGER_FIELDS,
-    KEYWORD_FIELDS,
     PIPELINE_FIELD,
     UNCLAIMED,
     BookFilter,
@@ -55,14 +39,33 @@ from book_pipeline.core.store.base import (
     CollectionStamp,
     HybridFusion,
     ScoredPoint,
-    StoreDamagedError,
     StoredPoint,
-    StoreLockedError,
     new_generation,
     point_keyword_vector,
     point_name_vector,
 )
 from book_pipeline.core.store.copying import copy_collection
+from book_pipeline.core.store.edge_conversions import (
+    DENSE_VECTOR_NAME,
+    edge_filter,
+    hybrid_request,
+    keyword_query,
+    nearest,
+    query_request,
+    recommend_query,
+    scored_points,
+    stored_point,
+)
+from book_pipeline.core.store.edge_folder import (
+    build_empty_shard,
+    has_sparse_vector,
+    load_shard,
+    manifest_stamp,
+    new_manifest,
+    partial_folder,
+    swap_in_folder,
+    write_manifest,
+)
 from book_pipeline.core.store.edge_space import (
     PlannedWrite,
     optimizer_refusal,
@@ -71,94 +74,10 @@ from book_pipeline.core.store.edge_space import (
 )
 from book_pipeline.core.store.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
 from book_pipeline.core.store.name_vectors import NAME_VECTOR_NAME
-from book_pipeline.core.store.read_only import tell_upgrade_waits
 
-MANIFEST_NAME = "book_pipeline.json"
-# Edge's own record of the shard's layout, written when the shard is created.
-EDGE_CONFIG_NAME = "edge_config.json"
-LOCK_NAME = ".lock"
 STORE_DESCRIPTION = "the embedded Qdrant store"
-_PARTIAL_PREFIX = "."
-_PARTIAL_MARK = ".partial-"
-_PREVIOUS_MARK = ".previous-"
-_LOCK_POLL_SECONDS = 0.2
-# Edge's own defaults, spelled out because HnswIndexConfig takes all three or none.
-_DEFAULT_HNSW_M = 16
-_DEFAULT_HNSW_EF_CONSTRUCT = 100
-_DEFAULT_FULL_SCAN_THRESHOLD_KB = 10_000
 # Larger than any books folder: a facet returns at most this many source files.
 _FACET_LIMIT = 10_000_000
-# The dense vector is the unnamed default: the previous release's shards have only that one.
-_DENSE_VECTOR_NAME = ""
-
-
-def edge_config(settings: CollectionSettings, dimension: int) -> edge.EdgeConfig:
-    """The shard's layout: cosine vectors, plus the settings that mean something in-process."""
-    hnsw = None
-    if settings.hnsw_m is not None or settings.hnsw_ef_construct is not None:
-        hnsw = edge.HnswIndexConfig(
-            m=settings.hnsw_m or _DEFAULT_HNSW_M,
-            ef_construct=settings.hnsw_ef_construct or _DEFAULT_HNSW_EF_CONSTRUCT,
-            full_scan_threshold=_DEFAULT_FULL_SCAN_THRESHOLD_KB,
-        )
-    quantization = None
-    if settings.int8_quantization:
-        quantization = edge.ScalarQuantizationConfig(
-            type=edge.ScalarType.Int8, quantile=0.99, always_ram=True
-        )
-    return edge.EdgeConfig(
-        vectors=edge.EdgeVectorParams(
-            size=dimension,
-            distance=edge.Distance.Cosine,
-            on_disk=settings.on_disk_vectors or None,
-        ),
-        sparse_vectors={
-            KEYWORD_VECTOR_NAME: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf),
-            # No IDF: the score stays the share of the query's trigrams (`name_vectors`).
-            NAME_VECTOR_NAME: edge.EdgeSparseVectorParams(),
-        },
-        on_disk_payload=settings.on_disk_payload,
-        hnsw_config=hnsw,
-        quantization_config=quantization,
-    )
-
-
-def edge_filter(
-    book_filter: BookFilter | None = None,
-    source_files: Sequence[str] = (),
-    except_ids: Sequence[str] = (),
-    owner: str | None = None,
-) -> edge.Filter | None:
-    conditions: list[Any] = _owner_conditions(owner)
-    if book_filter is not None and book_filter.author is not None:
-        conditions.append(
-            edge.FieldCondition(key="author", match=edge.MatchValue(book_filter.author))
-        )
-    if book_filter is not None and (
-        book_filter.year_from is not None or book_filter.year_to is not None
-    ):
-        conditions.append(
-            edge.FieldCondition(
-                key="year",
-                range=edge.RangeFloat(gte=book_filter.year_from, lte=book_filter.year_to),
-            )
-        )
-    if source_files:
-        conditions.append(
-            edge.FieldCondition(key="source_file", match=edge.MatchAny(list(source_files)))
-        )
-    must_not = [edge.HasIdCondition(set(except_ids))] if except_ids else None
-    if not conditions and not must_not:
-        return None
-    return edge.Filter(must=conditions or None, must_not=must_not)
-
-
-def _owner_conditions(owner: str | None) -> list[Any]:
-    if owner is None:
-        return []
-    if owner == UNCLAIMED:
-        return [edge.IsEmptyCondition(PIPELINE_FIELD)]
-    return [edge.FieldCondition(key=PIPELINE_FIELD, match=edge.MatchValue(owner))]
 
 
 class EdgeStore(BookVectorStore):
@@ -194,9 +113,9 @@ class EdgeStore(BookVectorStore):
 
     def _create_collection(self, dimension: int, model_name: str) -> None:
         require_space_for(self.folder, PlannedWrite(0, 0), STORE_DESCRIPTION)
-        partial = _partial_folder(self.folder, self.collection)
-        manifest = _new_manifest(model_name, dimension, new_generation())
-        _build_empty_shard(partial, self.settings, dimension, manifest)
+        partial = partial_folder(self.folder, self.collection)
+        manifest = new_manifest(model_name, dimension, new_generation())
+        build_empty_shard(partial, self.settings, dimension, manifest)
         self._move_into_place(partial)
 
     @contextmanager
@@ -207,9 +126,9 @@ class EdgeStore(BookVectorStore):
         It has no generation: it holds the previous version's points, which the ledger's
         records from that version describe (they are adopted at its first load).
         """
-        partial = _partial_folder(self.folder, self.collection)
-        manifest = _new_manifest(model_name, dimension, generation=None)
-        _build_empty_shard(partial, self.settings, dimension, manifest)
+        partial = partial_folder(self.folder, self.collection)
+        manifest = new_manifest(model_name, dimension, generation=None)
+        build_empty_shard(partial, self.settings, dimension, manifest)
         staging = EdgeStore(self.folder, self.collection, None, self.settings, partial)
         try:
             yield staging
@@ -226,10 +145,10 @@ class EdgeStore(BookVectorStore):
         self._load()
 
     def _load(self) -> None:
-        self._shard, self._manifest = _load_shard(self.shard_path)
+        self._shard, self._manifest = load_shard(self.shard_path)
         self._points_bound = None
         self._keyword_vectors = all(
-            _has_sparse_vector(self.shard_path, name)
+            has_sparse_vector(self.shard_path, name)
             for name in (KEYWORD_VECTOR_NAME, NAME_VECTOR_NAME)
         )
 
@@ -241,10 +160,10 @@ class EdgeStore(BookVectorStore):
         the points copied. On any failure the shard is left as it was and the error says so."""
         assert self._shard is not None and self._manifest is not None, "no collection"
         dimension, _ = self.collection_model()
-        partial = _partial_folder(self.folder, self.collection)
+        partial = partial_folder(self.folder, self.collection)
         try:
             # Every manifest key is kept: what else it records must survive the rebuild.
-            _build_empty_shard(partial, self.settings, dimension, dict(self._manifest))
+            build_empty_shard(partial, self.settings, dimension, dict(self._manifest))
             copy = EdgeStore(self.folder, self.collection, None, self.settings, partial)
             try:
                 copied = copy_collection(self, copy)
@@ -257,29 +176,15 @@ class EdgeStore(BookVectorStore):
         return copied
 
     def _swap_in(self, partial: Path) -> None:
-        """Put the shard in `partial` in this one's place; the old one is deleted last."""
+        """Put the shard in `partial` in this one's place (`swap_in_folder`), and load it."""
         assert self._shard is not None
         self._shard.flush()
         self._shard.close()
         self._shard = None
-        previous = Path(
-            tempfile.mkdtemp(
-                prefix=f"{_PARTIAL_PREFIX}{self.collection}{_PREVIOUS_MARK}", dir=self.folder
-            )
-        )
-        moved_away = False
         try:
-            os.replace(self.shard_path, previous / self.collection)
-            moved_away = True
-            os.replace(partial, self.shard_path)
-        except BaseException:
-            if moved_away:
-                os.replace(previous / self.collection, self.shard_path)
-            shutil.rmtree(previous, ignore_errors=True)
+            swap_in_folder(self.folder, self.collection, partial)
+        finally:
             self._load()
-            raise
-        self._load()
-        shutil.rmtree(previous, ignore_errors=True)
 
     def collection_model(self) -> tuple[int, str | None]:
         assert self._manifest is not None, "no collection"
@@ -351,7 +256,7 @@ class EdgeStore(BookVectorStore):
             return point.vector
         keyword, name = point_keyword_vector(point), point_name_vector(point)
         return {
-            _DENSE_VECTOR_NAME: point.vector,
+            DENSE_VECTOR_NAME: point.vector,
             KEYWORD_VECTOR_NAME: edge.SparseVector(keyword.indices, keyword.values),
             NAME_VECTOR_NAME: edge.SparseVector(name.indices, name.values),
         }
@@ -373,15 +278,7 @@ class EdgeStore(BookVectorStore):
     def search(
         self, vector: Sequence[float], limit: int, book_filter: BookFilter | None = None
     ) -> list[ScoredPoint]:
-        points = self._require_shard().query(
-            edge.QueryRequest(
-                limit=limit,
-                query=edge.Query.Nearest(list(vector)),
-                filter=edge_filter(book_filter),
-                with_payload=True,
-            )
-        )
-        return _scored(points)
+        return self._query(query_request(limit, nearest(vector), edge_filter(book_filter)))
 
     def keyword_search(
         self,
@@ -390,15 +287,8 @@ class EdgeStore(BookVectorStore):
         book_filter: BookFilter | None = None,
         using: str = KEYWORD_VECTOR_NAME,
     ) -> list[ScoredPoint]:
-        points = self._require_shard().query(
-            edge.QueryRequest(
-                limit=limit,
-                query=_keyword_query(vector, using),
-                filter=edge_filter(book_filter),
-                with_payload=True,
-            )
-        )
-        return _scored(points)
+        query = keyword_query(vector, using)
+        return self._query(query_request(limit, query, edge_filter(book_filter)))
 
     def hybrid_search(
         self,
@@ -408,26 +298,8 @@ class EdgeStore(BookVectorStore):
         book_filter: BookFilter | None = None,
         fusion: HybridFusion = HYBRID_FUSION,
     ) -> list[ScoredPoint]:
-        points_filter = edge_filter(book_filter)
-        candidates = max(limit, fusion.candidates)
-        points = self._require_shard().query(
-            edge.QueryRequest(
-                limit=limit,
-                prefetches=[
-                    edge.Prefetch(
-                        limit=candidates,
-                        query=edge.Query.Nearest(list(vector)),
-                        filter=points_filter,
-                    ),
-                    edge.Prefetch(
-                        limit=candidates, query=_keyword_query(keyword_vector), filter=points_filter
-                    ),
-                ],
-                query=_edge_fusion(fusion),
-                with_payload=True,
-            )
-        )
-        return _scored(points)
+        request = hybrid_request(vector, keyword_vector, limit, edge_filter(book_filter), fusion)
+        return self._query(request)
 
     def recommend(
         self,
@@ -437,24 +309,18 @@ class EdgeStore(BookVectorStore):
         book_filter: BookFilter | None = None,
         except_ids: Sequence[str] = (),
     ) -> list[ScoredPoint]:
-        query = edge.RecommendQuery(
-            [list(vector) for vector in positives], [list(vector) for vector in negatives]
-        )
-        points = self._require_shard().query(
-            edge.QueryRequest(
-                limit=limit,
-                query=edge.Query.RecommendSumScores(query),
-                filter=edge_filter(book_filter, except_ids=except_ids),
-                with_payload=True,
-            )
-        )
-        return _scored(points)
+        query = recommend_query(positives, negatives)
+        points_filter = edge_filter(book_filter, except_ids=except_ids)
+        return self._query(query_request(limit, query, points_filter))
+
+    def _query(self, request: edge.QueryRequest) -> list[ScoredPoint]:
+        return scored_points(self._require_shard().query(request))
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
         records = self._require_shard().retrieve(
             list(ids), with_payload=True, with_vector=with_vectors
         )
-        return [_stored(record) for record in records]
+        return [stored_point(record) for record in records]
 
     def books_titled(self, title: str, limit: int) -> list[StoredPoint]:
         records, _ = self._require_shard().scroll(
@@ -467,7 +333,7 @@ class EdgeStore(BookVectorStore):
                 with_vector=True,
             )
         )
-        return [_stored(record) for record in records]
+        return [stored_point(record) for record in records]
 
     def scroll(
         self, limit: int, offset: str | None = None, with_vectors: bool = False
@@ -477,7 +343,7 @@ class EdgeStore(BookVectorStore):
                 offset=offset, limit=limit, with_payload=True, with_vector=with_vectors
             )
         )
-        return [_stored(record) for record in records], (
+        return [stored_point(record) for record in records], (
             None if next_offset is None else str(next_offset)
         )
 
@@ -523,237 +389,3 @@ class EdgeStore(BookVectorStore):
                 "ensure_collection() creates it"
             )
         return self._shard
-
-
-def _scored(points: list[Any]) -> list[ScoredPoint]:
-    return [ScoredPoint(str(point.id), point.score, point.payload or {}) for point in points]
-
-
-def _keyword_query(vector: SparseVector, using: str = KEYWORD_VECTOR_NAME) -> edge.Query:
-    return edge.Query.Nearest(edge.SparseVector(vector.indices, vector.values), using=using)
-
-
-def _edge_fusion(fusion: HybridFusion) -> Any:
-    if fusion.method == "dbsf":
-        return edge.Fusion.Dbsf()
-    return edge.Fusion.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.keyword_weight])
-
-
-def _stored(record: Any) -> StoredPoint:
-    vector = record.vector
-    sparse: dict[str, SparseVector] = {}
-    if isinstance(vector, dict):
-        for name in (KEYWORD_VECTOR_NAME, NAME_VECTOR_NAME):
-            stored = vector.get(name)
-            if stored is not None:
-                sparse[name] = SparseVector(list(stored.indices), list(stored.values))
-        vector = vector.get(_DENSE_VECTOR_NAME)
-    return StoredPoint(
-        id=str(record.id),
-        payload=record.payload or {},
-        vector=list(vector) if isinstance(vector, list) else None,
-        keyword_vector=sparse.get(KEYWORD_VECTOR_NAME),
-        name_vector=sparse.get(NAME_VECTOR_NAME),
-    )
-
-
-def _has_sparse_vector(path: Path, name: str) -> bool:
-    """Whether the loaded shard stores the sparse vector `name` (Edge's own config file says)."""
-    try:
-        config = json.loads((path / EDGE_CONFIG_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return name in (config.get("sparse_vectors") or {})
-
-
-def _partial_folder(folder: Path, collection: str) -> Path:
-    return Path(
-        tempfile.mkdtemp(prefix=f"{_PARTIAL_PREFIX}{collection}{_PARTIAL_MARK}", dir=folder)
-    )
-
-
-def _new_manifest(model_name: str, dimension: int, generation: str | None) -> dict[str, Any]:
-    """What a new shard is made for, and that no load has written to it yet."""
-    manifest: dict[str, Any] = {"embedding_model": model_name, "dimension": dimension}
-    if generation is not None:
-        manifest["generation"] = generation
-    manifest["load_sequence"] = 0
-    return manifest
-
-
-def _build_empty_shard(
-    path: Path, settings: CollectionSettings, dimension: int, manifest: dict[str, Any]
-) -> None:
-    """A closed, empty shard with the payload indexes and, written last, its manifest (a
-    rebuilt shard is given the old one's)."""
-    shard = edge.EdgeShard.create(str(path), edge_config(settings, dimension))
-    schemas = {
-        **dict.fromkeys(KEYWORD_FIELDS, edge.PayloadSchemaType.Keyword),
-        **dict.fromkeys(INTEGER_FIELDS, edge.PayloadSchemaType.Integer),
-    }
-    for field, schema in schemas.items():
-        shard.update(edge.UpdateOperation.create_field_index(field, schema))
-    shard.flush()
-    shard.close()
-    write_manifest(path, manifest)
-
-
-def write_manifest(
-    shard_path: Path, manifest: dict[str, Any], file_name: str = MANIFEST_NAME
-) -> None:
-    """Replace the manifest (or another small JSON file of the store) whole: a temporary file
-    renamed over it, never half written."""
-    manifest_path = shard_path / file_name
-    temporary = manifest_path.with_name(f".{file_name}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(json.dumps(manifest, indent=2) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, manifest_path)
-    directory = os.open(shard_path, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def manifest_stamp(manifest: dict[str, Any]) -> CollectionStamp:
-    return CollectionStamp(manifest.get("generation"), int(manifest.get("load_sequence", 0)))
-
-
-def read_edge_stamp(folder: Path, collection: str) -> CollectionStamp | None:
-    """The collection's stamp from its manifest alone: no lock, no shard load, so a sensor can
-    ask while a load holds the store. None when there is no collection."""
-    shard_path = folder.expanduser().resolve() / collection
-    if not shard_path.exists():
-        return None
-    return manifest_stamp(_read_manifest(shard_path))
-
-
-def _load_shard(path: Path) -> tuple[edge.EdgeShard, dict[str, Any]]:
-    """Open a shard and its manifest, or say what is wrong with the folder (never repair it)."""
-    manifest = _read_manifest(path)
-    try:
-        shard = edge.EdgeShard.load(str(path))
-    except Exception as error:  # qdrant-edge raises bare Exception for everything
-        if "WouldBlock" in str(error):
-            raise StoreLockedError(
-                f"the Qdrant Edge shard {path} is open in another process"
-            ) from None
-        raise StoreDamagedError(
-            f"the Qdrant Edge shard {path} cannot be loaded ({error}); it is left as it is. "
-            "Restore it from a backup or move it away to start an empty collection."
-        ) from None
-    return shard, manifest
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    manifest_path = path / MANIFEST_NAME
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        int(manifest["dimension"])
-        int(manifest.get("load_sequence", 0))
-    except FileNotFoundError:
-        raise StoreDamagedError(
-            f"{path} is not a complete book_pipeline shard (no {MANIFEST_NAME}): it was partly "
-            "written or made by something else. It is left as it is; move it away to start an "
-            "empty collection, or restore it from a backup."
-        ) from None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise StoreDamagedError(
-            f"{manifest_path} cannot be read ({error}); the shard in {path} is left as it is"
-        ) from None
-    return manifest
-
-
-def _lock(folder: Path, wait_seconds: float, on_wait: Callable[[str], None] | None) -> Any:
-    """Hold the store's lock file, waiting a bounded time while another process has it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = (folder / LOCK_NAME).open("a")
-    deadline = time.monotonic() + wait_seconds
-    announced = False
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return handle
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                handle.close()
-                raise StoreLockedError(
-                    f"the embedded Qdrant store {folder} is still in use by another process "
-                    f"after {wait_seconds:.0f} s (a running load?). Try again when it has "
-                    "finished, or use a Qdrant server (QDRANT_URL) for concurrent access."
-                ) from None
-            if on_wait is not None and not announced:
-                on_wait(
-                    f"the embedded Qdrant store {folder} is in use by another process; "
-                    f"waiting up to {wait_seconds:.0f} s"
-                )
-                announced = True
-            time.sleep(_LOCK_POLL_SECONDS)
-
-
-def _remove_partial_folders(folder: Path, collection: str) -> None:
-    """Leftovers of a create or copy that died before its rename: never a complete shard.
-
-    A swap that died between its two renames left the old shard in a `.previous-*` folder and
-    none in place: that one is put back (it is whole); one beside a shard in place is deleted.
-    """
-    for leftover in folder.glob(f"{_PARTIAL_PREFIX}{collection}{_PARTIAL_MARK}*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    for previous in folder.glob(f"{_PARTIAL_PREFIX}{collection}{_PREVIOUS_MARK}*"):
-        if not (folder / collection).exists() and (previous / collection).is_dir():
-            os.replace(previous / collection, folder / collection)
-        shutil.rmtree(previous, ignore_errors=True)
-
-
-def open_edge_store(
-    collection: str,
-    folder: Path,
-    lock_wait_seconds: float,
-    on_wait: Callable[[str], None] | None,
-    settings: CollectionSettings | None,
-    read_only: bool = False,
-) -> EdgeStore:
-    """Open (locked) for a load, which tidies what a crash left and upgrades a shard of the
-    previous release; `read_only` leaves both for the next load (`store.read_only`)."""
-    folder = folder.expanduser().resolve()
-    lock_handle = _lock(folder, lock_wait_seconds, on_wait)
-    try:
-        if not read_only:
-            _remove_partial_folders(folder, collection)
-        store = EdgeStore(folder, collection, lock_handle, settings)
-    except BaseException:
-        lock_handle.close()
-        raise
-    if store.collection_exists() and not store.has_keyword_vectors():
-        if read_only:
-            tell_upgrade_waits(store, on_wait)
-        else:
-            _add_keyword_vectors(store, on_wait)
-    return store
-
-
-def _add_keyword_vectors(store: EdgeStore, on_progress: Callable[[str], None] | None) -> None:
-    """Upgrade a shard of the previous release in place, or say why it stays dense-only."""
-
-    def tell(message: str) -> None:
-        if on_progress is not None:
-            on_progress(message)
-
-    tell(
-        f"adding accent-folded BM25 keyword vectors and title-and-author trigrams to the Qdrant "
-        f"Edge shard {store.shard_path} (once; made from the stored titles, authors and "
-        "descriptions, no re-embedding)"
-    )
-    try:
-        copied = store.add_keyword_vectors()
-    # Whatever failed (a full or read-only disk, the engine's bare Exception), the old shard is
-    # whole and still open: it answers dense searches, and the next open tries again.
-    except Exception as error:
-        tell(
-            f"could not add keyword vectors to {store.shard_path} ({error}); it is left as it "
-            "was and answers dense searches only until an open succeeds in adding them"
-        )
-        return
-    tell(f"added keyword vectors to {copied:,} points in {store.shard_path}")

@@ -16,7 +16,8 @@ from typing import cast
 
 from book_pipeline.core.settings import CollectionSettings
 from book_pipeline.core.store.base import BookVectorStore
-from book_pipeline.core.store.edge import MANIFEST_NAME, EdgeStore, write_manifest
+from book_pipeline.core.store.edge import EdgeStore
+from book_pipeline.core.store.edge_folder import MANIFEST_NAME, write_manifest
 from book_pipeline.core.store.versions import (
     POINTER_SUFFIX,
     BorrowedStore,

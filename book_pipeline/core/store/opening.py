@@ -15,7 +15,8 @@ from pathlib import Path
 
 from book_pipeline.core.settings import CollectionSettings, Settings
 from book_pipeline.core.store.base import BookVectorStore, CollectionStamp
-from book_pipeline.core.store.edge import open_edge_store, read_edge_stamp
+from book_pipeline.core.store.edge_folder import read_edge_stamp
+from book_pipeline.core.store.edge_opening import open_edge_store
 from book_pipeline.core.store.edge_versions import EdgeVersionCatalog, current_edge_version
 from book_pipeline.core.store.legacy import local_mode_has_collection, upgrade_local_mode_store
 from book_pipeline.core.store.read_only import tell_copy_waits

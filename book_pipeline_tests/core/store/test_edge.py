@@ -24,7 +24,7 @@ from book_pipeline.core.store.base import (
     book_payload,
     book_point_id,
 )
-from book_pipeline.core.store.edge import MANIFEST_NAME
+from book_pipeline.core.store.edge_folder import MANIFEST_NAME
 from book_pipeline.core.store.opening import open_vector_store, read_collection_stamp
 from book_pipeline_tests.support.data_folder import folder_fingerprint, hold_store_open
 from book_pipeline_tests.support.embedders import CountingEmbedder

@@ -17,7 +17,7 @@ from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.search import SearchRefusedError, search_books
 from book_pipeline.core.store.base import book_payload, book_point_id
 from book_pipeline.core.store.copying import copy_collection
-from book_pipeline.core.store.edge import EDGE_CONFIG_NAME, MANIFEST_NAME
+from book_pipeline.core.store.edge_folder import EDGE_CONFIG_NAME, MANIFEST_NAME
 from book_pipeline.core.store.keyword_vectors import KEYWORD_VECTOR_NAME
 from book_pipeline.core.store.name_vectors import NAME_VECTOR_NAME
 from book_pipeline.core.store.opening import open_vector_store
