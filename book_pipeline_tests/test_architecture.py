@@ -242,8 +242,14 @@ def test_only_the_server_engine_and_its_versions_import_qdrant_client() -> None:
         for path in package_root.rglob("*.py")
         if "qdrant_client" in path.read_text()
     )
-    # The server engine and its versions (the collection alias), imported only with a URL.
-    assert importers == ["core/store/server.py", "core/store/server_versions.py"]
+    # The server engine's modules (the store, its conversions, connecting, its versions: the
+    # collection alias), imported only with a URL or to copy the previous version's store.
+    assert importers == [
+        "core/store/server.py",
+        "core/store/server_conversions.py",
+        "core/store/server_opening.py",
+        "core/store/server_versions.py",
+    ]
 
 
 # `os`'s ways into the process environment; a copy of it for a child process counts too.

@@ -137,7 +137,7 @@ def _copy_local_mode_store(
     legacy: Path, collection: str, target: BookVectorStore, batch_size: int
 ) -> int:
     from book_pipeline.core.store.copying import copy_collection
-    from book_pipeline.core.store.server import open_local_mode_store
+    from book_pipeline.core.store.server_opening import open_local_mode_store
 
     source = open_local_mode_store(legacy, collection)
     try:

@@ -312,7 +312,7 @@ def read_loading_stamp(
     lock (its pointer file and manifests are replaced whole; a sensor asks while a load holds
     the lock), or with a few requests to a server."""
     if url:
-        from book_pipeline.core.store.server import open_server_store
+        from book_pipeline.core.store.server_opening import open_server_store
         from book_pipeline.core.store.server_versions import ServerVersionCatalog
 
         store = open_server_store(collection, url, api_key, None)

@@ -46,7 +46,7 @@ def upgrade_local_mode_store(
     if store.collection_exists() or not local_mode_has_collection(legacy_path, store.collection):
         return 0
     # Only here: qdrant-client is the one library that reads local mode's files.
-    from book_pipeline.core.store.server import open_local_mode_store
+    from book_pipeline.core.store.server_opening import open_local_mode_store
 
     def tell(message: str) -> None:
         if on_progress is not None:

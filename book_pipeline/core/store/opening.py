@@ -50,7 +50,7 @@ def open_store_versions(
     """
     catalog: VersionCatalog
     if url:
-        from book_pipeline.core.store.server import open_server_store
+        from book_pipeline.core.store.server_opening import open_server_store
         from book_pipeline.core.store.server_versions import ServerVersionCatalog
 
         server_store = open_server_store(collection, url, api_key, settings)
@@ -121,7 +121,7 @@ def _open_embedded_store(
         if not local_mode_has_collection(legacy_path, collection):
             return store
         store.close()
-        from book_pipeline.core.store.server import open_local_mode_store
+        from book_pipeline.core.store.server_opening import open_local_mode_store
 
         tell_copy_waits(str(legacy_path), on_wait)
         return open_local_mode_store(legacy_path, collection)
@@ -139,7 +139,7 @@ def read_collection_stamp(
     """The collection's stamp without opening the embedded store (its manifest is read, no lock
     is taken: a load may hold it), or with one request to a server. None: no collection."""
     if url:
-        from book_pipeline.core.store.server import open_server_store
+        from book_pipeline.core.store.server_opening import open_server_store
 
         store = open_server_store(collection, url, api_key, None)
         try:

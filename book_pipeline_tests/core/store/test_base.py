@@ -15,7 +15,7 @@ from book_pipeline.core.store.base import (
     book_point_id,
 )
 from book_pipeline.core.store.opening import open_vector_store
-from book_pipeline.core.store.server import vector_params
+from book_pipeline.core.store.server_conversions import vector_params
 from book_pipeline_tests.support.data_folder import hold_store_open
 from book_pipeline_tests.support.embedders import unit_vectors
 

@@ -16,7 +16,7 @@ from book_pipeline import cli
 from book_pipeline.core.settings import DEFAULT_COLLECTION, CollectionSettings
 from book_pipeline.core.store.base import StoreRefusedError, StoreUnreachableError
 from book_pipeline.core.store.opening import open_vector_store
-from book_pipeline.core.store.server import open_server_store
+from book_pipeline.core.store.server_opening import open_server_store
 from book_pipeline.core.store.server_version import ServerTooOldError, required_version
 from book_pipeline_tests.support.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub
 from book_pipeline_tests.support.runs import SampleLoad, fetch_data_job, fetch_data_run_config
