@@ -18,7 +18,8 @@ from book_pipeline.core.books.folders import (
 from book_pipeline.core.settings import Settings
 
 if TYPE_CHECKING:
-    from book_pipeline.core.ingest.ledger import FolderReview, LoadLedger
+    from book_pipeline.core.ingest.folder_review import FolderReview
+    from book_pipeline.core.ingest.ledger import LoadLedger
     from book_pipeline.core.store.base import CollectionStamp
     from book_pipeline.core.store.versions import VersionCatalog
 
@@ -60,7 +61,7 @@ def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
     """What the next run would load: the listing the run makes, or, while a load holds the
     embedded store, what the ledger alone says (the store's counts are not read)."""
     from book_pipeline.core.embedding.choosing import recorded_model_name
-    from book_pipeline.core.ingest.ledger import review_books_folder
+    from book_pipeline.core.ingest.folder_review import review_books_folder
     from book_pipeline.core.ingest.loading import list_files_to_load
     from book_pipeline.core.ingest.rebuild import (
         LoadingVersions,

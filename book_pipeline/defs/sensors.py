@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 
 from book_pipeline.core.ingest.arrivals import PlannedBatch, SeenFiles, plan_tick
-from book_pipeline.core.ingest.ledger import review_books_folder
+from book_pipeline.core.ingest.folder_review import review_books_folder
 from book_pipeline.core.runtime.disk_space import describe_bytes, free_bytes
 from book_pipeline.core.settings import VARIABLES
 from book_pipeline.core.store.base import StoreDamagedError, StoreUnreachableError

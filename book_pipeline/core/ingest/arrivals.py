@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from book_pipeline.core.books.files import FileSnapshot
-from book_pipeline.core.ingest.ledger import FolderReview
+from book_pipeline.core.ingest.folder_review import FolderReview
 
 # name -> [size, mtime_ns], as JSON keeps it in the sensor's cursor.
 SeenFiles = dict[str, list[int]]

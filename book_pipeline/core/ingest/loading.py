@@ -19,13 +19,8 @@ import numpy as np
 from book_pipeline.core.books.folders import require_books_folder
 from book_pipeline.core.books.parsing import ParsedBookFile
 from book_pipeline.core.embedding.costs import EmbeddingBill
-from book_pipeline.core.ingest.ledger import (
-    ANY_COLLECTION,
-    FileState,
-    FolderReview,
-    LoadLedger,
-    review_books_folder,
-)
+from book_pipeline.core.ingest.folder_review import FolderReview, review_books_folder
+from book_pipeline.core.ingest.ledger import ANY_COLLECTION, FileState, LoadLedger
 from book_pipeline.core.ingest.ownership import (
     Holdings,
     claim_recorded_books,

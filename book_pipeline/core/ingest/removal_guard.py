@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from book_pipeline.core.books.files import snapshot_book_files
-from book_pipeline.core.ingest.ledger import FileState, FolderReview, LedgerEntry, LoadLedger
+from book_pipeline.core.ingest.folder_review import FolderReview
+from book_pipeline.core.ingest.ledger import FileState, LedgerEntry, LoadLedger
 from book_pipeline.core.ingest.ownership import claim_recorded_books, holdings, pipeline_id
 from book_pipeline.core.store.base import BookVectorStore
 

@@ -6,7 +6,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from book_pipeline.core.embedding.costs import cost_usd, describe_cost, describe_price
-from book_pipeline.core.ingest.ledger import FileState, FolderReview, LedgerEntry
+from book_pipeline.core.ingest.folder_review import FolderReview
+from book_pipeline.core.ingest.ledger import FileState, LedgerEntry
 from book_pipeline.core.ingest.removal_guard import HELD_STATE
 
 PENDING = "pending"

@@ -17,7 +17,8 @@ from book_pipeline.core.books.folders import (
     is_sample_folder,
 )
 from book_pipeline.core.books.parsing import format_book_line, parse_book_file
-from book_pipeline.core.ingest.ledger import LoadLedger, review_folder
+from book_pipeline.core.ingest.folder_review import review_folder
+from book_pipeline.core.ingest.ledger import LoadLedger
 from book_pipeline.core.store.base import CollectionStamp
 from book_pipeline.defs.resources import (
     BooksFolder,

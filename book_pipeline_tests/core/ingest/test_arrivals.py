@@ -4,7 +4,7 @@ from pathlib import Path
 
 from book_pipeline.core.books.files import FileSnapshot
 from book_pipeline.core.ingest.arrivals import plan_tick
-from book_pipeline.core.ingest.ledger import FolderReview
+from book_pipeline.core.ingest.folder_review import FolderReview
 
 NOW_NS = 10**18
 

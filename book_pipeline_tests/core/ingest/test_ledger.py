@@ -4,14 +4,8 @@ from pathlib import Path
 
 from book_pipeline.core.books.files import FileSnapshot, file_sha256, snapshot_book_files
 from book_pipeline.core.books.parsing import parse_book_file
-from book_pipeline.core.ingest.ledger import (
-    PREVIOUS_RELEASE,
-    SCHEMA_VERSION,
-    FileState,
-    LoadLedger,
-    review_books_folder,
-    review_folder,
-)
+from book_pipeline.core.ingest.folder_review import review_books_folder, review_folder
+from book_pipeline.core.ingest.ledger import PREVIOUS_RELEASE, SCHEMA_VERSION, FileState, LoadLedger
 from book_pipeline.core.store.base import CollectionStamp
 
 # The collection the tests load into, after its first load.
