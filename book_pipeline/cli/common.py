@@ -21,7 +21,7 @@ def say(message: str) -> None:
 
 def store_errors() -> tuple[type[Exception], ...]:
     """What opening, reading or copying a store refuses with, each message naming the store."""
-    from book_pipeline.core.store.base import (
+    from book_pipeline.core.store.errors import (
         CollectionMismatchError,
         MigrationError,
         StoreDamagedError,

@@ -68,7 +68,7 @@ def read_books_folder(settings: Settings, ledger: LoadLedger) -> FolderReading:
         plan_versions,
         read_loading_stamp,
     )
-    from book_pipeline.core.store.base import StoreLockedError
+    from book_pipeline.core.store.errors import StoreLockedError
     from book_pipeline.core.store.opening import open_configured_versions
 
     books_folder = settings.books_folder

@@ -7,12 +7,14 @@ from book_pipeline.defs.model_switch import MODEL_SWITCH, switch_to_rebuilt_vers
 from book_pipeline.defs.ops import (
     create_vector_embeddings,
     list_book_description_files,
+    load_embeddings_to_vector_db,
+    transform_book_description_file,
+)
+from book_pipeline.defs.refusal_ops import (
     list_over_budget_book_files,
     list_refused_book_files,
-    load_embeddings_to_vector_db,
     refuse_book_description_file,
     refuse_over_budget_book_file,
-    transform_book_description_file,
 )
 from book_pipeline.defs.step_checks import (
     EVERY_FILE_ACCEPTED_CHECK,

@@ -7,7 +7,6 @@ pending files (new, or changed since they were loaded) get a copy: the load ledg
 import hashlib
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -16,7 +15,6 @@ from pydantic import Field
 from book_pipeline.cli.invocation import book_pipeline_command
 from book_pipeline.core.books.files import (
     UNREAD_SHA256,
-    FileSnapshot,
     mapping_key_for,
     read_book_file,
     snapshot_book_file,
@@ -30,8 +28,9 @@ from book_pipeline.core.ingest.ownership import OtherPipelinesFilesError
 from book_pipeline.core.ingest.rebuild import LoadOptions, load_into_target
 from book_pipeline.core.ingest.removal_guard import HeldRemoval
 from book_pipeline.core.runtime.disk_space import DiskFullError
-from book_pipeline.core.store.base import CollectionMismatchError
+from book_pipeline.core.store.errors import CollectionMismatchError
 from book_pipeline.core.store.versions import VersionError
+from book_pipeline.defs.refusal_ops import OverBudgetBookFile, RefusedBookFile
 from book_pipeline.defs.resources import (
     BooksFolder,
     EmbedderResource,
@@ -54,17 +53,6 @@ _NO_RETRY = (
 )
 # The query the load's last log line suggests trying next: it makes sense for any books.
 SEARCH_EXAMPLE = "a detective on a train"
-
-
-@dataclass(frozen=True)
-class OverBudgetBookFile:
-    """A file the run's token budget held back: none of its texts was sent."""
-
-    snapshot: FileSnapshot
-    error: str
-    limit: int
-    spent: int
-    needed: int
 
 
 class ListFilesConfig(dg.Config):
@@ -130,16 +118,6 @@ def list_book_description_files(
         yield dg.DynamicOutput(str(snapshot.path), mapping_key=mapping_key_for(snapshot.name))
 
 
-@dataclass(frozen=True)
-class RefusedBookFile:
-    """A file the transform refused: the file as it was read, and why (names file and line)."""
-
-    snapshot: FileSnapshot
-    error: str
-    line_number: int | None
-    problem: str
-
-
 @dg.op(
     out={
         "books": dg.Out(ParsedBookFile, is_required=False, description="The file's books"),
@@ -181,52 +159,6 @@ def transform_book_description_file(
         return
     yield dg.Output(parsed, "books")
     yield dg.Output(None, "refusal")
-
-
-@dg.op(out=dg.DynamicOut(RefusedBookFile))
-def list_refused_book_files(refusals: list[RefusedBookFile | None]):
-    """One dynamic output per refused file, under the file's own mapping key.
-
-    Gathered and mapped again, rather than mapped straight from the transform, so that a run of
-    good files has no extra (skipped) step per file in the UI.
-    """
-    for refusal in refusals:
-        if refusal is not None:
-            yield dg.DynamicOutput(refusal, mapping_key=mapping_key_for(refusal.snapshot.name))
-
-
-@dg.op(out=dg.Out(dg.Nothing))
-def refuse_book_description_file(books_folder: BooksFolder, refusal: RefusedBookFile) -> None:
-    """Fail this file's own step, with the error naming the file, the line and the problem.
-
-    Run again by a re-execution from failure, it reads nothing but the file's stat: it fails
-    the same way, and says so when the file has changed since, because only a new run (the
-    sensor, Materialize) reads and loads the new version.
-    """
-    description = refusal.error
-    if _changed_since(refusal.snapshot, books_folder.folder):
-        description += (
-            f" ({refusal.snapshot.name} has changed since it was refused: a re-execution reuses "
-            "this run's parsed files, so start a new run, or let the sensor, to load it)"
-        )
-    raise dg.Failure(
-        description=description,
-        metadata={
-            "file": dg.MetadataValue.path(str(refusal.snapshot.path)),
-            "line": refusal.line_number or 0,
-            "problem": refusal.problem,
-        },
-        # A malformed file stays malformed: retrying cannot help, fixing the file does.
-        allow_retries=False,
-    )
-
-
-def _changed_since(snapshot: FileSnapshot, books_folder: Path) -> bool:
-    try:
-        current = snapshot_book_file(snapshot.path, books_folder)
-    except OSError:  # deleted or renamed since
-        return True
-    return (current.size, current.mtime_ns) != (snapshot.size, snapshot.mtime_ns)
 
 
 def _cannot_heal(error: Exception) -> dg.Failure:
@@ -299,31 +231,6 @@ def create_vector_embeddings(
     yield dg.Output(None, "over_budget")
 
 
-@dg.op(out=dg.DynamicOut(OverBudgetBookFile))
-def list_over_budget_book_files(held_back: list[OverBudgetBookFile | None]):
-    """One dynamic output per file the token budget held back, under its own mapping key."""
-    for file in held_back:
-        if file is not None:
-            yield dg.DynamicOutput(file, mapping_key=mapping_key_for(file.snapshot.name))
-
-
-@dg.op(out=dg.Out(dg.Nothing))
-def refuse_over_budget_book_file(held_back: OverBudgetBookFile) -> None:
-    """Fail this file's own step, naming the budget, what the run had spent and what the file
-    needs, so the run fails (and its alerts fire) while the other files load. Not retried: the
-    budget is the run's; the next run has its own."""
-    raise dg.Failure(
-        description=held_back.error,
-        metadata={
-            "file": dg.MetadataValue.path(str(held_back.snapshot.path)),
-            "max_embedding_tokens_per_run": held_back.limit,
-            "tokens_spent_by_the_run": held_back.spent,
-            "tokens_needed": held_back.needed,
-        },
-        allow_retries=False,
-    )
-
-
 @dg.op(
     retry_policy=EXTERNAL_STEP_RETRY_POLICY,
     out={
@@ -377,27 +284,31 @@ def load_embeddings_to_vector_db(
         context.log.info(f'search them: {command} search "{SEARCH_EXAMPLE}" --limit 5')
     stage_seconds = _stage_seconds(context)
     stage_seconds["load_embeddings_to_vector_db"] = time.perf_counter() - started
-    cost = summary.counts["embedding_cost_usd"]
-    yield dg.Output(
-        summary.counts,
-        "summary",
-        metadata={
-            **summary.counts,
-            "qdrant_collection": collection,
-            "qdrant_location": location,
-            "files": dg.MetadataValue.json(summary.loaded_files[:_LISTED_FILES_LIMIT]),
-            "failed_files": dg.MetadataValue.json(
-                dict(list(summary.failed_files.items())[:_LISTED_FILES_LIMIT])
-            ),
-            # Unknown, never 0, when nothing gives the model's price.
-            "embedding_cost_usd": "unknown" if cost is None else dg.MetadataValue.float(cost),
-            **{
-                f"seconds_{stage}": dg.MetadataValue.float(round(seconds, 3))
-                for stage, seconds in stage_seconds.items()
-            },
-        },
+    metadata = _load_metadata(summary.counts, collection, location, stage_seconds)
+    metadata["files"] = dg.MetadataValue.json(summary.loaded_files[:_LISTED_FILES_LIMIT])
+    metadata["failed_files"] = dg.MetadataValue.json(
+        dict(list(summary.failed_files.items())[:_LISTED_FILES_LIMIT])
     )
+    yield dg.Output(summary.counts, "summary", metadata=metadata)
     yield dg.Output(summary.held_removal, "removal_hold")
+
+
+def _load_metadata(
+    counts: dict, collection: str, location: str, stage_seconds: dict[str, float]
+) -> dict:
+    """The materialization's counts, where the books went, and the seconds of each stage."""
+    cost = counts["embedding_cost_usd"]
+    return {
+        **counts,
+        "qdrant_collection": collection,
+        "qdrant_location": location,
+        # Unknown, never 0, when nothing gives the model's price.
+        "embedding_cost_usd": "unknown" if cost is None else dg.MetadataValue.float(cost),
+        **{
+            f"seconds_{stage}": dg.MetadataValue.float(round(seconds, 3))
+            for stage, seconds in stage_seconds.items()
+        },
+    }
 
 
 def _stage_seconds(context: dg.OpExecutionContext) -> dict[str, float]:

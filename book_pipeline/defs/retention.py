@@ -26,7 +26,10 @@ from book_pipeline.core.ingest.run_outputs import (
     runs_with_outputs,
 )
 from book_pipeline.core.settings import VARIABLES
-from book_pipeline.core.store.base import StoreDamagedError, StoreUnreachableError
+from book_pipeline.core.store.errors import (
+    StoreDamagedError,
+    StoreUnreachableError,
+)
 from book_pipeline.defs.resources import PipelineStateResource, QdrantResource
 
 SECONDS_PER_DAY = 86_400

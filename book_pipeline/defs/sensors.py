@@ -23,7 +23,10 @@ from book_pipeline.core.ingest.arrivals import PlannedBatch, SeenFiles, plan_tic
 from book_pipeline.core.ingest.folder_review import review_books_folder
 from book_pipeline.core.runtime.disk_space import describe_bytes, free_bytes
 from book_pipeline.core.settings import VARIABLES
-from book_pipeline.core.store.base import StoreDamagedError, StoreUnreachableError
+from book_pipeline.core.store.errors import (
+    StoreDamagedError,
+    StoreUnreachableError,
+)
 from book_pipeline.defs.alerts import step_failure_events
 from book_pipeline.defs.dead_runs import fail_dead_runs
 from book_pipeline.defs.jobs import fetch_data

@@ -144,29 +144,8 @@ def load_books(
     if files:
         store.ensure_collection(files[0][1].shape[1], model_name)
     stamp = store.stamp()
-    owner = pipeline_id(ledger)
-    entries = ledger.entries(stamp)
-    before = holdings(store, owner, entries)
-    require_books_folder(books_folder, _files_held(before.mine, ledger, stamp))
-    refuse_other_pipelines_files(
-        before, [parsed.file_name for parsed, _ in files], store.collection, store.location
-    )
-    claim_recorded_books(store, owner, entries)
-    books_loaded = 0
-    # Upsert every file first, then delete what they no longer hold: a crash in between
-    # leaves stale books for the next run to remove, never a file without its books.
-    for parsed, vectors in files:
-        books_loaded += store.upsert_books(parsed.books, vectors, parsed.sha256, owner)
-        fail_point(AFTER_FIRST_BATCH)
-    store.remove_books(
-        [parsed.file_name for parsed, _ in files],
-        keep_ids=[
-            book_point_id(book.source_file, book.index)
-            for parsed, _ in files
-            for book in parsed.books
-        ],
-        owner=owner,
-    )
+    owner = _admit_load(store, ledger, books_folder, files, stamp)
+    books_loaded = _replace_books(store, files, owner)
     review = review_books_folder(books_folder, ledger, stamp, store.stored_counts(owner))
     held = None
     if remove_books_of_deleted_files:
@@ -179,6 +158,63 @@ def load_books(
         store.remove_books(
             [entry.file_name for entry in review.removed] + review.orphans, owner=owner
         )
+    load_sequence = _record_load(
+        store, ledger, stamp, files, review, tokens, books_kept=not remove_books_of_deleted_files
+    )
+    return LoadOutcome(books_loaded, review, store.count(), load_sequence, held)
+
+
+def _admit_load(
+    store: BookVectorStore,
+    ledger: LoadLedger,
+    books_folder: Path,
+    files: Sequence[tuple[ParsedBookFile, np.ndarray]],
+    stamp: CollectionStamp | None,
+) -> str:
+    """This pipeline's id, once the load may go ahead: the books folder is the real one, no file
+    is another pipeline's, and the books this pipeline loaded before the id are claimed."""
+    owner = pipeline_id(ledger)
+    entries = ledger.entries(stamp)
+    before = holdings(store, owner, entries)
+    require_books_folder(books_folder, _files_held(before.mine, ledger, stamp))
+    refuse_other_pipelines_files(
+        before, [parsed.file_name for parsed, _ in files], store.collection, store.location
+    )
+    claim_recorded_books(store, owner, entries)
+    return owner
+
+
+def _replace_books(
+    store: BookVectorStore, files: Sequence[tuple[ParsedBookFile, np.ndarray]], owner: str
+) -> int:
+    """Upsert every file first, then delete what they no longer hold: a crash in between
+    leaves stale books for the next run to remove, never a file without its books."""
+    books_loaded = 0
+    for parsed, vectors in files:
+        books_loaded += store.upsert_books(parsed.books, vectors, parsed.sha256, owner)
+        fail_point(AFTER_FIRST_BATCH)
+    store.remove_books(
+        [parsed.file_name for parsed, _ in files],
+        keep_ids=[
+            book_point_id(book.source_file, book.index)
+            for parsed, _ in files
+            for book in parsed.books
+        ],
+        owner=owner,
+    )
+    return books_loaded
+
+
+def _record_load(
+    store: BookVectorStore,
+    ledger: LoadLedger,
+    stamp: CollectionStamp | None,
+    files: Sequence[tuple[ParsedBookFile, np.ndarray]],
+    review: FolderReview,
+    tokens: Mapping[str, int] | None,
+    books_kept: bool,
+) -> int:
+    """The collection's load sequence, then the ledger; returns the load's sequence number."""
     generation: str | None = None
     load_sequence = 0
     if stamp is not None:
@@ -190,12 +226,9 @@ def load_books(
     if generation is not None:
         ledger.record_loaded((parsed for parsed, _ in files), generation, load_sequence, tokens)
     ledger.record_removed(
-        review.removed,
-        generation or ANY_COLLECTION,
-        load_sequence,
-        books_kept=not remove_books_of_deleted_files,
+        review.removed, generation or ANY_COLLECTION, load_sequence, books_kept=books_kept
     )
-    return LoadOutcome(books_loaded, review, store.count(), load_sequence, held)
+    return load_sequence
 
 
 def load_embedded_files(

@@ -2,7 +2,7 @@
 the books the store actually holds of it."""
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from book_pipeline.core.embedding.costs import cost_usd, describe_cost, describe_price
@@ -45,44 +45,15 @@ def folder_status(
     with the store's count of their books when the store could be read, and the tokens their
     load was billed at `price_per_mtok` dollars per million. `held`: files whose removal the
     removal guard holds back (`removal_guard.hold_removals`)."""
-    pending = {snapshot.name for snapshot in review.pending}
-    gone = {entry.file_name for entry in review.removed}
-    drifts = {drift.file_name: drift for drift in review.drifted}
 
     def stored(file_name: str) -> int | None:
         return None if stored_counts is None else stored_counts.get(file_name, 0)
 
-    def state_of(entry: LedgerEntry) -> str:
-        if entry.file_name not in gone:
-            return entry.state.value
-        if entry.file_name in held:
-            return HELD_STATE
-        # Gone from the folder, but no run has caught up with it yet.
-        return "deleted, books not yet removed" if entry.state is FileState.LOADED else "deleted"
-
-    rows = [
-        FileStatus(
-            name,
-            PENDING,
-            drifts[name].recorded if name in drifts else 0,
-            stored(name),
-            None,
-            None,
-            f"{drifts[name].describe()}: the next run loads it again" if name in drifts else None,
-        )
-        for name in pending
-    ]
+    pending = {snapshot.name for snapshot in review.pending}
+    gone = {entry.file_name for entry in review.removed}
+    rows = _pending_rows(review, pending, stored)
     rows.extend(
-        FileStatus(
-            entry.file_name,
-            state_of(entry),
-            entry.books,
-            stored(entry.file_name),
-            entry.error,
-            entry.error_line,
-            tokens=entry.tokens,
-            cost_usd=None if entry.tokens is None else cost_usd(entry.tokens, price_per_mtok),
-        )
+        _recorded_row(entry, entry.file_name in gone, held, stored(entry.file_name), price_per_mtok)
         for entry in entries.values()
         if entry.file_name not in pending
     )
@@ -100,6 +71,51 @@ def folder_status(
         if name not in entries
     )
     return sorted(rows, key=lambda row: row.file_name)
+
+
+def _pending_rows(
+    review: FolderReview, pending: set[str], stored: Callable[[str], int | None]
+) -> list[FileStatus]:
+    drifts = {drift.file_name: drift for drift in review.drifted}
+    return [
+        FileStatus(
+            name,
+            PENDING,
+            drifts[name].recorded if name in drifts else 0,
+            stored(name),
+            None,
+            None,
+            f"{drifts[name].describe()}: the next run loads it again" if name in drifts else None,
+        )
+        for name in pending
+    ]
+
+
+def _recorded_row(
+    entry: LedgerEntry,
+    gone: bool,
+    held: Collection[str],
+    stored: int | None,
+    price_per_mtok: float | None,
+) -> FileStatus:
+    """A file as the ledger last recorded it, or as deleted when it has left the folder."""
+    state = entry.state.value
+    if gone:
+        # Gone from the folder, but no run has caught up with it yet.
+        loaded = entry.state is FileState.LOADED
+        state = "deleted, books not yet removed" if loaded else "deleted"
+        if entry.file_name in held:
+            state = HELD_STATE
+    return FileStatus(
+        entry.file_name,
+        state,
+        entry.books,
+        stored,
+        entry.error,
+        entry.error_line,
+        tokens=entry.tokens,
+        cost_usd=None if entry.tokens is None else cost_usd(entry.tokens, price_per_mtok),
+    )
 
 
 def format_status_table(rows: list[FileStatus]) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from book_pipeline.core.books.parsing import BookRecord
+from book_pipeline.core.store.errors import CollectionMismatchError
 from book_pipeline.core.store.keyword_vectors import (
     KEYWORD_VECTOR_NAME,
     SparseVector,
@@ -56,30 +57,6 @@ HYBRID_MODE = "hybrid"
 # The default first: what a search answers when no mode is asked for.
 SEARCH_MODES = (HYBRID_MODE, DENSE_MODE, KEYWORD_MODE)
 SERVER_ENGINE = "qdrant-server"
-
-
-class StoreLockedError(RuntimeError):
-    """Another process kept the embedded store open for longer than the configured wait."""
-
-
-class StoreUnreachableError(RuntimeError):
-    """The Qdrant server did not answer; the message names the URL, never the API key."""
-
-
-class CollectionMismatchError(RuntimeError):
-    """The existing collection was built for other vectors; writing into it would corrupt search."""
-
-
-class StoreDamagedError(RuntimeError):
-    """The store's folder cannot be read as a book collection; it is left exactly as it is."""
-
-
-class StoreRefusedError(RuntimeError):
-    """The Qdrant server answered a request with an error; the message is its answer."""
-
-
-class MigrationError(RuntimeError):
-    """A copy between stores cannot start, or the target does not hold what was copied."""
 
 
 def book_point_id(source_file: str, index: int) -> str:

@@ -14,6 +14,8 @@ import numpy as np
 from book_pipeline.core.store.base import (
     UPSERT_BATCH_SIZE,
     BookVectorStore,
+)
+from book_pipeline.core.store.errors import (
     CollectionMismatchError,
     MigrationError,
 )

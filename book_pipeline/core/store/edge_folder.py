@@ -34,10 +34,12 @@ from book_pipeline.core.store.base import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     CollectionStamp,
+)
+from book_pipeline.core.store.edge_conversions import edge_config
+from book_pipeline.core.store.errors import (
     StoreDamagedError,
     StoreLockedError,
 )
-from book_pipeline.core.store.edge_conversions import edge_config
 
 MANIFEST_NAME = "book_pipeline.json"
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from book_pipeline.core.store.base import (
-    UPSERT_BATCH_SIZE,
+from book_pipeline.core.store.base import UPSERT_BATCH_SIZE
+from book_pipeline.core.store.copying import copy_collection
+from book_pipeline.core.store.edge import EdgeStore
+from book_pipeline.core.store.errors import (
     CollectionMismatchError,
     MigrationError,
     StoreLockedError,
 )
-from book_pipeline.core.store.copying import copy_collection
-from book_pipeline.core.store.edge import EdgeStore
 
 LEGACY_UPGRADE_COMMAND = "book-pipeline migrate-store --from-legacy"
 

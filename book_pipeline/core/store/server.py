@@ -22,7 +22,6 @@ from book_pipeline.core.store.base import (
     UNCLAIMED,
     BookFilter,
     BookVectorStore,
-    CollectionMismatchError,
     CollectionStamp,
     HybridFusion,
     ScoredPoint,
@@ -31,6 +30,7 @@ from book_pipeline.core.store.base import (
     point_keyword_vector,
     point_name_vector,
 )
+from book_pipeline.core.store.errors import CollectionMismatchError
 from book_pipeline.core.store.keyword_vectors import KEYWORD_VECTOR_NAME, SparseVector
 from book_pipeline.core.store.name_vectors import NAME_VECTOR_NAME
 from book_pipeline.core.store.server_conversions import (

@@ -21,6 +21,8 @@ from book_pipeline.core.store.base import (
     HybridFusion,
     ScoredPoint,
     StoredPoint,
+)
+from book_pipeline.core.store.errors import (
     StoreRefusedError,
     StoreUnreachableError,
 )

@@ -10,7 +10,11 @@ from qdrant_client import QdrantClient
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from book_pipeline.core.settings import CollectionSettings
-from book_pipeline.core.store.base import StoreLockedError, StoreRefusedError, StoreUnreachableError
+from book_pipeline.core.store.errors import (
+    StoreLockedError,
+    StoreRefusedError,
+    StoreUnreachableError,
+)
 from book_pipeline.core.store.server import LOCAL_MODE_ENGINE, QdrantClientStore
 from book_pipeline.core.store.server_version import ServerTooOldError, check_server_version
 

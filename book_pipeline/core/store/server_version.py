@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from book_pipeline.core.store.base import StoreRefusedError
+from book_pipeline.core.store.errors import StoreRefusedError
 
 MIN_SERVER_VERSION = (1, 16)
 _VERSION = re.compile(r"v?(\d+)\.(\d+)")

@@ -8,11 +8,11 @@ from qdrant_client import models
 
 from book_pipeline.core.books.parsing import parse_book_text
 from book_pipeline.core.settings import CollectionSettings
-from book_pipeline.core.store.base import (
+from book_pipeline.core.store.base import book_point_id
+from book_pipeline.core.store.errors import (
     CollectionMismatchError,
     StoreLockedError,
     StoreUnreachableError,
-    book_point_id,
 )
 from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline.core.store.server_conversions import vector_params

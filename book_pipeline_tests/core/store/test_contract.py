@@ -16,10 +16,10 @@ from book_pipeline.core.store.base import (
     SERVER_ENGINE,
     BookFilter,
     BookVectorStore,
-    CollectionMismatchError,
     CollectionStamp,
     book_point_id,
 )
+from book_pipeline.core.store.errors import CollectionMismatchError
 from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline_tests.support.embedders import unit_vectors
 from book_pipeline_tests.support.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub

@@ -20,11 +20,13 @@ from book_pipeline.core.search import search_books
 from book_pipeline.core.settings import DEFAULT_COLLECTION, CollectionSettings
 from book_pipeline.core.store.base import (
     BookVectorStore,
-    CollectionMismatchError,
-    MigrationError,
     StoredPoint,
 )
 from book_pipeline.core.store.copying import VECTOR_TOLERANCE, copy_collection
+from book_pipeline.core.store.errors import (
+    CollectionMismatchError,
+    MigrationError,
+)
 from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline_tests.support.embedders import CountingEmbedder
 from book_pipeline_tests.support.qdrant_rest_stub import QdrantStubState, qdrant_rest_stub

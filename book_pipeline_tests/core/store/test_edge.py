@@ -18,13 +18,15 @@ from book_pipeline.core.books.parsing import BookRecord, parse_book_file
 from book_pipeline.core.embedding.local import shared_local_embedder
 from book_pipeline.core.search import SearchRefusedError, search_books
 from book_pipeline.core.store.base import (
-    CollectionMismatchError,
     CollectionStamp,
-    StoreDamagedError,
     book_payload,
     book_point_id,
 )
 from book_pipeline.core.store.edge_folder import MANIFEST_NAME
+from book_pipeline.core.store.errors import (
+    CollectionMismatchError,
+    StoreDamagedError,
+)
 from book_pipeline.core.store.opening import open_vector_store, read_collection_stamp
 from book_pipeline_tests.support.data_folder import folder_fingerprint, hold_store_open
 from book_pipeline_tests.support.embedders import CountingEmbedder

@@ -12,10 +12,10 @@ from book_pipeline import cli
 from book_pipeline.core.runtime.disk_space import folder_size_bytes
 from book_pipeline.core.settings import DEFAULT_COLLECTION
 from book_pipeline.core.store.base import (
-    MigrationError,
     book_payload,
     book_point_id,
 )
+from book_pipeline.core.store.errors import MigrationError
 from book_pipeline.core.store.keyword_vectors import query_keyword_vector
 from book_pipeline.core.store.legacy import LEGACY_UPGRADE_COMMAND
 from book_pipeline_tests.support.data_folder import folder_fingerprint, qdrant_in

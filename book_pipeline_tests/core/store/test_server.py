@@ -14,7 +14,10 @@ import pytest
 
 from book_pipeline import cli
 from book_pipeline.core.settings import DEFAULT_COLLECTION, CollectionSettings
-from book_pipeline.core.store.base import StoreRefusedError, StoreUnreachableError
+from book_pipeline.core.store.errors import (
+    StoreRefusedError,
+    StoreUnreachableError,
+)
 from book_pipeline.core.store.opening import open_vector_store
 from book_pipeline.core.store.server_opening import open_server_store
 from book_pipeline.core.store.server_version import ServerTooOldError, required_version
