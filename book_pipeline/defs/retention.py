@@ -30,7 +30,7 @@ from book_pipeline.core.store.errors import (
     StoreDamagedError,
     StoreUnreachableError,
 )
-from book_pipeline.defs.resources import PipelineStateResource, QdrantResource
+from book_pipeline.defs.resources import EmbedderResource, PipelineStateResource, QdrantResource
 
 SECONDS_PER_DAY = 86_400
 # A tick deletes at most this many old runs (each deletes its event log): ticks stay short,
@@ -124,10 +124,11 @@ def delete_old_runs(instance: dg.DagsterInstance, history_days: int, now: float)
 
 
 def _ledger_entries(
-    qdrant: QdrantResource, pipeline_state: PipelineStateResource
+    qdrant: QdrantResource, embedder: EmbedderResource, pipeline_state: PipelineStateResource
 ) -> dict[str, LedgerEntry] | None:
+    """What the ledger records for the version runs load into (a new one during a rebuild)."""
     try:
-        stamp = qdrant.read_stamp()
+        _, stamp = qdrant.read_stamp(embedder.model_name())
     except (StoreDamagedError, StoreUnreachableError):
         return None
     return pipeline_state.ledger().entries(stamp)
@@ -143,12 +144,13 @@ def _ledger_entries(
 def run_retention_sensor(
     context: dg.SensorEvaluationContext,
     qdrant: QdrantResource,
+    embedder: EmbedderResource,
     pipeline_state: PipelineStateResource,
 ) -> dg.SkipReason:
     now = time.time()
     removed = remove_unneeded_outputs(
         context.instance,
-        _ledger_entries(qdrant, pipeline_state),
+        _ledger_entries(qdrant, embedder, pipeline_state),
         pipeline_state.failed_run_output_days,
         now,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from book_pipeline.core.ingest.run_outputs import runs_with_outputs
-from book_pipeline.defs.resources import PipelineStateResource
+from book_pipeline.defs.resources import EmbedderResource, PipelineStateResource
 from book_pipeline.defs.retention import (
     SECONDS_PER_DAY,
     delete_old_runs,
@@ -29,6 +29,11 @@ BAD_REQUEST = 400
 
 def runs_keeping_outputs(instance: dg.DagsterInstance) -> set[str]:
     return {outputs.run_id for outputs in runs_with_outputs(Path(instance.storage_directory()))}
+
+
+def openai_embedder() -> EmbedderResource:
+    """The embedder the runs here use (`openai_run_config`), as the sensor is given it."""
+    return EmbedderResource(provider="openai", openai_api_key="sk-test")
 
 
 def retention_tick(instance: dg.DagsterInstance, data_dir: Path, now: float | None = None) -> None:
@@ -92,7 +97,8 @@ def test_a_failed_runs_outputs_stay_for_its_reexecution_then_go(
         )
     # It read the first run's parsed files: they were still there.
     assert reexecution.status == dg.DagsterRunStatus.SUCCESS
-    assert qdrant_in(data_dir).read_stamp() is not None
+    _, stamp = qdrant_in(data_dir).read_stamp(openai_embedder().model_name())
+    assert stamp is not None
     assert sum(entry.books for entry in recorded_entries(data_dir).values()) == 4
 
     retention_tick(instance, data_dir)
@@ -153,6 +159,7 @@ def test_the_sensor_removes_a_successful_runs_outputs(
         run = run_fetch_data(instance, openai_run_config(books_dir, data_dir, url))
     resources = {
         "qdrant": qdrant_in(data_dir),
+        "embedder": openai_embedder(),
         "pipeline_state": PipelineStateResource(data_dir=str(data_dir)),
     }
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
