@@ -80,6 +80,10 @@ def start_daemon(root: Path, environment: dict[str, str]) -> subprocess.Popen:
     dagster_home = root / "dagster_home"
     dagster_home.mkdir(parents=True)
     shutil.copy(LOCAL_INSTANCE_CONFIG, dagster_home / "dagster.yaml")
+    # The instance's SQLite storages made here first: the daemon and this process creating them
+    # at once can leave two alembic heads ("has more than one head present").
+    with dg.DagsterInstance.from_config(str(dagster_home)):
+        pass
     return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "dagster-daemon"),
